@@ -1,0 +1,37 @@
+# Two entry points: `make run` (install + open the dashboard on the demo) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+VENV_PYTHON := $(VENV)/bin/python
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+export TF_CPP_MIN_LOG_LEVEL := 3
+
+.PHONY: run test demo-assets benchmarks clean
+
+$(VENV_PYTHON):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV_PYTHON) -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime-installed: requirements.txt pyproject.toml | $(VENV_PYTHON)
+	$(VENV_PYTHON) -m pip install --quiet -r requirements.txt
+	$(VENV_PYTHON) -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
+	$(VENV_PYTHON) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.runtime-installed
+	$(VENV_PYTHON) -m streamlit run dashboard/app.py
+
+test: $(VENV)/.dev-installed
+	$(VENV_PYTHON) -m pytest
+
+# Rebuilds everything in assets/ from the project's own code (seeded, so the same every time).
+demo-assets: $(VENV)/.runtime-installed
+	$(VENV_PYTHON) -m assets.build
+
+benchmarks: $(VENV)/.runtime-installed
+	$(VENV_PYTHON) -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,133 @@
+"""Model bundles: a ``model.keras`` file plus a ``manifest.json`` that vouches for it.
+
+The manifest records what a person needs to trust and reproduce a model (kind, input size,
+preprocessing, training data summary, history, library versions, creation time) and the SHA-256 of
+the model file. Loading re-checks the hash before Keras sees the file and loads with
+``safe_mode=True``; any failed check refuses the bundle with one clear sentence.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+from core.errors import BundleError
+from core.files import atomic_write_json
+from core.stat_distance import StatDistance
+
+MODEL_FILE = "model.keras"
+MANIFEST_FILE = "manifest.json"
+BUNDLE_FORMAT = "residual-lab-bundle/1"
+PREPROCESSING = {"color": "grayscale (ITU-R 601-2 luma)", "resize": "bilinear to input_size×input_size",
+                 "scale": "pixel / 255 (or / 65535 for 16-bit), float32 in [0, 1]"}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_bundle(detector, directory: str | Path, data_summary: dict | None = None) -> Path:
+    """Write ``detector`` as a bundle; the manifest is written last, so a crash leaves no loadable half."""
+    import keras
+    import numpy
+    import tensorflow
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".model-", suffix=".keras")
+    os.close(descriptor)
+    try:
+        detector.model_.save(temporary)
+        os.replace(temporary, directory / MODEL_FILE)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "model_kind": detector.model,
+        "input_size": int(detector.input_size),
+        "parameters": {key: (list(value) if isinstance(value, tuple) else value)
+                       for key, value in detector.get_params().items()},
+        "preprocessing": PREPROCESSING,
+        "score_sign": "higher = more anomalous; a threshold t rejects a part when score >= t",
+        "training_data": data_summary or {},
+        "training": {"train_images": detector.n_train_images_, "held_out_images": detector.n_held_out_images_,
+                     "seconds": round(detector.training_seconds_, 2), "epochs_run": len(detector.history_["loss"])},
+        "history": detector.history_,
+        "stat_distance": detector.stat_distance_.to_json(),
+        "versions": {"python": platform.python_version(), "tensorflow": tensorflow.__version__,
+                     "keras": keras.__version__, "numpy": numpy.__version__},
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model_file": MODEL_FILE,
+        "model_sha256": sha256_of(directory / MODEL_FILE),
+    }
+    atomic_write_json(directory / MANIFEST_FILE, manifest)
+    return directory
+
+
+def read_manifest(directory: str | Path) -> dict:
+    """The manifest of a bundle after the checks that need no Keras: presence, format, hash."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BundleError(f"{directory}: no such model bundle folder.")
+    manifest_path = directory / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise BundleError(f"{directory}: not a finished model bundle (no {MANIFEST_FILE}).")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise BundleError(f"{manifest_path}: manifest is not readable JSON.") from None
+    required = ("format", "model_kind", "input_size", "model_file", "model_sha256", "stat_distance")
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT or \
+            any(key not in manifest for key in required):
+        raise BundleError(f"{manifest_path}: not a {BUNDLE_FORMAT} manifest.")
+    model_path = directory / str(manifest["model_file"])
+    if Path(manifest["model_file"]).name != manifest["model_file"] or not model_path.is_file():
+        raise BundleError(f"{directory}: the model file named in the manifest is missing.")
+    if sha256_of(model_path) != manifest["model_sha256"]:
+        raise BundleError(f"{model_path}: model file does not match the SHA-256 in its manifest "
+                          "(it was altered or damaged); refusing to load it.")
+    return manifest
+
+
+def load_bundle(directory: str | Path):
+    """Load a bundle into a fitted :class:`~core.detector.ResidualDetector`."""
+    import keras
+
+    import core.layers  # noqa: F401  registers NeighborConv2D for deserialisation
+    from core.detector import ResidualDetector
+
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    try:
+        network = keras.saving.load_model(directory / manifest["model_file"], compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a bad archive
+        raise BundleError(f"{directory}: Keras could not load the model ({type(error).__name__}).") from None
+    size = int(manifest["input_size"])
+    if tuple(network.input_shape[1:]) != (size, size, 1):
+        raise BundleError(f"{directory}: the model's input shape {network.input_shape[1:]} does not match "
+                          f"the manifest's input size {size}.")
+    parameters = dict(manifest.get("parameters", {}))
+    parameters.update(model=manifest["model_kind"], input_size=size)
+    known = ResidualDetector().get_params()
+    detector = ResidualDetector(**{key: value for key, value in parameters.items() if key in known})
+    detector.model_ = network
+    detector.history_ = manifest.get("history", {})
+    detector.n_train_images_ = manifest.get("training", {}).get("train_images", 0)
+    detector.n_held_out_images_ = manifest.get("training", {}).get("held_out_images", 0)
+    detector.training_seconds_ = manifest.get("training", {}).get("seconds", 0.0)
+    try:
+        detector.stat_distance_ = StatDistance.from_json(manifest["stat_distance"])
+    except (KeyError, TypeError, ValueError):
+        raise BundleError(f"{directory}: the manifest's stat_distance reference is damaged.") from None
+    detector.manifest_ = manifest
+    return detector

@@ -1,0 +1,196 @@
+"""``ResidualDetector``: train an NCAE (or CAE) on good parts, then score images by their residuals.
+
+Estimator-style, as in scikit-learn and PyOD::
+
+    detector = ResidualDetector(model="ncae", epochs=40).fit(good_images)
+    result = detector.score(images, with_maps=True)
+    result.table            # one row per image: mean, std, ..., mse, stat_distance (higher = worse)
+    result.residuals        # signed residual maps x - x_hat, shape (n, size, size)
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from core.defaults import DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_WIDTHS
+from core.models import build_autoencoder
+from core.residuals import STATISTIC_NAMES, residual_maps, residual_statistics
+from core.stat_distance import StatDistance
+
+SCORE_COLUMNS = (*STATISTIC_NAMES, "stat_distance")
+MIN_TRAINING_IMAGES = 8
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """What a progress callback receives after every epoch."""
+
+    epoch: int
+    epochs: int
+    loss: float
+    val_loss: float
+    elapsed_seconds: float
+    seconds_left: float
+
+
+@dataclass
+class ScoreResult:
+    table: pd.DataFrame
+    reconstructions: np.ndarray | None = None
+    residuals: np.ndarray | None = None
+
+
+class TrainingCancelled(RuntimeError):
+    """Raised by :meth:`ResidualDetector.fit` when ``should_stop`` asked training to end."""
+
+
+class ResidualDetector:
+    """Anomaly detector over autoencoder residuals.
+
+    Parameters are plain attributes and are checked when :meth:`fit` builds the network; fitted
+    state ends in ``_`` (``model_``, ``history_``, ``stat_distance_``, ``training_seconds_``).
+    """
+
+    def __init__(self, model="ncae", input_size=DEFAULT_INPUT_SIZE, widths=DEFAULT_WIDTHS,
+                 bottleneck=DEFAULT_BOTTLENECK, epochs=DEFAULT_EPOCHS, batch_size=32, learning_rate=2e-3,
+                 validation_fraction=0.15, patience=8, noise_std=0.0, seed=0):
+        self.model = model
+        self.input_size = input_size
+        self.widths = widths
+        self.bottleneck = bottleneck
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.noise_std = noise_std
+        self.seed = seed
+        self._inference_lock = threading.Lock()
+
+    def get_params(self) -> dict:
+        return {name: getattr(self, name) for name in (
+            "model", "input_size", "widths", "bottleneck", "epochs", "batch_size", "learning_rate",
+            "validation_fraction", "patience", "noise_std", "seed")}
+
+    def fit(self, good_images: np.ndarray, progress: Callable[[TrainingProgress], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> "ResidualDetector":
+        """Train on good images only; a held-out share drives early stopping and ``stat_distance``."""
+        import keras
+
+        images = _as_batch(good_images, self.input_size)
+        if len(images) < MIN_TRAINING_IMAGES:
+            raise ValueError(f"Training needs at least {MIN_TRAINING_IMAGES} good images, got {len(images)}.")
+        if not 0 < self.validation_fraction < 0.5:
+            raise ValueError(f"`validation_fraction` must be between 0 and 0.5, got {self.validation_fraction!r}.")
+        if int(self.epochs) < 1:
+            raise ValueError(f"`epochs` must be at least 1, got {self.epochs!r}.")
+
+        keras.utils.set_random_seed(int(self.seed))
+        order = np.random.default_rng(int(self.seed)).permutation(len(images))
+        held_out_count = max(3, int(round(len(images) * self.validation_fraction)))
+        held_out, training = images[order[:held_out_count]], images[order[held_out_count:]]
+
+        network = build_autoencoder(self.model, int(self.input_size), self.widths, int(self.bottleneck),
+                                    float(self.noise_std))
+        network.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse")
+        callbacks = [
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(self.patience), restore_best_weights=True),
+            _ProgressCallback(int(self.epochs), progress, should_stop),
+        ]
+        started = time.perf_counter()
+        history = network.fit(training, training, validation_data=(held_out, held_out), epochs=int(self.epochs),
+                              batch_size=int(self.batch_size), shuffle=True, callbacks=callbacks, verbose=0)
+        if callbacks[1].cancelled:
+            raise TrainingCancelled("Training was cancelled.")
+        self.training_seconds_ = time.perf_counter() - started
+        self.model_ = network
+        self.history_ = {key: [float(value) for value in values] for key, values in history.history.items()}
+        self.n_train_images_ = len(training)
+        self.n_held_out_images_ = len(held_out)
+        self.stat_distance_ = StatDistance.fit(self._statistics(held_out), seed=int(self.seed))
+        return self
+
+    def reconstruct(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        self._check_fitted()
+        batch = _as_batch(images, self.input_size)
+        outputs = []
+        with self._inference_lock:
+            for start in range(0, len(batch), batch_size):
+                chunk = batch[start:start + batch_size, ..., None]
+                outputs.append(np.asarray(self.model_.predict_on_batch(chunk))[..., 0])
+        return np.concatenate(outputs) if outputs else np.zeros_like(batch)
+
+    def score(self, images: np.ndarray, with_maps: bool = False, batch_size: int = 64) -> ScoreResult:
+        """Score images; memory stays flat unless ``with_maps`` asks to keep every map."""
+        self._check_fitted()
+        batch = _as_batch(images, self.input_size)
+        columns: dict[str, list[np.ndarray]] = {name: [] for name in STATISTIC_NAMES}
+        reconstructions, residuals = [], []
+        for start in range(0, len(batch), batch_size):
+            chunk = batch[start:start + batch_size]
+            reconstruction = self.reconstruct(chunk, batch_size)
+            residual = residual_maps(chunk, reconstruction)
+            for name, values in residual_statistics(residual).items():
+                columns[name].append(values)
+            if with_maps:
+                reconstructions.append(reconstruction)
+                residuals.append(residual)
+        statistics = {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in columns.items()}
+        table = pd.DataFrame(statistics)
+        table["stat_distance"] = self.stat_distance_.distance(statistics) if len(table) else np.zeros(0)
+        if not with_maps:
+            return ScoreResult(table)
+        empty = np.zeros((0, self.input_size, self.input_size), dtype=np.float32)
+        return ScoreResult(table, np.concatenate(reconstructions) if reconstructions else empty,
+                           np.concatenate(residuals) if residuals else empty)
+
+    def _statistics(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        return residual_statistics(residual_maps(images, self.reconstruct(images)))
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise RuntimeError("This ResidualDetector is not fitted yet; call fit() or load a bundle first.")
+
+
+def _as_batch(images: np.ndarray, input_size: int) -> np.ndarray:
+    batch = np.asarray(images, dtype=np.float32)
+    if batch.ndim == 4 and batch.shape[-1] == 1:
+        batch = batch[..., 0]
+    if batch.ndim != 3 or batch.shape[1:] != (input_size, input_size):
+        raise ValueError(f"Expected images of shape (n, {input_size}, {input_size}), got {batch.shape}.")
+    return batch
+
+
+def _keras_callback_base():
+    import keras
+
+    return keras.callbacks.Callback
+
+
+class _ProgressCallback(_keras_callback_base()):
+    def __init__(self, epochs, progress, should_stop):
+        super().__init__()
+        self.epochs, self.progress, self.should_stop = epochs, progress, should_stop
+        self.cancelled = False
+
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        elapsed = time.perf_counter() - self.started
+        done = epoch + 1
+        if self.progress is not None:
+            self.progress(TrainingProgress(done, self.epochs, float(logs.get("loss", math.nan)),
+                                           float(logs.get("val_loss", math.nan)), elapsed,
+                                           elapsed / done * (self.epochs - done)))
+        if self.should_stop is not None and self.should_stop():
+            self.cancelled = True
+            self.model.stop_training = True

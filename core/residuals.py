@@ -1,0 +1,73 @@
+"""Residual maps and the per-image residual statistics used as anomaly scores.
+
+For an image ``x`` and its reconstruction ``x_hat`` (both in [0, 1]) the *signed residual* is
+``r = x - x_hat`` and the *absolute residual* is ``a = |r|``. Every statistic is computed per image
+over all of its pixels, vectorised over the batch, and oriented so that a larger value means more
+reconstruction error, i.e. more anomalous:
+
+- ``mean``: mean of ``a`` (the mean absolute error).
+- ``std``, ``var``: population standard deviation and variance of ``a``.
+- ``kurtosis``: excess (Fisher) kurtosis of ``a``; large when a few pixels carry most of the error,
+  which is what a small local defect looks like.
+- ``skewness``: skewness of ``a``.
+- ``range``: ``max - min`` of ``a``.
+- ``min``, ``max``: smallest and largest value of ``a``.
+- ``cumsum``: the cumulative sum of ``a`` over the whole image (its last value), i.e. the total
+  absolute error; unlike ``mean`` it grows with the input size.
+- ``entropy``: Shannon entropy in bits of the distribution of ``a`` over 64 equal-width bins on
+  [0, 1]; the bins are fixed so the value is comparable across images.
+- ``mse``: mean of ``r ** 2``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+STATISTIC_NAMES = ("mean", "std", "var", "kurtosis", "skewness", "range", "min", "max", "cumsum", "entropy", "mse")
+ENTROPY_BINS = 64
+
+
+def residual_maps(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
+    """Signed residual ``x - x_hat`` per pixel, shape ``(n, height, width)``."""
+    return np.asarray(images, dtype=np.float32).reshape(len(images), *images.shape[1:3]) - np.asarray(
+        reconstructions, dtype=np.float32).reshape(len(images), *images.shape[1:3])
+
+
+def residual_statistics(residuals: np.ndarray) -> dict[str, np.ndarray]:
+    """All :data:`STATISTIC_NAMES` for a batch of signed residual maps; one value per image each."""
+    count = len(residuals)
+    signed = np.asarray(residuals, dtype=np.float64).reshape(count, -1)
+    absolute = np.abs(signed)
+    mean = absolute.mean(axis=1)
+    centred = absolute - mean[:, None]
+    var = (centred ** 2).mean(axis=1)
+    std = np.sqrt(var)
+    # a constant residual has no shape; report 0 rather than NaN so tables stay numeric
+    safe_var = np.where(var > 1e-18, var, 1.0)
+    skewness = np.where(var > 1e-18, (centred ** 3).mean(axis=1) / safe_var ** 1.5, 0.0)
+    kurtosis = np.where(var > 1e-18, (centred ** 4).mean(axis=1) / safe_var ** 2 - 3.0, 0.0)
+    minimum, maximum = absolute.min(axis=1), absolute.max(axis=1)
+    return {
+        "mean": mean,
+        "std": std,
+        "var": var,
+        "kurtosis": kurtosis,
+        "skewness": skewness,
+        "range": maximum - minimum,
+        "min": minimum,
+        "max": maximum,
+        "cumsum": absolute.sum(axis=1),
+        "entropy": _histogram_entropy(absolute),
+        "mse": (signed ** 2).mean(axis=1),
+    }
+
+
+def _histogram_entropy(absolute: np.ndarray) -> np.ndarray:
+    count, pixels = absolute.shape
+    bins = np.minimum((absolute * ENTROPY_BINS).astype(np.int64), ENTROPY_BINS - 1)
+    offsets = (np.arange(count) * ENTROPY_BINS)[:, None]
+    histogram = np.bincount((bins + offsets).ravel(), minlength=count * ENTROPY_BINS).reshape(count, ENTROPY_BINS)
+    probability = histogram / pixels
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(probability > 0, probability * np.log2(probability), 0.0)
+    return -terms.sum(axis=1)

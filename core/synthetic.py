@@ -1,0 +1,185 @@
+"""The built-in demo: seeded top-view images of a round cast impeller, good and defective.
+
+In the spirit of the casting-product photos the NCAE was first shown on: a sand-cast disc with a
+hub, bolt holes and blades, grainy texture, concentric machining marks, and lighting and pose that
+change from part to part (so brightness alone does not give a defect away). Defects come in five
+types, each with a pixel mask: blowhole, scratch, crack, edge_chip and stain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from core.files import atomic_write_bytes
+from core.images import encode_png
+
+DEFECT_TYPES = ("blowhole", "scratch", "crack", "edge_chip", "stain")
+DEMO_IMAGE_SIZE = 128
+
+
+@dataclass(frozen=True)
+class DemoSetSize:
+    train_good: int = 240
+    test_good: int = 60
+    test_defect_per_type: int = 16
+
+
+@dataclass
+class Part:
+    """Pose of one rendered part, needed to place defects on the metal rather than the background."""
+
+    centre: tuple[float, float]
+    radius: float
+    hub_radius: float
+    hole_radius: float
+
+
+def render_part(rng: np.random.Generator, size: int = DEMO_IMAGE_SIZE, defect: str | None = None):
+    """Render one part; returns ``(image, mask)`` as float32 arrays, mask all zero for a good part."""
+    supersample = 2
+    grid = size * supersample
+    yy, xx = np.mgrid[0:grid, 0:grid].astype(np.float32) / supersample
+    part = Part(
+        centre=(size / 2 + rng.normal(0, size * 0.015), size / 2 + rng.normal(0, size * 0.015)),
+        radius=size * rng.uniform(0.38, 0.43),
+        hub_radius=size * rng.uniform(0.13, 0.155),
+        hole_radius=size * rng.uniform(0.05, 0.06),
+    )
+    dy, dx = yy - part.centre[0], xx - part.centre[1]
+    radius = np.hypot(dy, dx)
+    angle = np.arctan2(dy, dx) + rng.uniform(0, 2 * np.pi)
+
+    blades = int(rng.integers(7, 10))
+    blade_profile = 0.5 + 0.5 * np.cos(blades * angle + 2.5 * radius / part.radius)
+    disc = _soft_step(part.radius - radius, 1.4)
+    hub = _soft_step(part.hub_radius - radius, 1.4)
+    hole = _soft_step(part.hole_radius - radius, 1.2)
+    rim = _soft_step(radius - part.radius * 0.86, 1.5) * disc
+
+    metal = 0.50 + 0.05 * blade_profile * (1 - hub) + 0.08 * rim + 0.10 * hub
+    machining = 0.025 * np.sin(2 * np.pi * radius / rng.uniform(1.6, 2.4)) * hub
+    grain = ndimage.gaussian_filter(rng.normal(0, 1, (grid, grid)), 1.4 * supersample) * 0.35
+    # a raised ring on the hub face: rotation-invariant, so pose alone never looks like a defect
+    ring_radius = part.hub_radius * rng.uniform(0.68, 0.76)
+    ring = np.exp(-0.5 * ((radius - ring_radius) / (size * 0.028)) ** 2)
+    image = disc * (metal + machining + grain * 0.12 - 0.18 * ring) * (1 - hole)
+    background = 0.12 + 0.03 * ndimage.gaussian_filter(rng.normal(0, 1, (grid, grid)), 6 * supersample)
+    image = image + (1 - disc) * background
+
+    mask = np.zeros((grid, grid), dtype=np.float32)
+    if defect is not None:
+        image, mask = _add_defect(rng, defect, image, background, yy, xx, radius, part, supersample)
+
+    # lighting: a directional gradient, a vignette and an overall gain that differ per part
+    light_angle = rng.uniform(0, 2 * np.pi)
+    gradient = 1 + rng.uniform(0.05, 0.2) * ((np.cos(light_angle) * dx + np.sin(light_angle) * dy) / size)
+    vignette = 1 - 0.25 * (radius / size) ** 2
+    image = image * gradient * vignette * rng.uniform(0.72, 1.28) + rng.uniform(-0.05, 0.05)
+
+    image = _downsample(image, supersample) + rng.normal(0, 0.008, (size, size))
+    mask = (_downsample(mask, supersample) > 0.5).astype(np.float32)
+    return np.clip(image, 0, 1).astype(np.float32), mask
+
+
+def generate_demo_set(out_dir: str | Path, counts: DemoSetSize = DemoSetSize(), size: int = DEMO_IMAGE_SIZE,
+                      seed: int = 0) -> Path:
+    """Write the demo set in the MVTec AD layout; the same seed always gives the same files."""
+    root = Path(out_dir)
+    rng = np.random.default_rng(seed)
+    plan = [("train/good", None, index) for index in range(counts.train_good)]
+    plan += [("test/good", None, index) for index in range(counts.test_good)]
+    plan += [(f"test/{kind}", kind, index) for kind in DEFECT_TYPES for index in range(counts.test_defect_per_type)]
+    for folder, defect, index in plan:
+        image, mask = render_part(np.random.default_rng(rng.integers(2**63)), size, defect)
+        atomic_write_bytes(root / folder / f"{index:03d}.png", encode_png(image))
+        if defect is not None:
+            atomic_write_bytes(root / "ground_truth" / defect / f"{index:03d}_mask.png", encode_png(mask))
+    return root
+
+
+def _add_defect(rng, defect, image, background, yy, xx, radius, part: Part, supersample):
+    grid = image.shape[0]
+    mask = np.zeros_like(image)
+    on_metal_low, on_metal_high = part.hub_radius * 1.15, part.radius * 0.9
+
+    def point_on_metal(low=on_metal_low, high=on_metal_high):
+        r = rng.uniform(low, high)
+        theta = rng.uniform(0, 2 * np.pi)
+        return part.centre[0] + r * np.sin(theta), part.centre[1] + r * np.cos(theta)
+
+    if defect == "blowhole":
+        for _ in range(int(rng.integers(1, 4))):
+            cy, cx = point_on_metal()
+            hole_r = rng.uniform(1.6, 3.2)
+            distance = np.hypot(yy - cy, xx - cx)
+            pit = _soft_step(hole_r - distance, 0.4)
+            halo = _soft_step(hole_r + 1.0 - distance, 0.4) - pit
+            image = image * (1 - 0.75 * pit) + 0.10 * halo
+            mask = np.maximum(mask, (distance <= hole_r + 0.5).astype(np.float32))
+    elif defect in ("scratch", "crack"):
+        cy, cx = point_on_metal()
+        heading = rng.uniform(0, 2 * np.pi)
+        length = rng.uniform(18, 34) if defect == "scratch" else rng.uniform(16, 28)
+        steps = 48
+        wobble = 0.02 if defect == "scratch" else 0.55
+        canvas = np.zeros_like(image)
+        for _ in range(steps):
+            heading += rng.normal(0, wobble)
+            cy += np.sin(heading) * length / steps
+            cx += np.cos(heading) * length / steps
+            iy, ix = int(round(cy * supersample)), int(round(cx * supersample))
+            if 0 <= iy < grid and 0 <= ix < grid:
+                canvas[iy, ix] = 1.0
+        width = 1.5 if defect == "scratch" else 1.0
+        line = ndimage.binary_dilation(canvas > 0, iterations=int(width * supersample)).astype(np.float32)
+        line = ndimage.gaussian_filter(line, 0.5 * supersample)
+        line = np.clip(line * 1.5, 0, 1) * _soft_step(part.radius - radius, 0.7)
+        if defect == "scratch":
+            image = image + rng.choice([-1, 1]) * rng.uniform(0.22, 0.35) * line
+        else:
+            image = image * (1 - 0.7 * line)
+        mask = (line > 0.25).astype(np.float32)
+    elif defect == "edge_chip":
+        theta = rng.uniform(0, 2 * np.pi)
+        chip_r = rng.uniform(5.0, 8.0)
+        cy = part.centre[0] + np.sin(theta) * (part.radius - chip_r * 0.25)
+        cx = part.centre[1] + np.cos(theta) * (part.radius - chip_r * 0.25)
+        chip = _soft_step(chip_r - np.hypot(yy - cy, xx - cx), 0.6) * _soft_step(part.radius - radius, 0.7)
+        image = image * (1 - chip) + background * chip
+        mask = (chip > 0.5).astype(np.float32)
+    elif defect == "stain":
+        cy, cx = point_on_metal()
+        axes = rng.uniform(3.5, 7.0, size=2)
+        tilt = rng.uniform(0, np.pi)
+        u = (yy - cy) * np.cos(tilt) + (xx - cx) * np.sin(tilt)
+        v = -(yy - cy) * np.sin(tilt) + (xx - cx) * np.cos(tilt)
+        ellipse = (u / axes[0]) ** 2 + (v / axes[1]) ** 2
+        ragged = ndimage.gaussian_filter(rng.normal(0, 1, image.shape), 2 * supersample) * 0.8
+        blob = _soft_step(1.0 + ragged - ellipse, 0.15) * _soft_step(part.radius - radius, 0.7)
+        image = image + rng.choice([-1, 1]) * rng.uniform(0.28, 0.38) * blob
+        mask = (blob > 0.5).astype(np.float32)
+    else:
+        raise ValueError(f"Unknown defect type {defect!r}; expected one of {', '.join(DEFECT_TYPES)}.")
+    return image, mask
+
+
+def _soft_step(signed_distance, softness):
+    return 1.0 / (1.0 + np.exp(-np.clip(signed_distance / softness, -30, 30)))
+
+
+def _downsample(array, factor):
+    height, width = array.shape
+    return array.reshape(height // factor, factor, width // factor, factor).mean(axis=(1, 3))
+
+
+def preview_grid(out_path: str | Path, seed: int = 0) -> None:
+    """A contact sheet of one good part and one of each defect type, for eyeballing the generator."""
+    rng = np.random.default_rng(seed)
+    tiles = [render_part(rng, DEMO_IMAGE_SIZE, kind)[0] for kind in (None, None) + DEFECT_TYPES]
+    sheet = np.concatenate(tiles, axis=1)
+    Image.fromarray((sheet * 255).astype(np.uint8)).save(out_path)

@@ -1,0 +1,32 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pytest
+
+from core.quiet import import_tensorflow_quietly
+
+import_tensorflow_quietly()
+
+from core.datasets import open_dataset  # noqa: E402
+from core.detector import ResidualDetector  # noqa: E402
+from core.pipeline import train_run  # noqa: E402
+from core.synthetic import DemoSetSize, generate_demo_set  # noqa: E402
+
+SMALL_SET = DemoSetSize(train_good=24, test_good=6, test_defect_per_type=2)
+TINY_MODEL = dict(input_size=32, widths=(8, 16), bottleneck=4, epochs=3, batch_size=8, seed=0)
+
+
+@pytest.fixture(scope="session")
+def small_demo_dir(tmp_path_factory):
+    """A small demo set in the MVTec layout, written by the project's own generator."""
+    return generate_demo_set(tmp_path_factory.mktemp("data") / "demo", SMALL_SET, size=64, seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, small_demo_dir):
+    """A real (tiny) NCAE trained on the small demo set and saved as a run."""
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    with open_dataset(small_demo_dir) as dataset:
+        train_run(dataset, run_dir, ResidualDetector(model="ncae", **TINY_MODEL))
+    return run_dir
