@@ -31,7 +31,7 @@ demo-assets: $(VENV)/.runtime-installed
 	$(VENV_PYTHON) -m assets.build
 
 benchmarks: $(VENV)/.runtime-installed
-	$(VENV_PYTHON) -m benchmarks.run_all
+	$(VENV_PYTHON) -m benchmarks.core_speed
 
 clean:
 	rm -rf $(VENV) .pytest_cache

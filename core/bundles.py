@@ -46,7 +46,11 @@ def save_bundle(detector, directory: str | Path, data_summary: dict | None = Non
     descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".model-", suffix=".keras")
     os.close(descriptor)
     try:
-        detector.model_.save(temporary)
+        # an uncompiled copy: the bundle is for inference, and optimizer state would triple its size
+        network = keras.models.clone_model(detector.model_)
+        network.set_weights(detector.model_.get_weights())
+        network.save(temporary)
+        os.chmod(temporary, 0o644)
         os.replace(temporary, directory / MODEL_FILE)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

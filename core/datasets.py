@@ -11,6 +11,7 @@ Accepted layouts (see DESIGN.md):
 
 from __future__ import annotations
 
+import os
 import stat
 import tempfile
 import zipfile
@@ -107,13 +108,9 @@ class Dataset:
 def open_dataset(source: str | Path) -> Dataset:
     """Open ``"demo"``, a folder or a .zip in one of the accepted layouts."""
     if str(source) == "demo":
-        from core.synthetic import generate_demo_set
+        from core.synthetic import cached_demo_set
 
-        temporary = tempfile.TemporaryDirectory(prefix="residual-lab-demo-")
-        root = generate_demo_set(Path(temporary.name) / "demo")
-        dataset = _read_layout(root)
-        dataset._temporary = temporary
-        return dataset
+        return _read_layout(cached_demo_set(demo_cache_root()), name="built-in demo set")
     path = Path(source)
     if not path.exists():
         raise DatasetError(f"{path}: no such file or folder.")
@@ -130,6 +127,12 @@ def open_dataset(source: str | Path) -> Dataset:
         dataset._temporary = temporary
         return dataset
     return _read_layout(_descend_single_folder(path), name=str(path))
+
+
+def demo_cache_root() -> Path:
+    """Where the generated demo set is kept between runs (``RESIDUAL_LAB_CACHE`` overrides it)."""
+    configured = os.environ.get("RESIDUAL_LAB_CACHE")
+    return Path(configured) if configured else Path(tempfile.gettempdir()) / "residual-lab-cache"
 
 
 def extract_zip_safely(archive: str | Path, destination: Path) -> None:

@@ -18,6 +18,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes 0600; a saved file should read like any other
         os.replace(temporary, path)
     except BaseException:
         _remove_quietly(temporary)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from core.bundles import read_manifest
 from core.errors import BundleError
-from core.files import atomic_write_json
+from core.files import atomic_write_json, atomic_write_text
 
 STATUS_FILE = "status.json"
 SCORES_FOLDER = "scores"
@@ -53,6 +53,20 @@ def read_status(run_dir: str | Path) -> dict:
         return status if isinstance(status, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+def write_score_table(run_dir: str | Path, name: str, table) -> Path:
+    """Save a scores.csv-shaped table as ``runs/<id>/scores/<name>.csv``, atomically."""
+    if not name or Path(name).name != name or name.startswith("."):
+        raise ValueError(f"A score table name must be a plain file name, got {name!r}.")
+    path = Path(run_dir) / SCORES_FOLDER / f"{name}.csv"
+    atomic_write_text(path, table.to_csv(index=False, float_format="%.8g"))
+    return path
+
+
+def read_score_tables(run_dir: str | Path) -> dict[str, Path]:
+    folder = Path(run_dir) / SCORES_FOLDER
+    return {path.stem: path for path in sorted(folder.glob("*.csv"))} if folder.is_dir() else {}
 
 
 def inspect_run(run_dir: str | Path) -> RunInfo:

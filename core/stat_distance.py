@@ -10,6 +10,7 @@ towards a scaled identity, because the statistics are strongly correlated (``var
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +45,10 @@ class StatDistance:
         support = np.ones(len(standardised), dtype=bool)
         if len(standardised) > 2 * len(columns):
             try:
-                support = MinCovDet(random_state=seed, support_fraction=0.8).fit(standardised).support_
+                with warnings.catch_warnings():
+                    # collinear statistics make MCD's determinant near-singular; shrinkage below handles that
+                    warnings.simplefilter("ignore", (RuntimeWarning, UserWarning))
+                    support = MinCovDet(random_state=seed, support_fraction=0.8).fit(standardised).support_
             except ValueError:
                 pass
         shrunk = LedoitWolf().fit(standardised[support])

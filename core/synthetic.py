@@ -102,6 +102,29 @@ def generate_demo_set(out_dir: str | Path, counts: DemoSetSize = DemoSetSize(), 
     return root
 
 
+DEMO_VERSION = 1  # bump when the generator's output changes, so cached copies are rebuilt
+
+
+def cached_demo_set(cache_root: str | Path, seed: int = 0) -> Path:
+    """The demo set under ``cache_root``, generated once; concurrent callers never see half a set."""
+    import secrets
+    import shutil
+
+    target = Path(cache_root) / f"demo-v{DEMO_VERSION}-seed{seed}"
+    if (target / "test").is_dir():
+        return target
+    staging = Path(cache_root) / f".demo-{secrets.token_hex(4)}.partial"
+    try:
+        generate_demo_set(staging, seed=seed)
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished first; its copy is identical
+            pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def _add_defect(rng, defect, image, background, yy, xx, radius, part: Part, supersample):
     grid = image.shape[0]
     mask = np.zeros_like(image)

@@ -8,7 +8,7 @@ from core.datasets import open_dataset
 from core.detector import SCORE_COLUMNS, ResidualDetector, TrainingCancelled
 from core.errors import BundleError
 from core.pipeline import evaluate, train_run
-from core.runs import list_runs, read_status
+from core.runs import list_runs, read_score_tables, read_status, write_score_table
 
 from tests.conftest import TINY_MODEL
 
@@ -105,3 +105,15 @@ def test_too_few_images_is_a_clear_error():
         ResidualDetector(**TINY_MODEL).fit(np.zeros((3, 32, 32)))
     with pytest.raises(RuntimeError, match="not fitted"):
         ResidualDetector().score(np.zeros((1, 64, 64)))
+
+
+def test_score_tables_are_kept_in_the_run_and_names_cannot_escape(tmp_path):
+    import pandas as pd
+
+    table = pd.DataFrame({"path": ["a.png"], "label": ["good"], "defect_type": [""], "max": [0.25]})
+    write_score_table(tmp_path, "demo-test", table)
+    assert list(read_score_tables(tmp_path)) == ["demo-test"]
+    assert pd.read_csv(read_score_tables(tmp_path)["demo-test"])["max"].tolist() == [0.25]
+    assert not list((tmp_path / "scores").glob("*.partial"))
+    with pytest.raises(ValueError, match="plain file name"):
+        write_score_table(tmp_path, "../outside", table)

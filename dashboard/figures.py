@@ -1,0 +1,147 @@
+"""Pure figure builders: data in, plotly figure out. No Streamlit, no session state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from core.metrics import OperatingPoint, ThresholdTable
+
+GOOD_COLOUR = "#3fb68b"
+DEFECT_COLOUR = "#e5534b"
+THRESHOLD_COLOUR = "#f5a623"
+REVIEW_COLOUR = "#8b949e"
+TEMPLATE = "plotly_dark"
+
+
+def _layout(figure: go.Figure, title: str, height: int = 360) -> go.Figure:
+    figure.update_layout(template=TEMPLATE, title=title, height=height, margin=dict(l=50, r=20, t=50, b=45),
+                         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+                         paper_bgcolor="rgba(0,0,0,0)")
+    return figure
+
+
+def roc_figure(table: ThresholdTable, point: OperatingPoint) -> go.Figure:
+    false_positive_rate, true_positive_rate, thresholds = table.roc_curve()
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color=REVIEW_COLOUR),
+                                name="chance", hoverinfo="skip"))
+    figure.add_trace(go.Scatter(x=false_positive_rate, y=true_positive_rate, mode="lines", name="ROC",
+                                line=dict(color="#58a6ff", shape="hv"), customdata=thresholds,
+                                hovertemplate="false-reject rate %{x:.3f}<br>recall %{y:.3f}"
+                                              "<br>threshold %{customdata:.5g}<extra></extra>"))
+    figure.add_trace(go.Scatter(x=[point.false_reject_rate], y=[point.recall], mode="markers",
+                                marker=dict(size=13, color=THRESHOLD_COLOUR, line=dict(width=2, color="white")),
+                                name="current threshold"))
+    figure.update_xaxes(title="false-reject rate (good parts rejected)", range=[-0.02, 1.02])
+    figure.update_yaxes(title="recall (defects caught)", range=[-0.02, 1.02])
+    return _layout(figure, f"ROC curve — AUROC {table.auroc():.3f}")
+
+
+def pr_figure(table: ThresholdTable, point: OperatingPoint) -> go.Figure:
+    precision, recall, thresholds = table.pr_curve()
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=recall, y=precision, mode="lines", name="PR", line=dict(color="#58a6ff", shape="hv"),
+                                customdata=thresholds,
+                                hovertemplate="recall %{x:.3f}<br>precision %{y:.3f}"
+                                              "<br>threshold %{customdata:.5g}<extra></extra>"))
+    figure.add_trace(go.Scatter(x=[point.recall], y=[point.precision], mode="markers",
+                                marker=dict(size=13, color=THRESHOLD_COLOUR, line=dict(width=2, color="white")),
+                                name="current threshold"))
+    figure.update_xaxes(title="recall (defects caught)", range=[-0.02, 1.02])
+    figure.update_yaxes(title="precision (rejects that are defects)", range=[-0.02, 1.02])
+    return _layout(figure, f"Precision–recall — AUPRC {table.auprc():.3f}")
+
+
+def score_histogram(scores: pd.Series, labels: pd.Series, threshold: float, column: str,
+                    review_from: float | None = None) -> go.Figure:
+    figure = go.Figure()
+    edges = np.histogram_bin_edges(scores, bins=40)
+    for label, colour in (("good", GOOD_COLOUR), ("defect", DEFECT_COLOUR)):
+        values = scores[labels == label]
+        if len(values):
+            figure.add_trace(go.Histogram(x=values, name=label, marker_color=colour, opacity=0.7,
+                                          xbins=dict(start=edges[0], end=edges[-1], size=edges[1] - edges[0])))
+    figure.add_vline(x=threshold, line=dict(color=THRESHOLD_COLOUR, width=3),
+                     annotation_text=f"reject ≥ {threshold:.5g}", annotation_position="top right")
+    if review_from is not None:
+        figure.add_vrect(x0=review_from, x1=threshold, fillcolor=REVIEW_COLOUR, opacity=0.2, line_width=0,
+                         annotation_text="review", annotation_position="top left")
+    figure.update_layout(barmode="overlay")
+    figure.update_xaxes(title=f"{column} (higher = more anomalous)")
+    figure.update_yaxes(title="images")
+    return _layout(figure, "Score distribution")
+
+
+def confusion_figure(point: OperatingPoint) -> go.Figure:
+    matrix = point.confusion_matrix()
+    labels = [["accepted good", "false reject"], ["escape", "caught defect"]]
+    text = [[f"{labels[row][column]}<br><b>{matrix[row, column]}</b>" for column in range(2)] for row in range(2)]
+    figure = go.Figure(go.Heatmap(z=matrix, x=["accepted (OK)", "rejected (NG)"], y=["actual good", "actual defect"],
+                                  text=text, texttemplate="%{text}", colorscale=[[0, "#1b232c"], [1, "#2f81f7"]],
+                                  showscale=False, hoverinfo="skip"))
+    figure.update_yaxes(autorange="reversed")
+    return _layout(figure, "Confusion matrix", height=320)
+
+
+def statistic_scatter(table: pd.DataFrame, x: str, y: str, colour_by: str = "label",
+                      threshold: float | None = None, threshold_column: str | None = None,
+                      boundary: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> go.Figure:
+    """Scatter of two statistics with marginal histograms; the threshold is drawn on its own axis."""
+    figure = make_subplots(rows=2, cols=2, column_widths=[0.8, 0.2], row_heights=[0.2, 0.8],
+                           shared_xaxes=True, shared_yaxes=True, horizontal_spacing=0.02, vertical_spacing=0.02)
+    groups = table[colour_by].replace("", "unknown").fillna("unknown")
+    palette = _palette(sorted(groups.unique()))
+    for group, colour in palette.items():
+        part = table[groups == group]
+        figure.add_trace(go.Scatter(x=part[x], y=part[y], mode="markers", name=str(group),
+                                    marker=dict(color=colour, size=8, opacity=0.8, line=dict(width=0.5, color="black")),
+                                    customdata=np.stack([part["path"], part.index], axis=1),
+                                    hovertemplate="%{customdata[0]}<br>" + f"{x} " + "%{x:.5g}<br>" + f"{y} "
+                                                  + "%{y:.5g}<extra></extra>",
+                                    legendgroup=str(group)), row=2, col=1)
+        figure.add_trace(go.Histogram(x=part[x], marker_color=colour, opacity=0.6, showlegend=False,
+                                      legendgroup=str(group), hoverinfo="skip"), row=1, col=1)
+        figure.add_trace(go.Histogram(y=part[y], marker_color=colour, opacity=0.6, showlegend=False,
+                                      legendgroup=str(group), hoverinfo="skip"), row=2, col=2)
+    if boundary is not None:
+        grid_x, grid_y, probability = boundary
+        figure.add_trace(go.Contour(x=grid_x, y=grid_y, z=probability, contours=dict(start=0.5, end=0.5, coloring="none"),
+                                    line=dict(color="white", width=2, dash="dash"), showscale=False,
+                                    name="classifier boundary", hoverinfo="skip"), row=2, col=1)
+    if threshold is not None and threshold_column in (x, y):
+        line = dict(color=THRESHOLD_COLOUR, width=2)
+        if threshold_column == x:
+            figure.add_vline(x=threshold, line=line, row=2, col=1)
+        if threshold_column == y:
+            figure.add_hline(y=threshold, line=line, row=2, col=1)
+    figure.update_layout(barmode="overlay")
+    figure.update_xaxes(title=x, row=2, col=1)
+    figure.update_yaxes(title=y, row=2, col=1)
+    return _layout(figure, f"{y} against {x}", height=560)
+
+
+def loss_figure(history: dict) -> go.Figure:
+    figure = go.Figure()
+    for key, colour in (("loss", "#58a6ff"), ("val_loss", THRESHOLD_COLOUR)):
+        values = history.get(key) or []
+        figure.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, mode="lines+markers", name=key,
+                                    line=dict(color=colour)))
+    figure.update_xaxes(title="epoch")
+    figure.update_yaxes(title="MSE", type="log")
+    return _layout(figure, "Training loss", height=300)
+
+
+def _palette(groups: list[str]) -> dict[str, str]:
+    fixed = {"good": GOOD_COLOUR, "defect": DEFECT_COLOUR, "unknown": REVIEW_COLOUR}
+    others = ["#e5534b", "#d29922", "#a371f7", "#f778ba", "#56d4dd", "#db6d28", "#8ddb8c"]
+    palette, cursor = {}, 0
+    for group in groups:
+        if group in fixed:
+            palette[group] = fixed[group]
+        else:
+            palette[group] = others[cursor % len(others)]
+            cursor += 1
+    return palette

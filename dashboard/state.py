@@ -1,0 +1,226 @@
+"""What every page shares: the chosen data and model, cached scores, and the current threshold.
+
+Models are cached per server (``st.cache_resource``; the detector guards its own inference with a
+lock and is never trained in place), score tables per content (``st.cache_data``), and the user's
+choices per browser session (``st.session_state``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.bundles import read_manifest
+from core.datasets import Dataset, open_dataset
+from core.detector import SCORE_COLUMNS
+from core.errors import InputError
+from core.metrics import ThresholdTable
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_BUNDLE = ROOT / "assets" / "demo_model"
+SAMPLES = ROOT / "assets" / "samples"
+RUNS_ROOT = Path(os.environ.get("RESIDUAL_LAB_RUNS", ROOT / "runs"))
+UPLOAD_ROOT = Path(tempfile.gettempdir()) / "residual-lab-uploads"
+
+
+@dataclass(frozen=True)
+class DataChoice:
+    kind: str          # "demo", "folder" or "zip"
+    location: str      # folder path or the saved zip's path; "" for the demo
+    label: str
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    path: str
+    label: str
+
+
+DEMO_DATA = DataChoice("demo", "", "Built-in demo set (synthetic cast impellers)")
+DEMO_MODEL = ModelChoice(str(DEMO_BUNDLE), "Demo NCAE (assets/demo_model)")
+
+
+def data_choice() -> DataChoice:
+    return st.session_state.setdefault("data_choice", DEMO_DATA)
+
+
+def model_choice() -> ModelChoice:
+    return st.session_state.setdefault("model_choice", DEMO_MODEL)
+
+
+def choose_data(choice: DataChoice) -> None:
+    st.session_state["data_choice"] = choice
+    _forget_threshold()
+
+
+def choose_model(choice: ModelChoice) -> None:
+    st.session_state["model_choice"] = choice
+    _forget_threshold()
+
+
+def _forget_threshold() -> None:
+    for key in ("threshold", "threshold_input", "threshold_slider", "review_from", "score_column"):
+        st.session_state.pop(key, None)
+
+
+def save_uploaded_zip(content: bytes) -> Path:
+    """Keep an uploaded data set zip outside the project tree, named by its content."""
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    path = UPLOAD_ROOT / f"{digest}.zip"
+    if not path.exists():
+        from core.files import atomic_write_bytes
+
+        atomic_write_bytes(path, content)
+    return path
+
+
+@st.cache_resource(show_spinner="Opening the data set…", max_entries=8)
+def load_dataset(kind: str, location: str) -> Dataset:
+    return open_dataset("demo" if kind == "demo" else location)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def load_detector(bundle_path: str, model_sha256: str):
+    from core.bundles import load_bundle
+
+    return load_bundle(bundle_path)
+
+
+def current_detector():
+    choice = model_choice()
+    manifest = read_manifest(choice.path)
+    return load_detector(choice.path, manifest["model_sha256"]), manifest
+
+
+def current_dataset() -> Dataset:
+    choice = data_choice()
+    return load_dataset(choice.kind, choice.location)
+
+
+@st.cache_data(show_spinner="Scoring the test images…", max_entries=16)
+def _score_table(bundle_path: str, model_sha256: str, kind: str, location: str, fingerprint: str):
+    from core.pipeline import score_samples
+
+    detector = load_detector(bundle_path, model_sha256)
+    dataset = load_dataset(kind, location)
+    samples = dataset.test or dataset.samples
+    scored = score_samples(detector, dataset, samples)
+    table = scored.table
+    table["source"] = [str(sample.path) for sample in scored.kept_samples]
+    table["mask"] = [str(sample.mask_path or "") for sample in scored.kept_samples]
+    return table, scored.errors
+
+
+def _fingerprint(dataset: Dataset) -> str:
+    digest = hashlib.sha256()
+    for sample in dataset.samples:
+        stat = sample.path.stat()
+        digest.update(f"{sample.path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class Workspace:
+    """Everything a page needs about the current data, model and scores."""
+
+    dataset: Dataset
+    detector: object
+    manifest: dict
+    table: pd.DataFrame
+    errors: dict[str, str]
+
+    @property
+    def labelled(self) -> pd.DataFrame:
+        return self.table[self.table["label"].isin(["good", "defect"])]
+
+    @property
+    def has_defects(self) -> bool:
+        return bool((self.table["label"] == "defect").any())
+
+
+def workspace() -> Workspace | None:
+    """The scored current selection, or ``None`` after telling the user what is wrong."""
+    try:
+        detector, manifest = current_detector()
+        dataset = current_dataset()
+        data, model = data_choice(), model_choice()
+        table, errors = _score_table(model.path, manifest["model_sha256"], data.kind, data.location,
+                                     _fingerprint(dataset))
+    except InputError as error:
+        st.error(f"{error} Choose another data set or model on the Data & Model page.")
+        return None
+    if table.empty:
+        st.warning("None of the test images could be read. Choose another data set on the Data & Model page.")
+        return None
+    return Workspace(dataset, detector, manifest, table, errors)
+
+
+# -- threshold state ------------------------------------------------------------------------------
+
+def score_columns(table: pd.DataFrame) -> list[str]:
+    return [column for column in SCORE_COLUMNS if column in table.columns]
+
+
+def best_column(table: pd.DataFrame) -> str:
+    """The statistic that separates the labelled images best, or ``max`` when there are no defects."""
+    labels = table["label"]
+    if not ((labels == "good").any() and (labels == "defect").any()):
+        return "max"
+    return max(score_columns(table), key=lambda column: ThresholdTable(
+        table.loc[labels.isin(["good", "defect"]), column], labels[labels.isin(["good", "defect"])]).auroc())
+
+
+def default_threshold(table: ThresholdTable) -> float:
+    if table.n_good and table.n_defect:
+        return table.best_f1_threshold()
+    return table.target_false_reject_threshold(0.05)
+
+
+def threshold_table(space: Workspace, column: str) -> ThresholdTable:
+    labelled = space.labelled
+    return ThresholdTable(labelled[column].to_numpy(), labelled["label"].to_numpy())
+
+
+def current_column(space: Workspace) -> str:
+    columns = score_columns(space.table)
+    column = st.session_state.get("score_column")
+    if column not in columns:
+        column = best_column(space.table)
+        st.session_state["score_column"] = column
+    return column
+
+
+def current_threshold(space: Workspace) -> float:
+    if "threshold" not in st.session_state:
+        st.session_state["threshold"] = default_threshold(threshold_table(space, current_column(space)))
+    return float(st.session_state["threshold"])
+
+
+def current_review_from() -> float | None:
+    value = st.session_state.get("review_from")
+    return None if value is None else float(value)
+
+
+def run_reference(manifest: dict, bundle_path: str) -> dict:
+    return {"id": Path(bundle_path).name, "model_kind": manifest["model_kind"],
+            "model_sha256": manifest["model_sha256"]}
+
+
+def metric_cards(columns, items) -> None:
+    for column, (label, value, help_text) in zip(columns, items):
+        column.metric(label, value, help=help_text)
+
+
+def percent(value: float) -> str:
+    return "—" if value != value else f"{value * 100:.1f} %"
+
+
+def as_float(value) -> float:
+    return float(np.asarray(value))
