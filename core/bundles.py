@@ -46,8 +46,8 @@ def save_bundle(detector, directory: str | Path, data_summary: dict | None = Non
     descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".model-", suffix=".keras")
     os.close(descriptor)
     try:
-        # an uncompiled copy: the bundle is for inference, and optimizer state would triple its size
-        network = keras.models.clone_model(detector.model_)
+        # a fresh, never-compiled twin: the bundle is for inference, and optimizer state would triple it
+        network = keras.Model.from_config(detector.model_.get_config())
         network.set_weights(detector.model_.get_weights())
         network.save(temporary)
         os.chmod(temporary, 0o644)

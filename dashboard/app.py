@@ -1,18 +1,30 @@
-"""Residual Lab dashboard entry point (router). The full pages arrive with the dashboard issue."""
+"""Residual Lab dashboard: the router. Each page is one file in dashboard/pages/."""
+
+import sys
+from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="Residual Lab", layout="wide")
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dashboard/ on the path
+    sys.path.insert(0, str(ROOT))
 
+from core.quiet import import_tensorflow_quietly  # noqa: E402
 
-def welcome() -> None:
-    st.title("Residual Lab")
-    st.write(
-        "Image anomaly detection for quality inspection with a Neighbor Convolution AutoEncoder (NCAE). "
-        "The engine is ready from the command line: `python -m core demo-data`, `train`, `score` and "
-        "`evaluate` (see the README). The interactive pages (residual gallery, statistics, live threshold "
-        "tuning, drag-and-drop inspection) are being built."
-    )
+import_tensorflow_quietly()
 
+st.set_page_config(page_title="Residual Lab", page_icon="🔍", layout="wide")
 
-st.navigation([st.Page(welcome, title="Welcome", default=True)]).run()
+PAGES = Path(__file__).parent / "pages"
+navigation = st.navigation([
+    st.Page(PAGES / "data_model.py", title="Data & Model", icon="🗂️", default=True),
+    st.Page(PAGES / "residuals.py", title="Residuals", icon="🖼️"),
+    st.Page(PAGES / "statistics.py", title="Statistics", icon="📊"),
+    st.Page(PAGES / "threshold.py", title="Threshold", icon="🎚️"),
+    st.Page(PAGES / "inspect.py", title="Inspect", icon="🔍"),
+    st.Page(PAGES / "report.py", title="Report", icon="📄"),
+])
+with st.sidebar:
+    st.caption("Residual Lab — NCAE anomaly detection. Higher score = more anomalous; "
+               "a part is rejected when score ≥ threshold.")
+navigation.run()

@@ -208,9 +208,25 @@ def current_review_from() -> float | None:
     return None if value is None else float(value)
 
 
-def run_reference(manifest: dict, bundle_path: str) -> dict:
-    return {"id": Path(bundle_path).name, "model_kind": manifest["model_kind"],
-            "model_sha256": manifest["model_sha256"]}
+def threshold_document(space: Workspace, column: str, threshold: float, point, review_from: float | None) -> dict:
+    from core.thresholds import threshold_document as build
+
+    model = model_choice()
+    run = {"id": Path(model.path).name, "path": model.path, "model_kind": space.manifest["model_kind"],
+           "model_sha256": space.manifest["model_sha256"], "data": data_choice().label}
+    return build(run, column, threshold, point, review_from)
+
+
+def save_threshold(document: dict) -> str:
+    """Write threshold.json into the current run folder; the shipped demo model is left untouched."""
+    from core.files import atomic_write_json
+
+    model = Path(model_choice().path)
+    if model.resolve() == DEMO_BUNDLE.resolve():
+        return ("The demo model is part of the app and is not changed; use the download button, "
+                "or train a run on the Data & Model page to save thresholds with it.")
+    atomic_write_json(model / "threshold.json", document)
+    return f"Saved {model / 'threshold.json'}."
 
 
 def metric_cards(columns, items) -> None:

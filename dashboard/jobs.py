@@ -1,0 +1,67 @@
+"""Training as a background job whose state lives on disk (``runs/<id>/status.json``).
+
+The thread belongs to the server process, so it keeps going when the user switches pages or
+reloads the tab; any page reads progress back from disk. Cancelling drops a ``cancel`` file that
+the training loop checks after every epoch. Each job trains its own new detector: a model that
+other sessions use is never trained in place.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from core.files import atomic_write_text
+from core.runs import FINISHED_STATES, list_runs, new_run_id, read_status, write_status
+
+CANCEL_FILE = "cancel"
+_threads: dict[str, threading.Thread] = {}
+_lock = threading.Lock()
+
+
+def start_training(runs_root: Path, data_kind: str, data_location: str, model_kind: str, epochs: int,
+                   input_size: int, seed: int) -> Path:
+    run_dir = Path(runs_root) / new_run_id(model_kind)
+    write_status(run_dir, state="queued", model_kind=model_kind, epochs=epochs, epoch=0,
+                 message="Waiting to start", data=data_kind if data_kind == "demo" else data_location)
+    thread = threading.Thread(target=_train, name=f"train-{run_dir.name}", daemon=True,
+                              args=(run_dir, data_kind, data_location, model_kind, epochs, input_size, seed))
+    with _lock:
+        _threads[run_dir.name] = thread
+    thread.start()
+    return run_dir
+
+
+def _train(run_dir, data_kind, data_location, model_kind, epochs, input_size, seed) -> None:
+    from core.datasets import open_dataset
+    from core.detector import ResidualDetector, TrainingCancelled
+    from core.pipeline import train_run
+
+    try:
+        with open_dataset("demo" if data_kind == "demo" else data_location) as dataset:
+            detector = ResidualDetector(model=model_kind, epochs=epochs, input_size=input_size, seed=seed)
+            train_run(dataset, run_dir, detector, should_stop=lambda: (run_dir / CANCEL_FILE).exists())
+    except TrainingCancelled:
+        pass
+    except Exception as error:  # the status file carries the message to the page
+        if read_status(run_dir).get("state") not in FINISHED_STATES:
+            write_status(run_dir, state="failed", message=str(error) or type(error).__name__)
+    finally:
+        with _lock:
+            _threads.pop(run_dir.name, None)
+
+
+def cancel(run_dir: Path) -> None:
+    atomic_write_text(Path(run_dir) / CANCEL_FILE, "cancel requested\n")
+
+
+def is_alive(run_id: str) -> bool:
+    with _lock:
+        thread = _threads.get(run_id)
+    return thread is not None and thread.is_alive()
+
+
+def active_runs(runs_root: Path) -> list:
+    """Runs still training in this server process (a run left unfinished by a crash is not listed)."""
+    return [run for run in list_runs(runs_root, usable_only=False)
+            if run.status.get("state") not in FINISHED_STATES and is_alive(run.run_id)]

@@ -1,0 +1,126 @@
+"""Data & Model: pick the data and the model, or train a new one in the background."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from core.datasets import open_dataset
+from core.defaults import DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, MODEL_KINDS
+from core.errors import InputError
+from core.runs import list_runs, read_status
+from dashboard import figures, jobs, state
+
+st.title("Data & Model")
+data_column, model_column = st.columns(2)
+
+with data_column:
+    st.subheader("Data")
+    source = st.radio("Source", ["Built-in demo set", "Folder on the server", "Upload a .zip"], horizontal=True,
+                      index={"demo": 0, "folder": 1, "zip": 2}[state.data_choice().kind], key="data_source")
+    if source == "Built-in demo set":
+        if state.data_choice().kind != "demo":
+            state.choose_data(state.DEMO_DATA)
+    elif source == "Folder on the server":
+        folder = st.text_input("Folder path", value=state.data_choice().location if state.data_choice().kind == "folder"
+                               else "", placeholder="/data/casting", help="MVTec AD, casting or flat layout.")
+        if st.button("Use this folder", disabled=not folder.strip()):
+            try:
+                open_dataset(folder.strip()).close()
+                state.choose_data(state.DataChoice("folder", folder.strip(), folder.strip()))
+            except InputError as error:
+                st.error(str(error))
+    else:
+        upload = st.file_uploader("Data set .zip (MVTec, casting or flat layout)", type=["zip"], key="dataset_zip")
+        if upload is not None:
+            path = state.save_uploaded_zip(upload.getvalue())
+            try:
+                open_dataset(path).close()
+                if state.data_choice().location != str(path):
+                    state.choose_data(state.DataChoice("zip", str(path), upload.name))
+            except InputError as error:
+                st.error(str(error).replace(str(path), upload.name).replace(path.name, upload.name))
+    st.caption(f"In use: **{state.data_choice().label}**")
+
+with model_column:
+    st.subheader("Model")
+    runs = list_runs(state.RUNS_ROOT)
+    options = {state.DEMO_MODEL.label: state.DEMO_MODEL}
+    for run in runs:
+        options[f"Run {run.run_id} ({run.manifest['model_kind'].upper()})"] = state.ModelChoice(str(run.path),
+                                                                                              f"Run {run.run_id}")
+    labels = list(options)
+    current = next((label for label, choice in options.items() if choice.path == state.model_choice().path), labels[0])
+    picked = st.selectbox("Trained model", labels, index=labels.index(current),
+                          help="The shipped demo model or a run trained here (runs/).")
+    if options[picked].path != state.model_choice().path:
+        state.choose_model(options[picked])
+
+    with st.expander("Train a new model", expanded=False):
+        kind = st.radio("Network", MODEL_KINDS, format_func=str.upper, horizontal=True, key="train_kind")
+        epochs = st.number_input("Maximum epochs", 1, 500, DEFAULT_EPOCHS, key="train_epochs")
+        size = st.select_slider("Input size (pixels)", [32, 64, 96, 128, 192, 256], DEFAULT_INPUT_SIZE, key="train_size")
+        seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
+        if st.button("Start training", type="primary"):
+            choice = state.data_choice()
+            run_dir = jobs.start_training(state.RUNS_ROOT, choice.kind, choice.location, kind, int(epochs),
+                                          int(size), int(seed))
+            st.session_state["last_training"] = run_dir.name
+        st.caption("Training runs in the background on this server: switch pages or reload, it keeps going.")
+
+
+@st.fragment(run_every=2)
+def training_progress() -> None:
+    active = jobs.active_runs(state.RUNS_ROOT)
+    last = st.session_state.get("last_training")
+    shown = {run.run_id: run.path for run in active}
+    if last and last not in shown and (state.RUNS_ROOT / last).is_dir():
+        shown[last] = state.RUNS_ROOT / last
+    if not shown:
+        return
+    st.subheader("Training")
+    for run_id, path in shown.items():
+        status = read_status(path)
+        epoch, epochs = int(status.get("epoch", 0)), max(int(status.get("epochs", 1)), 1)
+        phase = status.get("state", "queued")
+        if phase in ("queued", "loading", "training"):
+            text = f"{run_id}: epoch {epoch}/{epochs}"
+            if "loss" in status:
+                text += (f" · loss {status['loss']:.5f} · val loss {status['val_loss']:.5f}"
+                         f" · at most {status.get('seconds_left', 0):.0f} s left")
+            st.progress(min(epoch / epochs, 1.0), text=text)
+            if st.button("Cancel", key=f"cancel-{run_id}"):
+                jobs.cancel(Path(path))
+        elif phase == "complete":
+            st.success(f"{run_id}: finished in {status.get('training_seconds', 0):.0f} s. "
+                       "Pick it under Trained model to use it.")
+            st.plotly_chart(figures.loss_figure(status.get("history", {})), width="stretch",
+                            key=f"loss-{run_id}")
+        elif phase == "cancelled":
+            st.warning(f"{run_id}: cancelled.")
+        else:
+            st.error(f"{run_id}: training failed — {status.get('message', 'unknown error')}")
+
+
+training_progress()
+
+st.subheader("Summary")
+space = state.workspace()
+if space is not None:
+    summary = space.dataset.summary()
+    cards = st.columns(5)
+    state.metric_cards(cards, [
+        ("Training images (good)", summary["train_good"], "Good images the model learns from."),
+        ("Test good", summary["test_good"], "Good images used to measure false rejects."),
+        ("Test defect", summary["test_defect"], "Defect images used to measure escapes."),
+        ("Input size", f"{space.manifest['input_size']} px", "Images are resized to this square size."),
+        ("Model", space.manifest["model_kind"].upper(), "NCAE: neighbour-convolution autoencoder; CAE: plain."),
+    ])
+    if summary["defect_types"]:
+        st.bar_chart(summary["defect_types"], horizontal=True, height=220)
+    if space.errors:
+        with st.expander(f"{len(space.errors)} image(s) could not be read"):
+            for message in space.errors.values():
+                st.write(message)
+    history = space.manifest.get("history", {})
+    if history:
+        st.plotly_chart(figures.loss_figure(history), width="stretch")

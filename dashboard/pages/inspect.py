@@ -1,0 +1,103 @@
+"""Inspect: drop images (or a .zip of images) and get a verdict for each at the current threshold."""
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.datasets import extract_zip_safely
+from core.errors import DatasetError
+from core.images import is_image_name
+from core.metrics import verdicts_at
+from core.pipeline import IDENTITY_COLUMNS, score_sources
+from dashboard import state
+from dashboard.images import overlay
+
+MAX_FILES = 500
+
+st.title("Inspect")
+space = state.workspace()
+if space is None:
+    st.stop()
+column = state.current_column(space)
+threshold = state.current_threshold(space)
+review_from = state.current_review_from()
+band = f", review from {review_from:.6g}" if review_from is not None else ""
+st.caption(f"Judged with **{column} ≥ {threshold:.6g} → NG**{band}. Change it on the Threshold page.")
+
+uploads = st.file_uploader("Drop part images or a .zip of images", accept_multiple_files=True,
+                           type=["png", "jpg", "jpeg", "bmp", "tif", "tiff", "zip"],
+                           help="PNG, JPEG, BMP or TIFF, any size, colour or grayscale. Files stay in this "
+                                "browser session only.")
+
+
+def expand(files) -> tuple[list[bytes], list[str], dict[str, str]]:
+    """Uploaded files to (contents, names, problems); a zip contributes the images inside it."""
+    contents, names, problems = [], [], {}
+    for upload in files:
+        data = upload.getvalue()
+        if upload.name.lower().endswith(".zip"):
+            with tempfile.TemporaryDirectory(prefix="residual-lab-inspect-") as scratch:
+                archive = Path(scratch) / "upload.zip"
+                archive.write_bytes(data)
+                try:
+                    extract_zip_safely(archive, Path(scratch) / "files")
+                except DatasetError as error:
+                    problems[upload.name] = str(error).replace("upload.zip", upload.name)
+                    continue
+                members = sorted(path for path in (Path(scratch) / "files").rglob("*")
+                                 if path.is_file() and is_image_name(path.name))
+                if not members:
+                    problems[upload.name] = f"{upload.name}: the zip holds no PNG, JPEG, BMP or TIFF images."
+                for path in members:
+                    contents.append(path.read_bytes())
+                    names.append(f"{upload.name}/{path.relative_to(Path(scratch) / 'files').as_posix()}")
+        else:
+            contents.append(data)
+            names.append(upload.name)
+    if len(contents) > MAX_FILES:
+        problems["(more files)"] = f"Only the first {MAX_FILES} images are judged; {len(contents) - MAX_FILES} were left out."
+        contents, names = contents[:MAX_FILES], names[:MAX_FILES]
+    return contents, names, problems
+
+
+if not uploads:
+    st.info("Drop one or more images above to judge them. Sample images to try are in `assets/samples/`.")
+    st.stop()
+
+contents, names, problems = expand(uploads)
+scored = score_sources(space.detector, contents, names, with_maps=True) if contents else None
+problems.update(scored.errors if scored is not None else {})
+
+rows = []
+if scored is not None and len(scored.table):
+    results = scored.table.copy()
+    results["verdict"] = verdicts_at(results[column], threshold, review_from)
+    rows.append(results)
+failed = pd.DataFrame({"path": list(problems), "verdict": "ERROR", "problem": list(problems.values())})
+shown = pd.concat(rows + [failed], ignore_index=True) if rows else failed
+if "problem" not in shown:
+    shown["problem"] = ""
+shown["problem"] = shown["problem"].fillna("")
+
+judged = shown[shown["verdict"] != "ERROR"]
+cards = st.columns(4)
+for card, name in zip(cards, ("OK", "REVIEW", "NG", "ERROR")):
+    card.metric(name, int((shown["verdict"] == name).sum()))
+
+display_columns = ["path", "verdict", column, "problem"] + [c for c in state.score_columns(shown) if c != column]
+st.dataframe(shown[[c for c in display_columns if c in shown]], width="stretch", hide_index=True,
+             column_config={column: st.column_config.NumberColumn(format="%.5g")})
+
+if len(judged):
+    csv_columns = list(IDENTITY_COLUMNS) + state.score_columns(judged) + ["verdict"]
+    st.download_button("Download scores.csv", judged[csv_columns].to_csv(index=False, float_format="%.8g"),
+                       file_name="scores.csv", mime="text/csv")
+    st.subheader("Residual heat maps")
+    scale = float(np.quantile(np.abs(scored.residuals), 0.999)) or 1.0
+    pictures = [overlay(scored.images[i], np.abs(scored.residuals[i]), scale) for i in range(len(scored.images))]
+    captions = [f"{row.verdict} · {row.path}" for row in scored.table.assign(
+        verdict=verdicts_at(scored.table[column], threshold, review_from)).itertuples()]
+    st.image(pictures[:60], caption=captions[:60], width=180, clamp=True)

@@ -1,0 +1,70 @@
+"""Report: one click builds a self-contained HTML report to download and show offline."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.metrics import threshold_summary
+from dashboard import figures, state
+from dashboard.images import data_uri, overlay
+from dashboard.maps import global_residual_scale, residual_page
+from dashboard.report import build_report
+
+EXAMPLES = 8
+
+st.title("Report")
+space = state.workspace()
+if space is None:
+    st.stop()
+column = state.current_column(space)
+threshold = state.current_threshold(space)
+review_from = state.current_review_from()
+st.write(f"The report uses the current settings: **{column} ≥ {threshold:.6g} → NG**"
+         + (f", review from {review_from:.6g}" if review_from is not None else "") + ".")
+
+
+def make_report() -> str:
+    table = state.threshold_table(space, column)
+    point = table.at(threshold)
+    labelled = space.labelled
+    charts = [figures.score_histogram(labelled[column], labelled["label"], threshold, column, review_from),
+              figures.confusion_figure(point)]
+    ranking_html = "<p>No defect samples: no ranking.</p>"
+    if table.n_good and table.n_defect:
+        charts = [figures.roc_figure(table, point), figures.pr_figure(table, point)] + charts
+        ranking = pd.DataFrame([{"statistic": name, **threshold_summary(labelled[name], labelled["label"])}
+                                for name in state.score_columns(space.table)]).sort_values("image_auroc",
+                                                                                           ascending=False)
+        ranking_html = ranking.to_html(index=False, float_format=lambda value: f"{value:.4f}", border=0)
+    charts.append(figures.statistic_scatter(space.table.assign(
+        defect_type=space.table["defect_type"].mask(space.table["label"] == "good", "good")), "mean", column,
+        "label", threshold, column))
+    picked = space.table.sort_values(column, ascending=False)
+    picked = pd.concat([picked.head(EXAMPLES // 2), picked.tail(EXAMPLES // 2)])
+    model = state.model_choice()
+    images, _, residuals, masks = residual_page(model.path, space.manifest["model_sha256"],
+                                                tuple(picked["source"]), tuple(picked["mask"]))
+    scale = global_residual_scale(model.path, space.manifest["model_sha256"], tuple(space.table["source"]))
+    examples = [(f"{row.path} · {row.label or 'unlabelled'} · {column} {getattr(row, column):.4g}",
+                 data_uri(overlay(images[i], np.abs(residuals[i]), scale, masks[i]), scale=2))
+                for i, row in enumerate(picked.itertuples())]
+    summary = space.dataset.summary()
+    return build_report(
+        title="Residual Lab inspection report",
+        data_summary={"data set": state.data_choice().label, **summary},
+        model_summary={"model": state.model_choice().label, "kind": space.manifest["model_kind"].upper(),
+                       "input size": space.manifest["input_size"], "created": space.manifest.get("created"),
+                       "model SHA-256": space.manifest["model_sha256"]},
+        threshold_settings={"score column": column, "threshold": threshold,
+                            "review band from": review_from, "rule": "reject (NG) when score ≥ threshold"},
+        metrics={key: value for key, value in point.to_dict().items() if key != "threshold"},
+        ranking_html=ranking_html, figures=charts, examples=examples)
+
+
+if st.button("Build report", type="primary"):
+    with st.spinner("Building the report…"):
+        st.session_state["report_html"] = make_report()
+if "report_html" in st.session_state:
+    st.download_button("Download report (HTML)", st.session_state["report_html"], file_name="residual-lab-report.html",
+                       mime="text/html")
+    st.caption("The file is self-contained (charts and images inline) and opens without a network.")

@@ -1,0 +1,44 @@
+"""Statistics: any residual statistic against any other, and which statistic separates best."""
+
+import pandas as pd
+import streamlit as st
+
+from core.metrics import threshold_summary
+from dashboard import figures, state
+from dashboard.maps import thumbnails
+
+st.title("Statistics")
+space = state.workspace()
+if space is None:
+    st.stop()
+columns = state.score_columns(space.table)
+current = state.current_column(space)
+
+controls = st.columns(3)
+x = controls[0].selectbox("x axis", columns, index=columns.index("mean") if "mean" in columns else 0, key="stat_x")
+y = controls[1].selectbox("y axis", columns, index=columns.index(current), key="stat_y")
+colour_by = controls[2].radio("Colour by", ["label", "defect_type"], horizontal=True, key="stat_colour",
+                              format_func=lambda name: name.replace("_", " "))
+plot_table = space.table.assign(defect_type=space.table["defect_type"].mask(space.table["label"] == "good", "good"))
+figure = figures.statistic_scatter(plot_table, x, y, colour_by, state.current_threshold(space), current)
+event = st.plotly_chart(figure, width="stretch", on_select="rerun", selection_mode="points", key="scatter")
+st.caption(f"The orange line is the current threshold on {current} (set on the Threshold page), drawn when "
+           f"{current} is on an axis.")
+points = event.selection.points if event and event.selection else []
+if points:
+    picked = [int(point["customdata"][1]) for point in points if "customdata" in point][:12]
+    rows = space.table.loc[picked]
+    st.image(thumbnails(tuple(rows["source"])), caption=list(rows["path"]), width=140)
+
+st.subheader("Which statistic separates good from defect?")
+if not space.has_defects:
+    st.info("The ranking needs defect samples; this data set has only good images.")
+else:
+    labelled = space.labelled
+    ranking = pd.DataFrame([{"statistic": column, **threshold_summary(labelled[column], labelled["label"])}
+                            for column in columns]).sort_values("image_auroc", ascending=False)
+    st.dataframe(ranking.rename(columns={"image_auroc": "AUROC", "image_auprc": "AUPRC", "best_f1": "best F1",
+                                         "best_f1_threshold": "at threshold"}),
+                 hide_index=True, width="stretch",
+                 column_config={name: st.column_config.NumberColumn(format="%.4f")
+                                for name in ("AUROC", "AUPRC", "best F1")})
