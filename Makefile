@@ -30,8 +30,9 @@ test: $(VENV)/.dev-installed
 demo-assets: $(VENV)/.runtime-installed
 	$(VENV_PYTHON) -m assets.build
 
-benchmarks: $(VENV)/.runtime-installed
+benchmarks: $(VENV)/.dev-installed
 	$(VENV_PYTHON) -m benchmarks.core_speed
+	$(VENV_PYTHON) -m benchmarks.dashboard_speed
 
 clean:
 	rm -rf $(VENV) .pytest_cache

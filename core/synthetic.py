@@ -8,6 +8,8 @@ types, each with a pixel mask: blowhole, scratch, crack, edge_chip and stain.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,11 +96,19 @@ def generate_demo_set(out_dir: str | Path, counts: DemoSetSize = DemoSetSize(), 
     plan = [("train/good", None, index) for index in range(counts.train_good)]
     plan += [("test/good", None, index) for index in range(counts.test_good)]
     plan += [(f"test/{kind}", kind, index) for kind in DEFECT_TYPES for index in range(counts.test_defect_per_type)]
-    for folder, defect, index in plan:
-        image, mask = render_part(np.random.default_rng(rng.integers(2**63)), size, defect)
+    # one seed per image, drawn up front: the output does not depend on how the work is scheduled
+    seeds = rng.integers(2**63, size=len(plan))
+
+    def write(item) -> None:
+        (folder, defect, index), part_seed = item
+        image, mask = render_part(np.random.default_rng(part_seed), size, defect)
         atomic_write_bytes(root / folder / f"{index:03d}.png", encode_png(image))
         if defect is not None:
             atomic_write_bytes(root / "ground_truth" / defect / f"{index:03d}_mask.png", encode_png(mask))
+
+    # numpy and scipy release the GIL in the heavy filters, so threads use both cores
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(write, zip(plan, seeds)))
     return root
 
 

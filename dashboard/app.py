@@ -1,4 +1,4 @@
-"""Residual Lab dashboard: the router. Each page is one file in dashboard/pages/."""
+"""Residual Lab dashboard: the router. Each page is one file in dashboard/views/."""
 
 import sys
 from pathlib import Path
@@ -13,16 +13,16 @@ from core.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 
-st.set_page_config(page_title="Residual Lab", page_icon="🔍", layout="wide")
+st.set_page_config(page_title="Residual Lab", page_icon=":material/search:", layout="wide")
 
-PAGES = Path(__file__).parent / "pages"
+PAGES = Path(__file__).parent / "views"
 navigation = st.navigation([
-    st.Page(PAGES / "data_model.py", title="Data & Model", icon="🗂️", default=True),
-    st.Page(PAGES / "residuals.py", title="Residuals", icon="🖼️"),
-    st.Page(PAGES / "statistics.py", title="Statistics", icon="📊"),
-    st.Page(PAGES / "threshold.py", title="Threshold", icon="🎚️"),
-    st.Page(PAGES / "inspect.py", title="Inspect", icon="🔍"),
-    st.Page(PAGES / "report.py", title="Report", icon="📄"),
+    st.Page(PAGES / "data_model.py", title="Data & Model", icon=":material/folder_open:", default=True),
+    st.Page(PAGES / "residuals.py", title="Residuals", icon=":material/image:"),
+    st.Page(PAGES / "statistics.py", title="Statistics", icon=":material/scatter_plot:"),
+    st.Page(PAGES / "threshold.py", title="Threshold", icon=":material/tune:"),
+    st.Page(PAGES / "inspect.py", title="Inspect", icon=":material/search:"),
+    st.Page(PAGES / "report.py", title="Report", icon=":material/description:"),
 ])
 with st.sidebar:
     st.caption("Residual Lab — NCAE anomaly detection. Higher score = more anomalous; "

@@ -145,3 +145,17 @@ def _palette(groups: list[str]) -> dict[str, str]:
             palette[group] = others[cursor % len(others)]
             cursor += 1
     return palette
+
+
+def threshold_view(table: ThresholdTable, scores: pd.Series, labels: pd.Series, column: str, threshold: float,
+                   review_from: float | None = None) -> dict:
+    """Everything the Threshold page redraws when the slider moves: metrics, figures, misclassified rows."""
+    point = table.at(threshold)
+    view = {"point": point,
+            "histogram": score_histogram(scores, labels, threshold, column, review_from),
+            "confusion": confusion_figure(point),
+            "misclassified": ((scores >= threshold) & (labels == "good")) | ((scores < threshold) & (labels == "defect"))}
+    if table.n_good and table.n_defect:
+        view["roc"] = roc_figure(table, point)
+        view["pr"] = pr_figure(table, point)
+    return view

@@ -29,7 +29,7 @@ def open_page(page: str | None = None) -> AppTest:
     app = AppTest.from_file(APP, default_timeout=180).run()
     assert not app.exception, app.exception
     if page:
-        app.switch_page(f"pages/{page}.py").run()
+        app.switch_page(f"views/{page}.py").run()
         assert not app.exception, [item.value for item in app.exception]
     return app
 
@@ -125,10 +125,18 @@ def test_inspect_accepts_a_zip_and_refuses_a_hostile_one():
     assert verdicts["evil.zip"] == "ERROR"
 
 
-def test_residuals_and_statistics_pages_render():
+def test_residuals_gallery_shows_four_pictures_per_image_worst_first(demo_scores):
     app = open_page("residuals")
-    assert len(app.get("imgs")) >= 1 or app.markdown
-    app.switch_page("pages/statistics.py").run()
+    column = app.session_state["score_column"]
+    assert len(app.get("image")) == 8 * 4  # one page: original, reconstruction, residual, heat map
+    worst = demo_scores.sort_values(column, ascending=False)["path"].iloc[0]
+    assert any(worst in item.value for item in app.markdown)
+    app.multiselect(key="res_labels").set_value(["good"]).run()
+    assert all("defect" not in item.value.split("\n")[-2] for item in app.markdown if item.value.startswith("`"))
+
+
+def test_statistics_ranking_lists_every_score_best_first():
+    app = open_page("statistics")
     assert not app.exception
     ranking = app.dataframe[0].value
     assert ranking.iloc[0]["AUROC"] >= ranking["AUROC"].max() - 1e-12
@@ -138,7 +146,7 @@ def test_residuals_and_statistics_pages_render():
 def test_report_contains_the_current_threshold():
     app = open_page("threshold")
     threshold = app.session_state["threshold"]
-    app.switch_page("pages/report.py").run()
+    app.switch_page("views/report.py").run()
     next(button for button in app.button if button.label == "Build report").click().run()
     assert not app.exception
     report = app.session_state["report_html"]

@@ -92,7 +92,9 @@ def tuning() -> None:
     else:
         st.session_state["review_from"] = None
 
-    point = table.at(threshold)
+    labelled = space.labelled
+    view = figures.threshold_view(table, labelled[column], labelled["label"], column, threshold, review_from)
+    point = view["point"]
     cards = st.columns(6)
     state.metric_cards(cards, [
         ("Precision", state.percent(point.precision), "Of the parts rejected, the share that are defects."),
@@ -107,18 +109,15 @@ def tuning() -> None:
         counts = {name: int((verdicts == name).sum()) for name in ("OK", "REVIEW", "NG")}
         st.caption(f"With the review band: {counts['OK']} OK, {counts['REVIEW']} to review, {counts['NG']} NG.")
 
+    if "roc" in view:
+        left, right = st.columns(2)
+        left.plotly_chart(view["roc"], width="stretch")
+        right.plotly_chart(view["pr"], width="stretch")
     left, right = st.columns(2)
-    if table.n_defect and table.n_good:
-        left.plotly_chart(figures.roc_figure(table, point), width="stretch")
-        right.plotly_chart(figures.pr_figure(table, point), width="stretch")
-    left, right = st.columns(2)
-    left.plotly_chart(figures.score_histogram(space.labelled[column], space.labelled["label"], threshold, column,
-                                              review_from), width="stretch")
-    right.plotly_chart(figures.confusion_figure(point), width="stretch")
+    left.plotly_chart(view["histogram"], width="stretch")
+    right.plotly_chart(view["confusion"], width="stretch")
 
-    labelled = space.labelled
-    wrong = labelled[((labelled[column] >= threshold) & (labelled["label"] == "good")) |
-                     ((labelled[column] < threshold) & (labelled["label"] == "defect"))]
+    wrong = labelled[view["misclassified"]]
     st.subheader(f"Misclassified at this threshold: {len(wrong)}")
     if len(wrong):
         shown = wrong.sort_values(column, ascending=False).head(24)

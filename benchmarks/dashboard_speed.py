@@ -1,0 +1,95 @@
+"""Dashboard speed, printed as one JSON object.
+
+    python -m benchmarks.dashboard_speed [--skip-browser]
+
+- slider move: the server-side work the Threshold page's fragment does per move (metrics, ROC, PR,
+  histogram, confusion matrix, misclassified rows) on a 10,000-image score table;
+- cold start: from launching ``streamlit run`` to the Threshold page showing its metrics in Chromium,
+  once with an empty demo cache (demo set generated and scored) and once with it warm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def slider_move(count: int = 10_000, moves: int = 50) -> dict:
+    from core.metrics import ThresholdTable
+    from dashboard.figures import threshold_view
+
+    rng = np.random.default_rng(0)
+    labels = pd.Series(np.where(rng.random(count) < 0.2, "defect", "good"))
+    scores = pd.Series(rng.normal((labels == "defect") * 1.5, 1.0))
+    table = ThresholdTable(scores.to_numpy(), labels.to_numpy())
+    thresholds = np.linspace(scores.min(), scores.max(), moves)
+    threshold_view(table, scores, labels, "max", float(thresholds[0]))  # warm-up
+    timings = []
+    for threshold in thresholds:
+        started = time.perf_counter()
+        threshold_view(table, scores, labels, "max", float(threshold))
+        timings.append(time.perf_counter() - started)
+    return {"scores": count, "moves": moves, "median_ms": round(float(np.median(timings)) * 1000, 1),
+            "p95_ms": round(float(np.quantile(timings, 0.95)) * 1000, 1)}
+
+
+def cold_start(cache_dir: str) -> float:
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = os.environ | {"RESIDUAL_LAB_CACHE": cache_dir}
+    started = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+                               "--server.port", str(port), "--server.headless", "true"],
+                              cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                                 args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page()
+            page.goto(f"{url}/threshold")
+            page.locator('[data-testid="stMetricValue"]').first.wait_for(timeout=120_000)
+            elapsed = time.perf_counter() - started
+            browser.close()
+        return round(elapsed, 1)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-browser", action="store_true", help="only the slider-move figure")
+    arguments = parser.parse_args()
+    result = {"slider_move_10k": slider_move()}
+    if not arguments.skip_browser and Path("/usr/bin/chromium").exists():
+        with tempfile.TemporaryDirectory() as cache:
+            result["cold_start_seconds_empty_demo_cache"] = cold_start(cache)
+            result["cold_start_seconds_warm_demo_cache"] = cold_start(cache)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
