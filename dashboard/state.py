@@ -13,7 +13,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -203,6 +202,22 @@ def current_threshold(space: Workspace) -> float:
     return float(st.session_state["threshold"])
 
 
+@dataclass(frozen=True)
+class Decision:
+    column: str
+    threshold: float
+    review_from: float | None
+
+    def describe(self) -> str:
+        band = f", review from {self.review_from:.6g}" if self.review_from is not None else ""
+        return f"**{self.column} ≥ {self.threshold:.6g} → NG**{band}"
+
+
+def current_decision(space: Workspace) -> Decision:
+    """The accept/reject rule set on the Threshold page (its defaults before the user has been there)."""
+    return Decision(current_column(space), current_threshold(space), current_review_from())
+
+
 def current_review_from() -> float | None:
     value = st.session_state.get("review_from")
     return None if value is None else float(value)
@@ -238,5 +253,11 @@ def percent(value: float) -> str:
     return "—" if value != value else f"{value * 100:.1f} %"
 
 
-def as_float(value) -> float:
-    return float(np.asarray(value))
+def statistic_ranking(space: Workspace) -> pd.DataFrame:
+    """AUROC, AUPRC and best F1 of every score column, best separating first."""
+    from core.metrics import threshold_summary
+
+    labelled = space.labelled
+    rows = [{"statistic": column, **threshold_summary(labelled[column], labelled["label"])}
+            for column in score_columns(space.table)]
+    return pd.DataFrame(rows).sort_values("image_auroc", ascending=False)

@@ -21,11 +21,9 @@ st.title("Inspect")
 space = state.workspace()
 if space is None:
     st.stop()
-column = state.current_column(space)
-threshold = state.current_threshold(space)
-review_from = state.current_review_from()
-band = f", review from {review_from:.6g}" if review_from is not None else ""
-st.caption(f"Judged with **{column} ≥ {threshold:.6g} → NG**{band}. Change it on the Threshold page.")
+decision = state.current_decision(space)
+column, threshold, review_from = decision.column, decision.threshold, decision.review_from
+st.caption(f"Judged with {decision.describe()}. Change it on the Threshold page.")
 
 uploads = st.file_uploader("Drop part images or a .zip of images", accept_multiple_files=True,
                            type=["png", "jpg", "jpeg", "bmp", "tif", "tiff", "zip"],

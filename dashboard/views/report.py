@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.metrics import threshold_summary
 from dashboard import figures, state
 from dashboard.images import data_uri, overlay
 from dashboard.maps import global_residual_scale, residual_page
@@ -16,11 +15,9 @@ st.title("Report")
 space = state.workspace()
 if space is None:
     st.stop()
-column = state.current_column(space)
-threshold = state.current_threshold(space)
-review_from = state.current_review_from()
-st.write(f"The report uses the current settings: **{column} ≥ {threshold:.6g} → NG**"
-         + (f", review from {review_from:.6g}" if review_from is not None else "") + ".")
+decision = state.current_decision(space)
+column, threshold, review_from = decision.column, decision.threshold, decision.review_from
+st.write(f"The report uses the current settings: {decision.describe()}.")
 
 
 def make_report() -> str:
@@ -32,10 +29,7 @@ def make_report() -> str:
     ranking_html = "<p>No defect samples: no ranking.</p>"
     if table.n_good and table.n_defect:
         charts = [figures.roc_figure(table, point), figures.pr_figure(table, point)] + charts
-        ranking = pd.DataFrame([{"statistic": name, **threshold_summary(labelled[name], labelled["label"])}
-                                for name in state.score_columns(space.table)]).sort_values("image_auroc",
-                                                                                           ascending=False)
-        ranking_html = ranking.to_html(index=False, float_format=lambda value: f"{value:.4f}", border=0)
+        ranking_html = state.statistic_ranking(space).to_html(index=False, float_format=lambda value: f"{value:.4f}", border=0)
     charts.append(figures.statistic_scatter(space.table.assign(
         defect_type=space.table["defect_type"].mask(space.table["label"] == "good", "good")), "mean", column,
         "label", threshold, column))

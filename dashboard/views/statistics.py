@@ -1,9 +1,7 @@
 """Statistics: any residual statistic against any other, and which statistic separates best."""
 
-import pandas as pd
 import streamlit as st
 
-from core.metrics import threshold_summary
 from dashboard import figures, state
 from dashboard.maps import thumbnails
 
@@ -34,10 +32,7 @@ st.subheader("Which statistic separates good from defect?")
 if not space.has_defects:
     st.info("The ranking needs defect samples; this data set has only good images.")
 else:
-    labelled = space.labelled
-    ranking = pd.DataFrame([{"statistic": column, **threshold_summary(labelled[column], labelled["label"])}
-                            for column in columns]).sort_values("image_auroc", ascending=False)
-    st.dataframe(ranking.rename(columns={"image_auroc": "AUROC", "image_auprc": "AUPRC", "best_f1": "best F1",
+    st.dataframe(state.statistic_ranking(space).rename(columns={"image_auroc": "AUROC", "image_auprc": "AUPRC", "best_f1": "best F1",
                                          "best_f1_threshold": "at threshold"}),
                  hide_index=True, width="stretch",
                  column_config={name: st.column_config.NumberColumn(format="%.4f")
