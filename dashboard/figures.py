@@ -23,6 +23,11 @@ def _layout(figure: go.Figure, title: str, height: int = 360) -> go.Figure:
     return figure
 
 
+def _operating_point(x: float, y: float) -> go.Scatter:
+    return go.Scatter(x=[x], y=[y], mode="markers", name="current threshold",
+                      marker=dict(size=13, color=THRESHOLD_COLOUR, line=dict(width=2, color="white")))
+
+
 def roc_figure(table: ThresholdTable, point: OperatingPoint) -> go.Figure:
     false_positive_rate, true_positive_rate, thresholds = table.roc_curve()
     figure = go.Figure()
@@ -32,9 +37,7 @@ def roc_figure(table: ThresholdTable, point: OperatingPoint) -> go.Figure:
                                 line=dict(color="#58a6ff", shape="hv"), customdata=thresholds,
                                 hovertemplate="false-reject rate %{x:.3f}<br>recall %{y:.3f}"
                                               "<br>threshold %{customdata:.5g}<extra></extra>"))
-    figure.add_trace(go.Scatter(x=[point.false_reject_rate], y=[point.recall], mode="markers",
-                                marker=dict(size=13, color=THRESHOLD_COLOUR, line=dict(width=2, color="white")),
-                                name="current threshold"))
+    figure.add_trace(_operating_point(point.false_reject_rate, point.recall))
     figure.update_xaxes(title="false-reject rate (good parts rejected)", range=[-0.02, 1.02])
     figure.update_yaxes(title="recall (defects caught)", range=[-0.02, 1.02])
     return _layout(figure, f"ROC curve — AUROC {table.auroc():.3f}")
@@ -47,9 +50,7 @@ def pr_figure(table: ThresholdTable, point: OperatingPoint) -> go.Figure:
                                 customdata=thresholds,
                                 hovertemplate="recall %{x:.3f}<br>precision %{y:.3f}"
                                               "<br>threshold %{customdata:.5g}<extra></extra>"))
-    figure.add_trace(go.Scatter(x=[point.recall], y=[point.precision], mode="markers",
-                                marker=dict(size=13, color=THRESHOLD_COLOUR, line=dict(width=2, color="white")),
-                                name="current threshold"))
+    figure.add_trace(_operating_point(point.recall, point.precision))
     figure.update_xaxes(title="recall (defects caught)", range=[-0.02, 1.02])
     figure.update_yaxes(title="precision (rejects that are defects)", range=[-0.02, 1.02])
     return _layout(figure, f"Precision–recall — AUPRC {table.auprc():.3f}")
