@@ -131,6 +131,7 @@ def _score(arguments) -> int:
     from core.errors import ImageDecodeError
     from core.images import decode_image, is_image_name
     from core.metrics import verdicts_at
+    from core.runs import scores_csv
     from core.thresholds import read_threshold_file
 
     manifest = read_manifest(arguments.run)
@@ -194,7 +195,7 @@ def _score(arguments) -> int:
             raise InputError(f"{arguments.threshold_file}: unknown score column {column!r}.")
         band = threshold.get("review_band") or {}
         table["verdict"] = verdicts_at(table[column], threshold["threshold"], band.get("review_from"))
-    atomic_write_text(arguments.out, table.to_csv(index=False, float_format="%.8g"))
+    atomic_write_text(arguments.out, scores_csv(table))
     print(f"scored {len(table)} images into {arguments.out}", file=sys.stderr)
     return EXIT_OK
 

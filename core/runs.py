@@ -55,12 +55,17 @@ def read_status(run_dir: str | Path) -> dict:
         return {}
 
 
+def scores_csv(table) -> str:
+    """A scores.csv-shaped table as CSV text, in the one number format every writer uses."""
+    return table.to_csv(index=False, float_format="%.8g")
+
+
 def write_score_table(run_dir: str | Path, name: str, table) -> Path:
     """Save a scores.csv-shaped table as ``runs/<id>/scores/<name>.csv``, atomically."""
     if not name or Path(name).name != name or name.startswith("."):
         raise ValueError(f"A score table name must be a plain file name, got {name!r}.")
     path = Path(run_dir) / SCORES_FOLDER / f"{name}.csv"
-    atomic_write_text(path, table.to_csv(index=False, float_format="%.8g"))
+    atomic_write_text(path, scores_csv(table))
     return path
 
 

@@ -12,10 +12,12 @@ from core.errors import DatasetError
 from core.images import is_image_name
 from core.metrics import verdicts_at
 from core.pipeline import IDENTITY_COLUMNS, score_sources
+from core.runs import scores_csv
 from dashboard import state
 from dashboard.images import overlay
 
 MAX_FILES = 500
+MAX_HEAT_MAPS = 60
 
 st.title("Inspect")
 space = state.workspace()
@@ -91,11 +93,12 @@ st.dataframe(shown[[c for c in display_columns if c in shown]], width="stretch",
 
 if len(judged):
     csv_columns = list(IDENTITY_COLUMNS) + state.score_columns(judged) + ["verdict"]
-    st.download_button("Download scores.csv", judged[csv_columns].to_csv(index=False, float_format="%.8g"),
+    st.download_button("Download scores.csv", scores_csv(judged[csv_columns]),
                        file_name="scores.csv", mime="text/csv")
     st.subheader("Residual heat maps")
     scale = float(np.quantile(np.abs(scored.residuals), 0.999)) or 1.0
-    pictures = [overlay(scored.images[i], np.abs(scored.residuals[i]), scale) for i in range(len(scored.images))]
-    captions = [f"{row.verdict} · {row.path}" for row in scored.table.assign(
-        verdict=verdicts_at(scored.table[column], threshold, review_from)).itertuples()]
-    st.image(pictures[:60], caption=captions[:60], width=180, clamp=True)
+    # judged rows come first in `shown`, in the same order as the maps
+    shown_maps = min(len(judged), MAX_HEAT_MAPS)
+    pictures = [overlay(scored.images[i], np.abs(scored.residuals[i]), scale) for i in range(shown_maps)]
+    captions = [f"{row.verdict} · {row.path}" for row in judged.head(shown_maps).itertuples()]
+    st.image(pictures, caption=captions, width=180, clamp=True)
