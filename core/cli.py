@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo-data", help="write the built-in synthetic casting set (MVTec layout)")
     demo.add_argument("--out", required=True, type=Path, help="folder to write")
     demo.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    demo.add_argument("--style", choices=("casting", "texture", "object"), default="casting",
+                      help="casting: the built-in demo (default); texture: a woven mesh; object: a small "
+                           "three-legged component on a plain background")
 
     train = commands.add_parser("train", help="train a detector on the good training images")
     train.add_argument("--data", required=True, help="data folder, .zip, or 'demo'")
@@ -77,8 +80,8 @@ def _demo_data(arguments) -> int:
     out = arguments.out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: already exists and is not an empty folder.")
-    generate_demo_set(out, seed=arguments.seed)
-    print(f"wrote the demo set to {out}", file=sys.stderr)
+    generate_demo_set(out, seed=arguments.seed, style=arguments.style)
+    print(f"wrote the generated {arguments.style} set to {out}", file=sys.stderr)
     return EXIT_OK
 
 

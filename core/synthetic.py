@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from core.files import atomic_write_bytes
 from core.images import encode_png
+from core.synthetic_styles import OBJECT_DEFECT_TYPES, TEXTURE_DEFECT_TYPES, render_object, render_texture
 
 DEFECT_TYPES = ("blowhole", "scratch", "crack", "edge_chip", "stain")
 DEMO_IMAGE_SIZE = 128
@@ -89,19 +90,26 @@ def render_part(rng: np.random.Generator, size: int = DEMO_IMAGE_SIZE, defect: s
 
 
 def generate_demo_set(out_dir: str | Path, counts: DemoSetSize = DemoSetSize(), size: int = DEMO_IMAGE_SIZE,
-                      seed: int = 0) -> Path:
-    """Write the demo set in the MVTec AD layout; the same seed always gives the same files."""
+                      seed: int = 0, style: str = "casting") -> Path:
+    """Write a generated set in the MVTec AD layout; the same seed always gives the same files.
+
+    ``style`` is ``"casting"`` (the built-in demo), ``"texture"`` or ``"object"`` (see
+    :mod:`core.synthetic_styles`).
+    """
+    if style not in STYLES:
+        raise ValueError(f"`style` must be one of {', '.join(STYLES)}, got {style!r}.")
+    render, defect_types = STYLES[style]
     root = Path(out_dir)
     rng = np.random.default_rng(seed)
     plan = [("train/good", None, index) for index in range(counts.train_good)]
     plan += [("test/good", None, index) for index in range(counts.test_good)]
-    plan += [(f"test/{kind}", kind, index) for kind in DEFECT_TYPES for index in range(counts.test_defect_per_type)]
+    plan += [(f"test/{kind}", kind, index) for kind in defect_types for index in range(counts.test_defect_per_type)]
     # one seed per image, drawn up front: the output does not depend on how the work is scheduled
     seeds = rng.integers(2**63, size=len(plan))
 
     def write(item) -> None:
         (folder, defect, index), part_seed = item
-        image, mask = render_part(np.random.default_rng(part_seed), size, defect)
+        image, mask = render(np.random.default_rng(part_seed), size, defect)
         atomic_write_bytes(root / folder / f"{index:03d}.png", encode_png(image))
         if defect is not None:
             atomic_write_bytes(root / "ground_truth" / defect / f"{index:03d}_mask.png", encode_png(mask))
@@ -111,6 +119,12 @@ def generate_demo_set(out_dir: str | Path, counts: DemoSetSize = DemoSetSize(), 
         list(pool.map(write, zip(plan, seeds)))
     return root
 
+
+STYLES = {
+    "casting": (render_part, DEFECT_TYPES),
+    "texture": (render_texture, TEXTURE_DEFECT_TYPES),
+    "object": (render_object, OBJECT_DEFECT_TYPES),
+}
 
 DEMO_VERSION = 1  # bump when the generator's output changes, so cached copies are rebuilt
 
@@ -210,9 +224,10 @@ def _downsample(array, factor):
     return array.reshape(height // factor, factor, width // factor, factor).mean(axis=(1, 3))
 
 
-def preview_grid(out_path: str | Path, seed: int = 0) -> None:
-    """A contact sheet of one good part and one of each defect type, for eyeballing the generator."""
+def preview_grid(out_path: str | Path, seed: int = 0, style: str = "casting") -> None:
+    """A contact sheet of two good parts and one of each defect type, for eyeballing a generator."""
+    render, defect_types = STYLES[style]
     rng = np.random.default_rng(seed)
-    tiles = [render_part(rng, DEMO_IMAGE_SIZE, kind)[0] for kind in (None, None) + DEFECT_TYPES]
+    tiles = [render(rng, DEMO_IMAGE_SIZE, kind)[0] for kind in (None, None) + defect_types]
     sheet = np.concatenate(tiles, axis=1)
     Image.fromarray((sheet * 255).astype(np.uint8)).save(out_path)

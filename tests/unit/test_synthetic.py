@@ -4,7 +4,9 @@ import numpy as np
 
 from core.datasets import open_dataset
 from core.metrics import ThresholdTable
-from core.synthetic import DEFECT_TYPES, DemoSetSize, generate_demo_set, render_part
+import pytest
+
+from core.synthetic import DEFECT_TYPES, STYLES, DemoSetSize, generate_demo_set, render_part
 
 
 def _digest(root):
@@ -46,3 +48,29 @@ def test_mean_brightness_alone_does_not_find_defects():
     defect = [render_part(rng, 64, kind)[0].mean() for kind in DEFECT_TYPES for _ in range(16)]
     table = ThresholdTable(np.r_[good, defect], np.r_[["good"] * 60, ["defect"] * len(defect)])
     assert table.auroc() < 0.70
+
+
+@pytest.mark.parametrize("style", ["texture", "object"])
+def test_other_styles_mark_every_defect_and_only_defects(style, tmp_path):
+    render, defect_types = STYLES[style]
+    rng = np.random.default_rng(2)
+    for _ in range(4):
+        assert render(rng, 64, None)[1].sum() == 0
+        for kind in defect_types:
+            image, mask = render(rng, 64, kind)
+            assert 3 <= mask.sum() < 0.1 * mask.size, kind
+            assert 0.0 <= image.min() and image.max() <= 1.0
+    root = generate_demo_set(tmp_path / style, DemoSetSize(3, 2, 1), size=64, seed=1, style=style)
+    summary = open_dataset(root).summary()
+    assert summary["defect_types"] == {kind: 1 for kind in defect_types}
+    assert summary["masks"] == len(defect_types)
+
+
+def test_defects_change_the_pixels_their_masks_mark():
+    for style in STYLES:
+        render, defect_types = STYLES[style]
+        for kind in defect_types:
+            good, _ = render(np.random.default_rng(11), 64, None)
+            defective, mask = render(np.random.default_rng(11), 64, kind)
+            inside = np.abs(defective - good)[mask > 0].mean()
+            assert inside > 0.05, (style, kind)
