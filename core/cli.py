@@ -22,7 +22,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.defaults import DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, MODEL_KINDS
+    from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_LOSS,
+                               DEFAULT_NOISE_STD, DEFAULT_WIDTHS, MODEL_KINDS, DEFAULT_CORESET_RATIO)
+    from core.losses import LOSSES
 
     parser = _Parser(prog="python -m core", description="Residual Lab: NCAE anomaly detection for part images.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -43,7 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--image-size", type=_positive_int, default=DEFAULT_INPUT_SIZE,
                        help=f"square input size in pixels (default {DEFAULT_INPUT_SIZE})")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    train.add_argument("--noise-std", type=float, default=0.0, help="denoising training noise (default 0: off)")
+    train.add_argument("--noise-std", type=float, default=DEFAULT_NOISE_STD,
+                       help=f"denoising training noise (default {DEFAULT_NOISE_STD:g}; 0 is off)")
+    train.add_argument("--widths", type=_widths, default=DEFAULT_WIDTHS,
+                       help=f"channels per encoder stage, comma-separated; the count is the depth "
+                            f"(default {','.join(map(str, DEFAULT_WIDTHS))})")
+    train.add_argument("--bottleneck", type=_positive_int, default=DEFAULT_BOTTLENECK,
+                       help=f"channels of the code (default {DEFAULT_BOTTLENECK})")
+    train.add_argument("--loss", choices=LOSSES, default=DEFAULT_LOSS, help=f"training loss (default {DEFAULT_LOSS})")
 
     score = commands.add_parser("score", help="score images with a trained run and write scores.csv")
     score.add_argument("--run", required=True, type=Path, help="run folder made by 'train'")
@@ -55,13 +64,26 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run", required=True, type=Path, help="run folder made by 'train'")
     evaluate.add_argument("--data", required=True, help="labelled data folder, .zip or 'demo'")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+    compare = commands.add_parser("compare", help="train and score every detector with several seeds, side by side")
+    compare.add_argument("--data", required=True, help="labelled data folder, .zip or 'demo'")
+    compare.add_argument("--seeds", type=_positive_int, default=3, help="seeds per detector (default 3)")
+    compare.add_argument("--epochs", type=_positive_int, default=DEFAULT_EPOCHS,
+                         help=f"maximum autoencoder epochs (default {DEFAULT_EPOCHS})")
+    compare.add_argument("--image-size", type=_positive_int, default=DEFAULT_INPUT_SIZE,
+                         help=f"square input size in pixels (default {DEFAULT_INPUT_SIZE})")
+    compare.add_argument("--coreset-ratio", type=float, default=DEFAULT_CORESET_RATIO,
+                         help=f"share of good patches kept in the memory bank, 0.01-0.25 "
+                              f"(default {DEFAULT_CORESET_RATIO:g})")
+    compare.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         arguments = build_parser().parse_args(argv)
-        return {"demo-data": _demo_data, "train": _train, "score": _score, "evaluate": _evaluate}[
+        return {"demo-data": _demo_data, "train": _train, "score": _score, "evaluate": _evaluate,
+                "compare": _compare}[
             arguments.command](arguments)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -102,11 +124,12 @@ def _train(arguments) -> int:
 
         try:
             detector = ResidualDetector(model=arguments.model, input_size=arguments.image_size,
-                                        epochs=arguments.epochs, seed=arguments.seed, noise_std=arguments.noise_std)
-            detector.get_params()
+                                        widths=arguments.widths, bottleneck=arguments.bottleneck,
+                                        loss=arguments.loss, epochs=arguments.epochs, seed=arguments.seed,
+                                        noise_std=arguments.noise_std)
             from core.models import build_autoencoder
 
-            build_autoencoder(arguments.model, arguments.image_size)
+            build_autoencoder(arguments.model, arguments.image_size, arguments.widths, arguments.bottleneck)
         except ValueError as error:
             raise InputError(str(error)) from None
         summary = dataset.summary()
@@ -237,6 +260,40 @@ def _evaluate(arguments) -> int:
     return EXIT_OK
 
 
+def _compare(arguments) -> int:
+    from core.datasets import open_dataset
+
+    if not 0.01 <= arguments.coreset_ratio <= 0.25:
+        raise InputError("--coreset-ratio must be between 0.01 and 0.25.")
+    with open_dataset(arguments.data) as dataset:
+        from core.quiet import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+        from core.compare import compare_detectors, comparison_rows
+        from core.models import build_autoencoder
+
+        try:
+            build_autoencoder("ncae", arguments.image_size)
+        except ValueError as error:
+            raise InputError(str(error)) from None
+        report = compare_detectors(dataset, arguments.seeds,
+                                   {"input_size": arguments.image_size, "epochs": arguments.epochs},
+                                   {"coreset_ratio": arguments.coreset_ratio},
+                                   progress=lambda message: print(message, file=sys.stderr))
+    if arguments.json:
+        print(json.dumps(report))
+        return EXIT_OK
+    rows = comparison_rows(report)
+    print(f"{report['n_good']} good, {report['n_defect']} defect test images; {report['seeds']} seeds; "
+          f"mean ± std over seeds")
+    widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
+    print("  ".join(key.ljust(widths[key]) for key in rows[0]))
+    for row in rows:
+        print("  ".join(row[key].ljust(widths[key]) for key in row))
+    print(f"note: {report['supervised_warning']}")
+    return EXIT_OK
+
+
 def _fmt(value, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}g}" if digits > 4 else f"{value:.4f}"
 
@@ -249,3 +306,10 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return value
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(_positive_int(part) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive whole numbers, got {text!r}") from None

@@ -4,8 +4,9 @@ Estimator-style, as in scikit-learn and PyOD::
 
     detector = ResidualDetector(model="ncae", epochs=40).fit(good_images)
     result = detector.score(images, with_maps=True)
-    result.table            # one row per image: mean, std, ..., mse, stat_distance (higher = worse)
+    result.table            # one row per image: mean, std, ..., mse, stat_distance, map_max (higher = worse)
     result.residuals        # signed residual maps x - x_hat, shape (n, size, size)
+    result.anomaly_maps     # |x - x_hat| smoothed by a Gaussian of ``map_sigma`` pixels
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from core.defaults import DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_WIDTHS
+from core.defaults import DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_MAP_SIGMA, DEFAULT_WIDTHS
+from core.losses import training_loss
 from core.models import build_autoencoder
 from core.residuals import STATISTIC_NAMES, residual_maps, residual_statistics
 from core.stat_distance import StatDistance
 
-SCORE_COLUMNS = (*STATISTIC_NAMES, "stat_distance")
+SCORE_COLUMNS = (*STATISTIC_NAMES, "stat_distance", "map_max")
 MIN_TRAINING_IMAGES = 8
 
 
@@ -42,9 +44,26 @@ class TrainingProgress:
 
 @dataclass
 class ScoreResult:
+    """What every detector's ``score`` returns: a score table and, on request, maps per image.
+
+    ``anomaly_maps`` (higher = more anomalous, input resolution) exist for every detector;
+    ``reconstructions`` and ``residuals`` only for the autoencoders.
+    """
+
     table: pd.DataFrame
+    anomaly_maps: np.ndarray | None = None
     reconstructions: np.ndarray | None = None
     residuals: np.ndarray | None = None
+
+
+def smoothed_maps(maps: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-smooth each map of a ``(n, h, w)`` stack (not across images)."""
+    from scipy import ndimage
+
+    maps = np.asarray(maps, dtype=np.float32)
+    if sigma <= 0 or not len(maps):
+        return maps
+    return ndimage.gaussian_filter(maps, sigma=(0, sigma, sigma), mode="nearest")
 
 
 class TrainingCancelled(RuntimeError):
@@ -60,7 +79,8 @@ class ResidualDetector:
 
     def __init__(self, model="ncae", input_size=DEFAULT_INPUT_SIZE, widths=DEFAULT_WIDTHS,
                  bottleneck=DEFAULT_BOTTLENECK, epochs=DEFAULT_EPOCHS, batch_size=32, learning_rate=2e-3,
-                 validation_fraction=0.15, patience=8, noise_std=0.0, seed=0):
+                 validation_fraction=0.15, patience=8, noise_std=0.0, loss="mse", map_sigma=DEFAULT_MAP_SIGMA,
+                 seed=0):
         self.model = model
         self.input_size = input_size
         self.widths = widths
@@ -71,13 +91,15 @@ class ResidualDetector:
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.noise_std = noise_std
+        self.loss = loss
+        self.map_sigma = map_sigma
         self.seed = seed
         self._inference_lock = threading.Lock()
 
     def get_params(self) -> dict:
         return {name: getattr(self, name) for name in (
             "model", "input_size", "widths", "bottleneck", "epochs", "batch_size", "learning_rate",
-            "validation_fraction", "patience", "noise_std", "seed")}
+            "validation_fraction", "patience", "noise_std", "loss", "map_sigma", "seed")}
 
     def fit(self, good_images: np.ndarray, progress: Callable[[TrainingProgress], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> "ResidualDetector":
@@ -99,7 +121,7 @@ class ResidualDetector:
 
         network = build_autoencoder(self.model, int(self.input_size), self.widths, int(self.bottleneck),
                                     float(self.noise_std))
-        network.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse")
+        network.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss=training_loss(self.loss))
         callbacks = [
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(self.patience), restore_best_weights=True),
             _ProgressCallback(int(self.epochs), progress, should_stop),
@@ -131,25 +153,28 @@ class ResidualDetector:
         """Score images; memory stays flat unless ``with_maps`` asks to keep every map."""
         self._check_fitted()
         batch = _as_batch(images, self.input_size)
-        columns: dict[str, list[np.ndarray]] = {name: [] for name in STATISTIC_NAMES}
-        reconstructions, residuals = [], []
+        columns: dict[str, list[np.ndarray]] = {name: [] for name in (*STATISTIC_NAMES, "map_max")}
+        kept: dict[str, list[np.ndarray]] = {"anomaly_maps": [], "reconstructions": [], "residuals": []}
         for start in range(0, len(batch), batch_size):
             chunk = batch[start:start + batch_size]
             reconstruction = self.reconstruct(chunk, batch_size)
             residual = residual_maps(chunk, reconstruction)
             for name, values in residual_statistics(residual).items():
                 columns[name].append(values)
+            anomaly_map = smoothed_maps(np.abs(residual), float(self.map_sigma))
+            columns["map_max"].append(anomaly_map.reshape(len(chunk), -1).max(axis=1))
             if with_maps:
-                reconstructions.append(reconstruction)
-                residuals.append(residual)
-        statistics = {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in columns.items()}
-        table = pd.DataFrame(statistics)
-        table["stat_distance"] = self.stat_distance_.distance(statistics) if len(table) else np.zeros(0)
+                kept["anomaly_maps"].append(anomaly_map)
+                kept["reconstructions"].append(reconstruction)
+                kept["residuals"].append(residual)
+        values = {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in columns.items()}
+        table = pd.DataFrame({name: values[name] for name in STATISTIC_NAMES})
+        table["stat_distance"] = self.stat_distance_.distance(values) if len(table) else np.zeros(0)
+        table["map_max"] = values["map_max"]
         if not with_maps:
             return ScoreResult(table)
         empty = np.zeros((0, self.input_size, self.input_size), dtype=np.float32)
-        return ScoreResult(table, np.concatenate(reconstructions) if reconstructions else empty,
-                           np.concatenate(residuals) if residuals else empty)
+        return ScoreResult(table, **{name: np.concatenate(parts) if parts else empty for name, parts in kept.items()})
 
     def _statistics(self, images: np.ndarray) -> dict[str, np.ndarray]:
         return residual_statistics(residual_maps(images, self.reconstruct(images)))

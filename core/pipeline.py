@@ -27,6 +27,7 @@ class ScoredSet:
 
     table: pd.DataFrame
     errors: dict[str, str] = field(default_factory=dict)
+    anomaly_maps: np.ndarray | None = None
     residuals: np.ndarray | None = None
     reconstructions: np.ndarray | None = None
     images: np.ndarray | None = None
@@ -101,7 +102,7 @@ def score_sources(detector: ResidualDetector, sources: list, names: list[str], w
 def _scored(detector, images, identity, errors, with_maps, kept) -> ScoredSet:
     result = detector.score(images, with_maps=with_maps)
     table = pd.concat([identity.reset_index(drop=True), result.table.reset_index(drop=True)], axis=1)
-    return ScoredSet(table, errors, result.residuals, result.reconstructions,
+    return ScoredSet(table, errors, result.anomaly_maps, result.residuals, result.reconstructions,
                      images if with_maps else None, kept)
 
 
@@ -113,10 +114,10 @@ def evaluate(detector: ResidualDetector, dataset: Dataset) -> tuple[dict, Scored
     scored = score_samples(detector, dataset, test, with_maps=dataset.has_masks)
     labels = scored.table["label"].to_numpy()
     pixel = {"pixel_auroc": None, "pixel_aupro": None}
-    if dataset.has_masks and scored.residuals is not None:
+    if dataset.has_masks and scored.anomaly_maps is not None:
         masks = dataset.load_masks(scored.kept_samples, int(detector.input_size))
-        anomaly_maps = np.abs(scored.residuals)
-        pixel = {"pixel_auroc": pixel_auroc(anomaly_maps, masks), "pixel_aupro": pixel_aupro(anomaly_maps, masks)}
+        pixel = {"pixel_auroc": pixel_auroc(scored.anomaly_maps, masks),
+                 "pixel_aupro": pixel_aupro(scored.anomaly_maps, masks)}
     scores = {}
     for column in SCORE_COLUMNS:
         summary = threshold_summary(scored.table[column].to_numpy(), labels)

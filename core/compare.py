@@ -1,0 +1,187 @@
+"""Detectors side by side on one data set, over several seeds: ``python -m core compare``.
+
+Every seed trains the NCAE and the CAE with the *same* settings (nothing is tuned for one side
+only), builds a memory bank on each one's encoder, and cross-validates the supervised reference
+on the NCAE's residual statistics. All of them are scored on the same labelled test images.
+
+The autoencoders are judged on one score column fixed in advance (:data:`AUTOENCODER_SCORE_COLUMN`),
+not on whichever column happens to win on the test labels; the per-column figures are in the
+JSON for reference.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from core.datasets import Dataset
+from core.detector import ResidualDetector
+from core.errors import DatasetError
+from core.memory_bank import MEMORY_BANK_COLUMN, MemoryBankDetector
+from core.metrics import pixel_aupro, pixel_auroc, threshold_summary
+from core.residuals import STATISTIC_NAMES
+from core.supervised import CLASSIFIERS, SUPERVISED_WARNING, cross_validate
+
+AUTOENCODER_SCORE_COLUMN = "max"
+DETECTOR_LABELS = {
+    "ncae": "NCAE residual (max)",
+    "cae": "CAE residual (max)",
+    "memory_bank_ncae": "Memory bank on NCAE encoder",
+    "memory_bank_cae": "Memory bank on CAE encoder",
+    "logistic_regression": "Supervised: logistic regression",
+    "gradient_boosting": "Supervised: gradient boosting",
+}
+METRICS = ("image_auroc", "image_auprc", "best_f1", "pixel_auroc", "pixel_aupro", "training_seconds",
+           "scoring_images_per_second")
+
+
+@dataclass
+class TestImages:
+    images: np.ndarray
+    labels: np.ndarray
+    masks: np.ndarray | None
+
+
+def load_test_images(dataset: Dataset, size: int) -> TestImages:
+    samples = [sample for sample in dataset.test if sample.label in ("good", "defect")]
+    decoded = dataset.load(samples, size)
+    kept = [samples[index] for index in decoded.kept]
+    labels = np.array([sample.label for sample in kept])
+    if not ((labels == "good").any() and (labels == "defect").any()):
+        raise DatasetError(f"{dataset.root}: comparing detectors needs labelled good and defect test images.")
+    masks = dataset.load_masks(kept, size) if dataset.has_masks else None
+    return TestImages(decoded.images, labels, masks)
+
+
+def evaluate_detector(detector, test: TestImages, column: str) -> tuple[dict, object]:
+    """Image and pixel figures plus scoring speed of a fitted detector on the test images."""
+    started = time.perf_counter()
+    result = detector.score(test.images, with_maps=test.masks is not None)
+    seconds = time.perf_counter() - started
+    figures = _image_figures(result.table[column].to_numpy(), test.labels)
+    figures |= _pixel_figures(result.anomaly_maps, test.masks)
+    figures["scoring_images_per_second"] = len(test.images) / max(seconds, 1e-9)
+    return figures, result
+
+
+def compare_detectors(dataset: Dataset, seeds: int = 3, autoencoder_params: dict | None = None,
+                      memory_bank_params: dict | None = None, folds: int = 5,
+                      progress: Callable[[str], None] = lambda message: None) -> dict:
+    """Train and score every detector ``seeds`` times; returns per-seed figures and their mean ± std."""
+    autoencoder_params = dict(autoencoder_params or {})
+    memory_bank_params = dict(memory_bank_params or {})
+    size = int(autoencoder_params.get("input_size", ResidualDetector().input_size))
+    good = dataset.load(dataset.train_good, size).images
+    if len(good) == 0:
+        raise DatasetError(f"{dataset.root}: none of the good training images could be read.")
+    test = load_test_images(dataset, size)
+    runs: dict[str, list[dict]] = {name: [] for name in DETECTOR_LABELS}
+    per_column: dict[str, list[dict]] = {"ncae": [], "cae": []}
+    folds_seen: dict[str, list[dict]] = {name: [] for name in CLASSIFIERS}
+
+    for seed in range(int(seeds)):
+        for kind in ("ncae", "cae"):
+            progress(f"seed {seed + 1}/{seeds}: training the {kind.upper()}")
+            autoencoder = ResidualDetector(**(autoencoder_params | {"model": kind, "seed": seed})).fit(good)
+            figures, result = evaluate_detector(autoencoder, test, AUTOENCODER_SCORE_COLUMN)
+            runs[kind].append(figures | {"training_seconds": autoencoder.training_seconds_, "seed": seed})
+            per_column[kind].append({column: threshold_summary(result.table[column].to_numpy(), test.labels)
+                                     ["image_auroc"] for column in result.table.columns})
+
+            progress(f"seed {seed + 1}/{seeds}: memory bank on the {kind.upper()} encoder")
+            bank = MemoryBankDetector(autoencoder, **(memory_bank_params | {"seed": seed})).fit(good)
+            figures, _ = evaluate_detector(bank, test, MEMORY_BANK_COLUMN)
+            runs[f"memory_bank_{kind}"].append(figures | {"training_seconds": bank.training_seconds_, "seed": seed})
+
+            if kind == "ncae":
+                table = result.table.assign(label=test.labels)
+                for classifier in CLASSIFIERS:
+                    started = time.perf_counter()
+                    validation = cross_validate(table, STATISTIC_NAMES, classifier, folds=folds, seed=seed)
+                    seconds = time.perf_counter() - started
+                    figures = _image_figures(validation.out_of_fold_probability, test.labels)
+                    figures |= {"pixel_auroc": None, "pixel_aupro": None, "training_seconds": seconds,
+                                "scoring_images_per_second": None, "seed": seed,
+                                "fold_f1": validation.folds["f1"].tolist(),
+                                "fold_accuracy": validation.folds["accuracy"].tolist()}
+                    runs[classifier].append(figures)
+                    folds_seen[classifier].append(validation.summary())
+
+    detectors = {}
+    for name, seed_runs in runs.items():
+        detectors[name] = {
+            "label": DETECTOR_LABELS[name],
+            "label_free": name not in CLASSIFIERS,
+            **{metric: _mean_std([run[metric] for run in seed_runs]) for metric in METRICS},
+            "per_seed": seed_runs,
+        }
+    for kind, columns in per_column.items():
+        detectors[kind]["image_auroc_by_column"] = {
+            column: _mean_std([seed_columns[column] for seed_columns in columns]) for column in columns[0]}
+    for classifier in CLASSIFIERS:
+        detectors[classifier]["fold_f1"] = _mean_std([f for run in runs[classifier] for f in run["fold_f1"]])
+        detectors[classifier]["fold_accuracy"] = _mean_std(
+            [a for run in runs[classifier] for a in run["fold_accuracy"]])
+    label_free = [name for name, entry in detectors.items() if entry["label_free"]]
+    best = max(label_free, key=lambda name: detectors[name]["image_auroc"]["mean"])
+    return {
+        "data": dataset.summary() | {"source": str(dataset.root)},
+        "seeds": int(seeds),
+        "n_good": int((test.labels == "good").sum()),
+        "n_defect": int((test.labels == "defect").sum()),
+        "autoencoder_score_column": AUTOENCODER_SCORE_COLUMN,
+        "autoencoder_params": _jsonable(ResidualDetector(**autoencoder_params).get_params()),
+        "memory_bank_params": _jsonable(MemoryBankDetector(**memory_bank_params).get_params()),
+        "best_label_free": best,
+        "supervised_warning": SUPERVISED_WARNING,
+        "detectors": detectors,
+    }
+
+
+def comparison_rows(report: dict) -> list[dict]:
+    """One row per detector, figures formatted ``mean ± std``: the printed table and the dashboard's."""
+    rows = []
+    for name, entry in report["detectors"].items():
+        rows.append({
+            "detector": entry["label"],
+            "label-free": "yes" if entry["label_free"] else "no (needs labelled defects)",
+            "image AUROC": format_mean_std(entry["image_auroc"]),
+            "AUPRC": format_mean_std(entry["image_auprc"]),
+            "best F1": format_mean_std(entry["best_f1"]),
+            "pixel AUROC": format_mean_std(entry["pixel_auroc"]),
+            "AUPRO": format_mean_std(entry["pixel_aupro"]),
+            "train s": format_mean_std(entry["training_seconds"], digits=1),
+            "images/s": format_mean_std(entry["scoring_images_per_second"], digits=0),
+        })
+    return rows
+
+
+def format_mean_std(value: dict | None, digits: int = 4) -> str:
+    if not value or value.get("mean") is None:
+        return "—"
+    return f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}"
+
+
+def _image_figures(scores: np.ndarray, labels: np.ndarray) -> dict:
+    summary = threshold_summary(scores, labels)
+    return {key: summary[key] for key in ("image_auroc", "image_auprc", "best_f1")}
+
+
+def _pixel_figures(maps: np.ndarray | None, masks: np.ndarray | None) -> dict:
+    if maps is None or masks is None:
+        return {"pixel_auroc": None, "pixel_aupro": None}
+    return {"pixel_auroc": pixel_auroc(maps, masks), "pixel_aupro": pixel_aupro(maps, masks)}
+
+
+def _mean_std(values: list) -> dict | None:
+    numbers = [float(value) for value in values if value is not None]
+    if not numbers:
+        return None
+    return {"mean": float(np.mean(numbers)), "std": float(np.std(numbers)), "values": numbers}
+
+
+def _jsonable(parameters: dict) -> dict:
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in parameters.items()}

@@ -1,0 +1,110 @@
+import math
+
+import numpy as np
+import pytest
+from sklearn.neighbors import NearestNeighbors
+
+from core.bundles import load_bundle
+from core.datasets import open_dataset
+from core.memory_bank import (BackboneUnavailable, MemoryBankDetector, greedy_coreset, imagenet_weights_path,
+                              reweighted_image_scores, upsample_maps)
+
+
+def test_coreset_adds_the_point_farthest_from_those_already_chosen():
+    points = np.array([[0.0], [1.0], [2.0], [10.0], [11.0]])
+    # from 0: 11 is farthest; then 2 (distance 2 to {0, 11}) beats 1 and 10 (distance 1)
+    assert greedy_coreset(points, 0.6, start=0).tolist() == [0, 4, 2]
+    assert greedy_coreset(points, 0.4, start=3).tolist() == [3, 0]
+    assert greedy_coreset(points, 1.0).tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="ratio"):
+        greedy_coreset(points, 0.0)
+
+
+def test_coreset_keeps_the_requested_share_and_covers_every_cluster():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 50, (6, 200))
+    points = np.concatenate([centre + rng.normal(0, 0.5, (300, 200)) for centre in centres])
+    chosen = greedy_coreset(points, 0.01, projection_dim=32)
+    assert len(chosen) == math.ceil(0.01 * len(points)) == len(set(chosen.tolist()))
+    clusters = {int(index) // 300 for index in chosen}
+    assert clusters == set(range(6))  # an ordinary random 1 % sample of 18 could miss a cluster
+
+
+def test_image_score_is_the_worst_patch_distance_with_the_papers_reweighting():
+    bank = np.array([[0.0, 0.0], [10.0, 0.0]])
+    search = NearestNeighbors(n_neighbors=1).fit(bank)
+    patches = np.array([[[0.0, 1.0], [7.0, 0.0]]])          # one image, two patches
+    distances, nearest = search.kneighbors(patches[0])
+    assert distances[:, 0].tolist() == pytest.approx([1.0, 3.0])
+    plain = reweighted_image_scores(distances[:, 0][None], patches, nearest[:, 0][None], bank, search, 1)
+    assert plain.tolist() == pytest.approx([3.0])
+    # worst patch (7, 0) -> m* = (10, 0); its 2 neighbours in the bank are itself (d=3) and (0, 0) (d=7)
+    weighted = reweighted_image_scores(distances[:, 0][None], patches, nearest[:, 0][None], bank, search, 2)
+    assert weighted.tolist() == pytest.approx([(1 - math.exp(3) / (math.exp(3) + math.exp(7))) * 3.0])
+
+
+def test_upsampled_maps_keep_the_hot_patch_where_it_was():
+    grid = np.zeros((1, 4, 4), dtype=np.float32)
+    grid[0, 1, 2] = 1.0
+    full = upsample_maps(grid, 16)
+    assert full.shape == (1, 16, 16)
+    row, column = np.unravel_index(np.argmax(full[0]), (16, 16))
+    assert 4 <= row < 8 and 8 <= column < 12
+
+
+@pytest.fixture(scope="module")
+def fitted_bank(tiny_run, small_demo_dir):
+    autoencoder = load_bundle(tiny_run)
+    with open_dataset(small_demo_dir) as dataset:
+        good = dataset.load(dataset.train_good, autoencoder.input_size).images
+    return MemoryBankDetector(autoencoder, coreset_ratio=0.25).fit(good), good
+
+
+def test_memory_bank_flags_a_pasted_patch_and_maps_it_where_it_is(fitted_bank):
+    detector, good = fitted_bank
+    assert len(detector.memory_bank_) == math.ceil(0.25 * detector.n_good_patches_)
+    damaged = good[:4].copy()
+    damaged[:, 4:12, 18:26] = 1.0
+    result = detector.score(np.concatenate([good[:4], damaged]), with_maps=True)
+    scores = result.table["patch_score"].to_numpy()
+    assert (scores[4:] > scores[:4]).all()
+    assert result.anomaly_maps.shape == (8, 32, 32)
+    for heat in result.anomaly_maps[4:]:
+        row, column = np.unravel_index(np.argmax(heat), heat.shape)
+        assert 0 <= row < 16 and 14 <= column < 30
+
+
+def test_memory_bank_refuses_a_ratio_outside_one_to_twenty_five_percent(fitted_bank):
+    detector, good = fitted_bank
+    with pytest.raises(ValueError, match="coreset_ratio"):
+        MemoryBankDetector(detector.autoencoder, coreset_ratio=0.5).fit(good)
+
+
+def test_imagenet_backbone_without_weights_on_disk_says_where_to_put_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(BackboneUnavailable, match="copy resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"):
+        imagenet_weights_path("resnet50")
+    with pytest.raises(BackboneUnavailable, match="not on this machine"):
+        MemoryBankDetector(backbone="mobilenet_v2").fit(np.zeros((2, 224, 224), np.float32))
+
+
+def test_imagenet_backbone_loads_weights_from_disk(tmp_path, monkeypatch):
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+    import h5py
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    # stand-in weights in the same legacy-HDF5 format as the published file, so no download is needed
+    network = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(224, 224, 3))
+    with h5py.File(tmp_path / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+                   "w") as handle:
+        legacy_h5_format.save_weights_to_hdf5_group(handle, network)
+    rng = np.random.default_rng(0)
+    good = rng.uniform(0.4, 0.6, (6, 224, 224)).astype(np.float32)
+    detector = MemoryBankDetector(backbone="mobilenet_v2", coreset_ratio=0.05).fit(good)
+    assert detector.grid_shape_ == (28, 28)
+    damaged = good[:1].copy()
+    damaged[0, 100:140, 100:140] = 1.0
+    scores = detector.score(np.concatenate([good[:1], damaged]))
+    assert scores.table["patch_score"][1] > scores.table["patch_score"][0]
