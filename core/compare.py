@@ -16,14 +16,15 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
 from core.datasets import Dataset
 from core.detector import ResidualDetector
 from core.errors import DatasetError
 from core.memory_bank import MEMORY_BANK_COLUMN, MemoryBankDetector
-from core.metrics import pixel_aupro, pixel_auroc, threshold_summary
+from core.metrics import ThresholdTable, pixel_aupro, pixel_auroc, threshold_summary
 from core.residuals import STATISTIC_NAMES
-from core.supervised import CLASSIFIERS, SUPERVISED_WARNING, cross_validate
+from core.supervised import CLASSIFIERS, MIN_PER_CLASS, SUPERVISED_WARNING, cross_validate
 
 AUTOENCODER_SCORE_COLUMN = "max"
 DETECTOR_LABELS = {
@@ -80,7 +81,6 @@ def compare_detectors(dataset: Dataset, seeds: int = 3, autoencoder_params: dict
     test = load_test_images(dataset, size)
     runs: dict[str, list[dict]] = {name: [] for name in DETECTOR_LABELS}
     per_column: dict[str, list[dict]] = {"ncae": [], "cae": []}
-    folds_seen: dict[str, list[dict]] = {name: [] for name in CLASSIFIERS}
 
     for seed in range(int(seeds)):
         for kind in ("ncae", "cae"):
@@ -97,18 +97,9 @@ def compare_detectors(dataset: Dataset, seeds: int = 3, autoencoder_params: dict
             runs[f"memory_bank_{kind}"].append(figures | {"training_seconds": bank.training_seconds_, "seed": seed})
 
             if kind == "ncae":
-                table = result.table.assign(label=test.labels)
                 for classifier in CLASSIFIERS:
-                    started = time.perf_counter()
-                    validation = cross_validate(table, STATISTIC_NAMES, classifier, folds=folds, seed=seed)
-                    seconds = time.perf_counter() - started
-                    figures = _image_figures(validation.out_of_fold_probability, test.labels)
-                    figures |= {"pixel_auroc": None, "pixel_aupro": None, "training_seconds": seconds,
-                                "scoring_images_per_second": None, "seed": seed,
-                                "fold_f1": validation.folds["f1"].tolist(),
-                                "fold_accuracy": validation.folds["accuracy"].tolist()}
-                    runs[classifier].append(figures)
-                    folds_seen[classifier].append(validation.summary())
+                    figures, _ = supervised_figures(result.table, test.labels, classifier, folds, seed)
+                    runs[classifier].append(figures | {"seed": seed})
 
     detectors = {}
     for name, seed_runs in runs.items():
@@ -139,6 +130,47 @@ def compare_detectors(dataset: Dataset, seeds: int = 3, autoencoder_params: dict
         "supervised_warning": SUPERVISED_WARNING,
         "detectors": detectors,
     }
+
+
+def supervised_figures(statistics: pd.DataFrame, labels: np.ndarray, classifier: str, folds: int = 5,
+                       seed: int = 0):
+    """Cross-validated figures of ``classifier`` on residual statistics; out-of-fold scores stand in for scores."""
+    started = time.perf_counter()
+    validation = cross_validate(statistics.assign(label=labels), STATISTIC_NAMES, classifier, folds=folds, seed=seed)
+    figures = _image_figures(validation.out_of_fold_probability, labels)
+    figures |= {"pixel_auroc": None, "pixel_aupro": None, "training_seconds": time.perf_counter() - started,
+                "scoring_images_per_second": None, "fold_f1": validation.folds["f1"].tolist(),
+                "fold_accuracy": validation.folds["accuracy"].tolist()}
+    return figures, validation
+
+
+def compare_fitted(detectors: dict, test: TestImages, folds: int = 5, seed: int = 0) -> dict:
+    """Figures and ROC curves for detectors that are already fitted — no training, so it is quick.
+
+    ``detectors`` maps a name to ``(detector, score column)``. When one of them is an autoencoder,
+    the supervised reference is cross-validated on its residual statistics and added.
+    """
+    figures, curves, folds_by_classifier = {}, {}, {}
+    statistics = None
+    for name, (detector, column) in detectors.items():
+        figures[name], result = evaluate_detector(detector, test, column)
+        curves[name] = _roc(result.table[column].to_numpy(), test.labels)
+        if statistics is None and set(STATISTIC_NAMES) <= set(result.table.columns):
+            statistics = result.table
+    smallest_class = min((test.labels == "good").sum(), (test.labels == "defect").sum())
+    if statistics is not None and smallest_class >= MIN_PER_CLASS:
+        for classifier in CLASSIFIERS:
+            name = DETECTOR_LABELS[classifier]
+            figures[name], validation = supervised_figures(statistics, test.labels, classifier, folds, seed)
+            curves[name] = _roc(validation.out_of_fold_probability, test.labels)
+            folds_by_classifier[name] = validation.folds
+    return {"figures": figures, "curves": curves, "folds": folds_by_classifier}
+
+
+def _roc(scores: np.ndarray, labels: np.ndarray):
+    table = ThresholdTable(scores, labels)
+    false_positive_rate, true_positive_rate, _ = table.roc_curve()
+    return false_positive_rate, true_positive_rate, table.auroc()
 
 
 def comparison_rows(report: dict) -> list[dict]:

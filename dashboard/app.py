@@ -21,6 +21,7 @@ navigation = st.navigation([
     st.Page(PAGES / "residuals.py", title="Residuals", icon=":material/image:"),
     st.Page(PAGES / "statistics.py", title="Statistics", icon=":material/scatter_plot:"),
     st.Page(PAGES / "threshold.py", title="Threshold", icon=":material/tune:"),
+    st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page(PAGES / "inspect.py", title="Inspect", icon=":material/search:"),
     st.Page(PAGES / "report.py", title="Report", icon=":material/description:"),
 ])

@@ -124,6 +124,19 @@ def statistic_scatter(table: pd.DataFrame, x: str, y: str, colour_by: str = "lab
     return _layout(figure, f"{y} against {x}", height=560)
 
 
+def roc_comparison(curves: dict[str, tuple[np.ndarray, np.ndarray, float]]) -> go.Figure:
+    """One ROC curve per detector on one plot; ``curves`` maps a name to ``(fpr, tpr, auroc)``."""
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="gray", dash="dot"),
+                                name="chance", hoverinfo="skip"))
+    for (name, (fpr, tpr, auroc)), colour in zip(curves.items(), _palette(list(curves)).values()):
+        figure.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"{name} (AUROC {auroc:.3f})",
+                                    line=dict(color=colour, width=2, shape="hv")))
+    figure.update_xaxes(title="false reject rate (good parts rejected)", range=[0, 1])
+    figure.update_yaxes(title="defect detection rate", range=[0, 1.02])
+    return _layout(figure, "ROC by detector", height=460)
+
+
 def loss_figure(history: dict) -> go.Figure:
     figure = go.Figure()
     for key, colour in (("loss", "#58a6ff"), ("val_loss", THRESHOLD_COLOUR)):
@@ -131,7 +144,7 @@ def loss_figure(history: dict) -> go.Figure:
         figure.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, mode="lines+markers", name=key,
                                     line=dict(color=colour)))
     figure.update_xaxes(title="epoch")
-    figure.update_yaxes(title="MSE", type="log")
+    figure.update_yaxes(title="loss", type="log")
     return _layout(figure, "Training loss", height=300)
 
 

@@ -1,4 +1,4 @@
-"""Training as a background job whose state lives on disk (``runs/<id>/status.json``).
+"""Training and comparisons as background jobs whose state lives on disk (``status.json``).
 
 The thread belongs to the server process, so it keeps going when the user switches pages or
 reloads the tab; any page reads progress back from disk. Cancelling drops a ``cancel`` file that
@@ -33,12 +33,11 @@ def start_training(runs_root: Path, data_kind: str, data_location: str, model_ki
 
 
 def _train(run_dir, data_kind, data_location, model_kind, epochs, input_size, seed) -> None:
-    from core.datasets import open_dataset
     from core.detector import ResidualDetector, TrainingCancelled
     from core.pipeline import train_run
 
     try:
-        with open_dataset("demo" if data_kind == "demo" else data_location) as dataset:
+        with open_dataset_for(data_kind, data_location) as dataset:
             detector = ResidualDetector(model=model_kind, epochs=epochs, input_size=input_size, seed=seed)
             train_run(dataset, run_dir, detector, should_stop=lambda: (run_dir / CANCEL_FILE).exists())
     except TrainingCancelled:
@@ -65,3 +64,57 @@ def active_runs(runs_root: Path) -> list:
     """Runs still training in this server process (a run left unfinished by a crash is not listed)."""
     return [run for run in list_runs(runs_root, usable_only=False)
             if run.status.get("state") not in FINISHED_STATES and is_alive(run.run_id)]
+
+
+COMPARISONS_FOLDER = "comparisons"
+COMPARISON_FILE = "compare.json"
+
+
+def start_comparison(runs_root: Path, data_kind: str, data_location: str, data_label: str, seeds: int,
+                     epochs: int) -> Path:
+    """``python -m core compare`` as a background job; the report lands in ``comparisons/<id>/compare.json``."""
+    job_dir = Path(runs_root) / COMPARISONS_FOLDER / new_run_id("compare")
+    write_status(job_dir, state="queued", message="Waiting to start", seeds=seeds, epochs=epochs, data=data_label)
+    thread = threading.Thread(target=_compare, name=f"compare-{job_dir.name}", daemon=True,
+                              args=(job_dir, data_kind, data_location, seeds, epochs))
+    with _lock:
+        _threads[job_dir.name] = thread
+    thread.start()
+    return job_dir
+
+
+def _compare(job_dir, data_kind, data_location, seeds, epochs) -> None:
+    from core.compare import compare_detectors
+    from core.files import atomic_write_json
+
+    try:
+        with open_dataset_for(data_kind, data_location) as dataset:
+            report = compare_detectors(dataset, seeds, {"epochs": epochs},
+                                       progress=lambda message: write_status(job_dir, state="running",
+                                                                             message=message))
+        atomic_write_json(job_dir / COMPARISON_FILE, report)
+        write_status(job_dir, state="complete", message="Comparison finished")
+    except Exception as error:  # the status file carries the message to the page
+        write_status(job_dir, state="failed", message=str(error) or type(error).__name__)
+    finally:
+        with _lock:
+            _threads.pop(job_dir.name, None)
+
+
+def open_dataset_for(data_kind: str, data_location: str):
+    from core.datasets import open_dataset
+
+    return open_dataset("demo" if data_kind == "demo" else data_location)
+
+
+def comparisons(runs_root: Path) -> list[tuple[Path, dict]]:
+    """Comparison jobs, newest first, with their status (finished or still running in this server)."""
+    folder = Path(runs_root) / COMPARISONS_FOLDER
+    if not folder.is_dir():
+        return []
+    jobs = []
+    for job_dir in sorted(folder.iterdir(), reverse=True):
+        status = read_status(job_dir)
+        if status.get("state") == "complete" and (job_dir / COMPARISON_FILE).is_file() or is_alive(job_dir.name):
+            jobs.append((job_dir, status))
+    return jobs

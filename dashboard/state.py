@@ -20,6 +20,7 @@ from core.bundles import read_manifest
 from core.datasets import Dataset, open_dataset
 from core.detector import SCORE_COLUMNS
 from core.errors import InputError
+from core.memory_bank import MEMORY_BANK_COLUMN
 from core.metrics import ThresholdTable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +43,23 @@ class ModelChoice:
     label: str
 
 
+@dataclass(frozen=True)
+class DetectorChoice:
+    kind: str                  # "autoencoder" or "memory_bank"
+    backbone: str = "encoder"  # memory bank only
+    coreset_ratio: float = 0.01
+
+    @property
+    def label(self) -> str:
+        if self.kind == "autoencoder":
+            return "Autoencoder residuals"
+        where = "the model's encoder" if self.backbone == "encoder" else f"ImageNet {self.backbone}"
+        return f"Memory bank on {where} (coreset {self.coreset_ratio:.0%})"
+
+
 DEMO_DATA = DataChoice("demo", "", "Built-in demo set (synthetic cast impellers)")
 DEMO_MODEL = ModelChoice(str(DEMO_BUNDLE), "Demo NCAE (assets/demo_model)")
+AUTOENCODER = DetectorChoice("autoencoder")
 
 
 def data_choice() -> DataChoice:
@@ -52,6 +68,16 @@ def data_choice() -> DataChoice:
 
 def model_choice() -> ModelChoice:
     return st.session_state.setdefault("model_choice", DEMO_MODEL)
+
+
+def detector_choice() -> DetectorChoice:
+    return st.session_state.setdefault("detector_choice", AUTOENCODER)
+
+
+def choose_detector(choice: DetectorChoice) -> None:
+    if choice != detector_choice():
+        st.session_state["detector_choice"] = choice
+        _forget_threshold()
 
 
 def choose_data(choice: DataChoice) -> None:
@@ -92,6 +118,34 @@ def load_detector(bundle_path: str, model_sha256: str):
     return load_bundle(bundle_path)
 
 
+@st.cache_resource(show_spinner="Building the memory bank from the good training images…", max_entries=4)
+def load_memory_bank(bundle_path: str, model_sha256: str, kind: str, location: str, fingerprint: str,
+                     choice: DetectorChoice):
+    """A memory bank fitted on the data set's good training images (never shared mutable state)."""
+    from core.memory_bank import MemoryBankDetector
+
+    autoencoder = load_detector(bundle_path, model_sha256)
+    dataset = load_dataset(kind, location)
+    detector = MemoryBankDetector(autoencoder, backbone=choice.backbone, coreset_ratio=choice.coreset_ratio)
+    if not dataset.train_good:
+        raise InputError(f"{dataset.root}: the memory bank needs good training images, and this data set has none.")
+    good = dataset.load(dataset.train_good, detector.input_size).images
+    return detector.fit(good)
+
+
+def active_detector(bundle_path: str, model_sha256: str, kind: str, location: str, fingerprint: str,
+                    choice: DetectorChoice):
+    """The detector the pages show: the autoencoder itself or a memory bank built for this data."""
+    if choice.kind == "autoencoder":
+        return load_detector(bundle_path, model_sha256)
+    from core.memory_bank import BackboneUnavailable
+
+    try:
+        return load_memory_bank(bundle_path, model_sha256, kind, location, fingerprint, choice)
+    except BackboneUnavailable as error:  # the weights went away after the choice was made
+        raise InputError(str(error)) from None
+
+
 def current_detector():
     choice = model_choice()
     manifest = read_manifest(choice.path)
@@ -104,10 +158,11 @@ def current_dataset() -> Dataset:
 
 
 @st.cache_data(show_spinner="Scoring the test images…", max_entries=16)
-def _score_table(bundle_path: str, model_sha256: str, kind: str, location: str, fingerprint: str):
+def _score_table(bundle_path: str, model_sha256: str, kind: str, location: str, fingerprint: str,
+                 choice: DetectorChoice = AUTOENCODER):
     from core.pipeline import score_samples
 
-    detector = load_detector(bundle_path, model_sha256)
+    detector = active_detector(bundle_path, model_sha256, kind, location, fingerprint, choice)
     dataset = load_dataset(kind, location)
     samples = dataset.test or dataset.samples
     scored = score_samples(detector, dataset, samples)
@@ -130,10 +185,22 @@ class Workspace:
     """Everything a page needs about the current data, model and scores."""
 
     dataset: Dataset
-    detector: object
-    manifest: dict
+    detector: object          # the active detector: the autoencoder or a memory bank
+    manifest: dict            # the autoencoder bundle's manifest
     table: pd.DataFrame
     errors: dict[str, str]
+    choice: DetectorChoice = AUTOENCODER
+    fingerprint: str = ""
+
+    @property
+    def is_autoencoder(self) -> bool:
+        return self.choice.kind == "autoencoder"
+
+    def map_key(self) -> tuple:
+        """Everything that identifies the active detector, for cached map pages."""
+        data = data_choice()
+        return (model_choice().path, self.manifest["model_sha256"], data.kind, data.location, self.fingerprint,
+                self.choice)
 
     @property
     def labelled(self) -> pd.DataFrame:
@@ -147,31 +214,37 @@ class Workspace:
 def workspace() -> Workspace | None:
     """The scored current selection, or ``None`` after telling the user what is wrong."""
     try:
-        detector, manifest = current_detector()
+        _, manifest = current_detector()
         dataset = current_dataset()
-        data, model = data_choice(), model_choice()
+        data, model, choice = data_choice(), model_choice(), detector_choice()
+        fingerprint = _fingerprint(dataset)
+        detector = active_detector(model.path, manifest["model_sha256"], data.kind, data.location, fingerprint,
+                                   choice)
         table, errors = _score_table(model.path, manifest["model_sha256"], data.kind, data.location,
-                                     _fingerprint(dataset))
+                                     fingerprint, choice)
     except InputError as error:
-        st.error(f"{error} Choose another data set or model on the Data & Model page.")
+        st.error(f"{error} Choose another data set, model or detector on the Data & Model page.")
         return None
     if table.empty:
         st.warning("None of the test images could be read. Choose another data set on the Data & Model page.")
         return None
-    return Workspace(dataset, detector, manifest, table, errors)
+    return Workspace(dataset, detector, manifest, table, errors, choice, fingerprint)
 
 
 # -- threshold state ------------------------------------------------------------------------------
 
+ALL_SCORE_COLUMNS = (*SCORE_COLUMNS, MEMORY_BANK_COLUMN)
+
+
 def score_columns(table: pd.DataFrame) -> list[str]:
-    return [column for column in SCORE_COLUMNS if column in table.columns]
+    return [column for column in ALL_SCORE_COLUMNS if column in table.columns]
 
 
 def best_column(table: pd.DataFrame) -> str:
     """The statistic that separates the labelled images best, or ``max`` when there are no defects."""
     labels = table["label"]
     if not ((labels == "good").any() and (labels == "defect").any()):
-        return "max"
+        return "max" if "max" in table.columns else score_columns(table)[0]
     return max(score_columns(table), key=lambda column: ThresholdTable(
         table.loc[labels.isin(["good", "defect"]), column], labels[labels.isin(["good", "defect"])]).auroc())
 
@@ -228,7 +301,8 @@ def threshold_document(space: Workspace, column: str, threshold: float, point, r
 
     model = model_choice()
     run = {"id": Path(model.path).name, "path": model.path, "model_kind": space.manifest["model_kind"],
-           "model_sha256": space.manifest["model_sha256"], "data": data_choice().label}
+           "model_sha256": space.manifest["model_sha256"], "data": data_choice().label,
+           "detector": space.choice.label}
     return build(run, column, threshold, point, review_from)
 
 

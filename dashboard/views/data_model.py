@@ -5,10 +5,13 @@ from pathlib import Path
 import streamlit as st
 
 from core.datasets import open_dataset
-from core.defaults import DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, MODEL_KINDS
+from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, MODEL_KINDS
+from core.memory_bank import BACKBONES, BackboneUnavailable, imagenet_weights_path
 from core.errors import InputError
 from core.runs import list_runs, read_status
 from dashboard import figures, jobs, state
+
+CORESET_CHOICES = (0.01, 0.02, 0.05, 0.1, 0.25)
 
 st.title("Data & Model")
 data_column, model_column = st.columns(2)
@@ -54,6 +57,30 @@ with model_column:
                           help="The shipped demo model or a run trained here (runs/).")
     if options[picked].path != state.model_choice().path:
         state.choose_model(options[picked])
+
+    detector_kind = st.radio(
+        "Detector", ["autoencoder", "memory_bank"], horizontal=True, key="detector_kind",
+        index=0 if state.detector_choice().kind == "autoencoder" else 1,
+        format_func={"autoencoder": "Autoencoder residuals", "memory_bank": "Memory bank (PatchCore-style)"}.get,
+        help="Autoencoder: scores are statistics of x − x̂. Memory bank: each patch's distance to the nearest "
+             "good patch, with the model's encoder (or an ImageNet CNN) as the feature extractor.")
+    if detector_kind == "autoencoder":
+        state.choose_detector(state.AUTOENCODER)
+    else:
+        backbone = st.selectbox("Backbone", BACKBONES, key="detector_backbone",
+                                format_func=lambda name: "the model's encoder" if name == "encoder"
+                                else f"ImageNet {name} (weights from disk)")
+        ratio = st.select_slider("Memory bank size (share of good patches kept)", CORESET_CHOICES,
+                                 value=state.detector_choice().coreset_ratio if state.detector_choice().kind ==
+                                 "memory_bank" else DEFAULT_CORESET_RATIO, format_func="{:.0%}".format,
+                                 key="detector_ratio")
+        if backbone != "encoder":
+            try:
+                imagenet_weights_path(backbone)
+            except BackboneUnavailable as error:
+                st.warning(f"{error} Using the model's encoder instead.")
+                backbone = "encoder"
+        state.choose_detector(state.DetectorChoice("memory_bank", backbone, float(ratio)))
 
     with st.expander("Train a new model", expanded=False):
         kind = st.radio("Network", MODEL_KINDS, format_func=str.upper, horizontal=True, key="train_kind")
@@ -107,13 +134,14 @@ st.subheader("Summary")
 space = state.workspace()
 if space is not None:
     summary = space.dataset.summary()
-    cards = st.columns(5)
+    cards = st.columns(6)
     state.metric_cards(cards, [
         ("Training images (good)", summary["train_good"], "Good images the model learns from."),
         ("Test good", summary["test_good"], "Good images used to measure false rejects."),
         ("Test defect", summary["test_defect"], "Defect images used to measure escapes."),
         ("Input size", f"{space.manifest['input_size']} px", "Images are resized to this square size."),
         ("Model", space.manifest["model_kind"].upper(), "NCAE: neighbour-convolution autoencoder; CAE: plain."),
+        ("Detector", "autoencoder" if space.is_autoencoder else "memory bank", space.choice.label),
     ])
     if summary["defect_types"]:
         st.bar_chart(summary["defect_types"], horizontal=True, height=220)

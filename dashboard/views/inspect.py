@@ -95,10 +95,11 @@ if len(judged):
     csv_columns = list(IDENTITY_COLUMNS) + state.score_columns(judged) + ["verdict"]
     st.download_button("Download scores.csv", scores_csv(judged[csv_columns]),
                        file_name="scores.csv", mime="text/csv")
-    st.subheader("Residual heat maps")
-    scale = float(np.quantile(np.abs(scored.residuals), 0.999)) or 1.0
+    st.subheader("Anomaly heat maps")
+    st.caption(f"Detector: {space.choice.label}. Colour scale: the 99.9th percentile of the maps shown here.")
+    scale = float(np.quantile(scored.anomaly_maps, 0.999)) or 1.0
     # judged rows come first in `shown`, in the same order as the maps
     shown_maps = min(len(judged), MAX_HEAT_MAPS)
-    pictures = [overlay(scored.images[i], np.abs(scored.residuals[i]), scale) for i in range(shown_maps)]
+    pictures = [overlay(scored.images[i], scored.anomaly_maps[i], scale) for i in range(shown_maps)]
     captions = [f"{row.verdict} · {row.path}" for row in judged.head(shown_maps).itertuples()]
     st.image(pictures, caption=captions, width=180, clamp=True)

@@ -1,12 +1,11 @@
 """Report: one click builds a self-contained HTML report to download and show offline."""
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from dashboard import figures, state
 from dashboard.images import data_uri, overlay
-from dashboard.maps import global_residual_scale, residual_page
+from dashboard.maps import global_map_scale, map_page
 from dashboard.report import build_report
 
 EXAMPLES = 8
@@ -35,18 +34,17 @@ def make_report() -> str:
         "label", threshold, column))
     picked = space.table.sort_values(column, ascending=False)
     picked = pd.concat([picked.head(EXAMPLES // 2), picked.tail(EXAMPLES // 2)])
-    model = state.model_choice()
-    images, _, residuals, masks = residual_page(model.path, space.manifest["model_sha256"],
-                                                tuple(picked["source"]), tuple(picked["mask"]))
-    scale = global_residual_scale(model.path, space.manifest["model_sha256"], tuple(space.table["source"]))
+    page = map_page(space.map_key(), tuple(picked["source"]), tuple(picked["mask"]))
+    scale = global_map_scale(space.map_key(), tuple(space.table["source"]))
     examples = [(f"{row.path} · {row.label or 'unlabelled'} · {column} {getattr(row, column):.4g}",
-                 data_uri(overlay(images[i], np.abs(residuals[i]), scale, masks[i]), scale=2))
+                 data_uri(overlay(page.images[i], page.anomaly_maps[i], scale, page.masks[i]), scale=2))
                 for i, row in enumerate(picked.itertuples())]
     summary = space.dataset.summary()
     return build_report(
         title="Residual Lab inspection report",
         data_summary={"data set": state.data_choice().label, **summary},
-        model_summary={"model": state.model_choice().label, "kind": space.manifest["model_kind"].upper(),
+        model_summary={"model": state.model_choice().label, "detector": space.choice.label,
+                       "kind": space.manifest["model_kind"].upper(),
                        "input size": space.manifest["input_size"], "created": space.manifest.get("created"),
                        "model SHA-256": space.manifest["model_sha256"]},
         threshold_settings={"score column": column, "threshold": threshold,

@@ -1,11 +1,14 @@
-"""Residuals: original, reconstruction, residual and heat map for every image, page by page."""
+"""Residuals: original, reconstruction, residual and heat map for every image, page by page.
+
+With a memory bank selected there is no reconstruction; the page shows its patch-distance map.
+"""
 
 import numpy as np
 import streamlit as st
 
 from dashboard import state
 from dashboard.images import overlay, signed_colours
-from dashboard.maps import global_residual_scale, residual_page
+from dashboard.maps import global_map_scale, map_page
 
 PAGE_SIZE = 8
 
@@ -13,8 +16,8 @@ st.title("Residuals")
 space = state.workspace()
 if space is None:
     st.stop()
-model = state.model_choice()
-sha = space.manifest["model_sha256"]
+key = space.map_key()
+st.caption(f"Detector: **{space.choice.label}** (change it on the Data & Model page).")
 
 filters = st.columns([1, 2, 1, 1, 1])
 labels = filters[0].multiselect("Label", sorted(space.table["label"].replace("", "unknown").unique()), key="res_labels")
@@ -35,28 +38,42 @@ view = view.sort_values(sort_by, ascending=not descending)
 pages = max(1, int(np.ceil(len(view) / PAGE_SIZE)))
 page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="res_page")
 shown = view.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
-st.caption(f"{len(view)} images match. Residual: red = brighter than the model expects, blue = darker.")
+st.caption(f"{len(view)} images match. " + ("Residual: red = brighter than the model expects, blue = darker. "
+           "Heat map: the smoothed |residual|." if space.is_autoencoder else
+           "Heat map: each patch's distance to its nearest good patch in the memory bank."))
 if shown.empty:
     st.info("No image matches these filters.")
     st.stop()
 
-images, reconstructions, residuals, masks = residual_page(model.path, sha, tuple(shown["source"]), tuple(shown["mask"]))
-set_scale = global_residual_scale(model.path, sha, tuple(space.table["source"]))
+maps = map_page(key, tuple(shown["source"]), tuple(shown["mask"]))
+set_scale = global_map_scale(key, tuple(space.table["source"]))
+signed_scale = global_map_scale(key, tuple(space.table["source"]), signed=True) if space.is_autoencoder else 1.0
+titles = ("Image", "Original", "Reconstruction", "Residual", "Heat map") if space.is_autoencoder else \
+    ("Image", "Original", "Anomaly map", "Heat map")
+widths = [2] + [1] * (len(titles) - 1)
 
-header = st.columns([2, 1, 1, 1, 1])
-for column, title in zip(header, ("Image", "Original", "Reconstruction", "Residual", "Heat map")):
+
+def heat(index: int):
+    scale = float(maps.anomaly_maps[index].max()) if per_image else set_scale
+    return overlay(maps.images[index], maps.anomaly_maps[index], scale or 1.0, maps.masks[index])
+
+
+for column, title in zip(st.columns(widths), titles):
     column.markdown(f"**{title}**")
 for index, row in enumerate(shown.itertuples()):
-    scale = float(np.abs(residuals[index]).max()) if per_image else set_scale
-    cells = st.columns([2, 1, 1, 1, 1])
+    cells = st.columns(widths)
     verdict = "defect" if row.label == "defect" else row.label or "unlabelled"
     cells[0].markdown(f"`{row.path}`  \n{verdict}{' · ' + row.defect_type if row.defect_type else ''}  \n"
                       f"{sort_by} = {getattr(row, sort_by):.5g}")
-    cells[1].image(images[index], clamp=True, width="stretch")
-    cells[2].image(np.clip(reconstructions[index], 0, 1), clamp=True, width="stretch")
-    cells[3].image(signed_colours(residuals[index], scale), clamp=True, width="stretch")
-    heat = overlay(images[index], np.abs(residuals[index]), scale, masks[index])
-    cells[4].image(heat, clamp=True, width="stretch")
+    cells[1].image(maps.images[index], clamp=True, width="stretch")
+    if space.is_autoencoder:
+        residual_scale = float(np.abs(maps.residuals[index]).max()) if per_image else signed_scale
+        cells[2].image(np.clip(maps.reconstructions[index], 0, 1), clamp=True, width="stretch")
+        cells[3].image(signed_colours(maps.residuals[index], residual_scale or 1.0), clamp=True, width="stretch")
+    else:
+        scale = float(maps.anomaly_maps[index].max()) if per_image else set_scale
+        cells[2].image(np.clip(maps.anomaly_maps[index] / (scale or 1.0), 0, 1), clamp=True, width="stretch")
+    cells[-1].image(heat(index), clamp=True, width="stretch")
     if cells[0].button("View large", key=f"large-{row.path}"):
         st.session_state["large_view"] = index
 
@@ -65,10 +82,8 @@ if "large_view" in st.session_state and st.session_state["large_view"] < len(sho
 
     @st.dialog(f"{shown.iloc[index]['path']}", width="large")
     def large() -> None:
-        scale = float(np.abs(residuals[index]).max()) if per_image else set_scale
         left, right = st.columns(2)
-        left.image(images[index], caption="original", clamp=True, width="stretch")
-        right.image(overlay(images[index], np.abs(residuals[index]), scale, masks[index]),
-                    caption="heat map (cyan: ground-truth outline)", clamp=True, width="stretch")
+        left.image(maps.images[index], caption="original", clamp=True, width="stretch")
+        right.image(heat(index), caption="heat map (cyan: ground-truth outline)", clamp=True, width="stretch")
 
     large()

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from core.supervised import SUPERVISED_WARNING, decision_boundary
 from dashboard import figures, state
 from dashboard.maps import thumbnails
 
@@ -18,10 +19,18 @@ y = controls[1].selectbox("y axis", columns, index=columns.index(current), key="
 colour_by = controls[2].radio("Colour by", ["label", "defect_type"], horizontal=True, key="stat_colour",
                               format_func=lambda name: name.replace("_", " "))
 plot_table = space.table.assign(defect_type=space.table["defect_type"].mask(space.table["label"] == "good", "good"))
-figure = figures.statistic_scatter(plot_table, x, y, colour_by, state.current_threshold(space), current)
+boundary = None
+if space.has_defects and x != y and st.toggle(
+        "Draw a supervised decision boundary", key="stat_boundary",
+        help="Logistic regression on these two statistics, fitted on the labelled images shown."):
+    st.warning(SUPERVISED_WARNING, icon=":material/warning:")
+    fitted = decision_boundary(space.labelled, x, y)
+    boundary = (fitted.x, fitted.y, fitted.probability)
+figure = figures.statistic_scatter(plot_table, x, y, colour_by, state.current_threshold(space), current, boundary)
 event = st.plotly_chart(figure, width="stretch", on_select="rerun", selection_mode="points", key="scatter")
 st.caption(f"The orange line is the current threshold on {current} (set on the Threshold page), drawn when "
-           f"{current} is on an axis.")
+           f"{current} is on an axis." + (" The dashed white line is where the classifier's defect probability is "
+                                          "50 %." if boundary is not None else ""))
 points = event.selection.points if event and event.selection else []
 if points:
     picked = [int(point["customdata"][1]) for point in points if "customdata" in point][:12]

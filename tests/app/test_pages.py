@@ -139,7 +139,7 @@ def test_statistics_ranking_lists_every_score_best_first():
     assert not app.exception
     ranking = app.dataframe[0].value
     assert ranking.iloc[0]["AUROC"] >= ranking["AUROC"].max() - 1e-12
-    assert len(ranking) == 12
+    assert len(ranking) == 13  # eleven statistics, stat_distance and map_max
 
 
 def test_report_contains_the_current_threshold():
@@ -151,3 +151,39 @@ def test_report_contains_the_current_threshold():
     report = app.session_state["report_html"]
     assert report.startswith("<!doctype html>") and f"{threshold:.6g}" in report
     assert "plotly" in report.lower() and "data:image/png;base64," in report
+
+
+def test_statistics_page_draws_the_supervised_boundary_with_its_warning():
+    app = open_page("statistics")
+    app.toggle(key="stat_boundary").set_value(True).run()
+    assert not app.exception
+    assert any("labelled defect" in warning.value for warning in app.warning)
+    figure = app.get("plotly_chart")[0].proto.spec
+    assert '"type":"contour"' in figure.replace(" ", "")
+
+
+def test_compare_page_agrees_with_the_core_and_plots_one_roc_per_detector(demo_scores):
+    app = open_page("compare")
+    table = app.dataframe[0].value
+    assert list(table["detector"]) == ["NCAE residual (max)", "Memory bank on NCAE encoder",
+                                       "Supervised: logistic regression", "Supervised: gradient boosting"]
+    expected = ThresholdTable(demo_scores["max"], demo_scores["label"]).auroc()
+    assert table.loc[0, "image AUROC"] == pytest.approx(expected)
+    assert table.loc[1, "pixel AUROC"] > 0.5 and np.isnan(table.loc[2, "pixel AUROC"])
+    roc = app.get("plotly_chart")[0].proto.spec
+    assert roc.count('"name":') >= 5  # chance line plus one curve per detector
+    assert any("labelled defect" in warning.value for warning in app.warning)
+
+
+def test_memory_bank_detector_drives_the_threshold_and_residual_pages():
+    app = open_page()
+    app.radio(key="detector_kind").set_value("memory_bank").run()
+    assert not app.exception
+    assert metrics(app)["Detector"] == "memory bank"
+    app.switch_page("views/threshold.py").run()
+    assert not app.exception
+    assert app.session_state["score_column"] == "patch_score"
+    assert float(metrics(app)["F1"]) > 0.8
+    app.switch_page("views/residuals.py").run()
+    assert not app.exception
+    assert len(app.get("image")) == 8 * 3  # original, anomaly map, heat map

@@ -1,0 +1,94 @@
+"""Compare: every detector on the same labelled test images — now, and over several seeds in the background."""
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from core.compare import AUTOENCODER_SCORE_COLUMN, compare_fitted, comparison_rows, load_test_images
+from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS
+from core.errors import InputError
+from core.memory_bank import MEMORY_BANK_COLUMN
+from core.supervised import SUPERVISED_WARNING
+from dashboard import figures, jobs, state
+
+FIGURE_COLUMNS = {"image_auroc": "image AUROC", "image_auprc": "AUPRC", "best_f1": "best F1",
+                  "pixel_auroc": "pixel AUROC", "pixel_aupro": "AUPRO", "scoring_images_per_second": "images/s"}
+
+
+@st.cache_data(show_spinner="Scoring the test images with every detector…", max_entries=8)
+def quick_comparison(bundle_path: str, model_sha256: str, kind: str, location: str, fingerprint: str):
+    autoencoder = state.load_detector(bundle_path, model_sha256)
+    bank_choice = state.DetectorChoice("memory_bank", "encoder", DEFAULT_CORESET_RATIO)
+    bank = state.active_detector(bundle_path, model_sha256, kind, location, fingerprint, bank_choice)
+    test = load_test_images(state.load_dataset(kind, location), int(autoencoder.input_size))
+    model_name = f"{autoencoder.model.upper()} residual ({AUTOENCODER_SCORE_COLUMN})"
+    return compare_fitted({model_name: (autoencoder, AUTOENCODER_SCORE_COLUMN),
+                           f"Memory bank on {autoencoder.model.upper()} encoder": (bank, MEMORY_BANK_COLUMN)}, test)
+
+
+st.title("Compare")
+space = state.workspace()
+if space is None:
+    st.stop()
+if not space.has_defects:
+    st.info("Comparing detectors needs labelled defect images in the test set; this data set has only good ones.")
+    st.stop()
+
+st.subheader("On this data, with the current model")
+st.caption("No training: the chosen model as it is, a memory bank built on its encoder from the good training "
+           f"images, and the supervised reference cross-validated on its residual statistics. The autoencoder is "
+           f"judged on the `{AUTOENCODER_SCORE_COLUMN}` column, fixed in advance.")
+data, model = state.data_choice(), state.model_choice()
+try:
+    quick = quick_comparison(model.path, space.manifest["model_sha256"], data.kind, data.location,
+                             space.fingerprint)
+except (ValueError, InputError) as error:
+    st.error(str(error))
+    st.stop()
+rows = pd.DataFrame([{"detector": name, **{label: values.get(key) for key, label in FIGURE_COLUMNS.items()}}
+                     for name, values in quick["figures"].items()])
+st.dataframe(rows, hide_index=True, width="stretch",
+             column_config={label: st.column_config.NumberColumn(format="%.4f") for label in FIGURE_COLUMNS.values()
+                            if label != "images/s"} | {"images/s": st.column_config.NumberColumn(format="%.0f")})
+st.plotly_chart(figures.roc_comparison(quick["curves"]), width="stretch", key="compare_roc")
+if quick["folds"]:
+    st.warning(SUPERVISED_WARNING, icon=":material/warning:")
+    with st.expander("Supervised reference: F1 and accuracy per fold"):
+        for name, folds in quick["folds"].items():
+            st.markdown(f"**{name}**")
+            st.dataframe(folds, hide_index=True, column_config={
+                "f1": st.column_config.NumberColumn("F1", format="%.3f"),
+                "accuracy": st.column_config.NumberColumn(format="%.3f")})
+
+st.subheader("Trained from scratch, several seeds")
+st.caption("Trains the NCAE and the CAE with the same settings for every seed, builds a memory bank on each "
+           "encoder and cross-validates the supervised reference — what `python -m core compare` does. It runs "
+           "in the background; leave the page and come back.")
+settings = st.columns([1, 1, 2])
+seeds = settings[0].number_input("Seeds", 1, 10, 3, key="compare_seeds")
+epochs = settings[1].number_input("Maximum epochs", 1, 500, DEFAULT_EPOCHS, key="compare_epochs")
+if settings[2].button("Start the comparison", type="primary"):
+    jobs.start_comparison(state.RUNS_ROOT, data.kind, data.location, data.label, int(seeds), int(epochs))
+
+
+@st.fragment(run_every=3)
+def saved_comparisons() -> None:
+    found = jobs.comparisons(state.RUNS_ROOT)
+    if not found:
+        st.caption("No comparison has been run on this server yet.")
+        return
+    for job_dir, status in found[:5]:
+        title = f"{job_dir.name} · {status.get('data', '')} · {status.get('seeds')} seeds"
+        if status.get("state") != "complete":
+            st.info(f"{title}: {status.get('message', 'starting')}…", icon=":material/hourglass_top:")
+            continue
+        report = json.loads((job_dir / jobs.COMPARISON_FILE).read_text(encoding="utf-8"))
+        with st.expander(title, expanded=job_dir == found[0][0]):
+            st.dataframe(pd.DataFrame(comparison_rows(report)), hide_index=True, width="stretch")
+            best = report["detectors"][report["best_label_free"]]["label"]
+            st.caption(f"mean ± std over {report['seeds']} seeds on {report['n_good']} good and "
+                       f"{report['n_defect']} defect images. Best label-free: **{best}**.")
+
+
+saved_comparisons()
