@@ -47,12 +47,16 @@ def sweep(styles, variants, out: Path | None) -> dict:
     report = {"machine": {"python": platform.python_version(), "processor": platform.processor() or "unknown"},
               "baseline": {key: list(value) if isinstance(value, tuple) else value for key, value in BASELINE.items()},
               "results": {}}
+    if out is not None and out.is_file():  # resume: keep what an interrupted sweep already measured
+        report["results"] = json.loads(out.read_text(encoding="utf-8")).get("results", {})
     with tempfile.TemporaryDirectory() as scratch:
         for style in styles:
             root = generate_demo_set(Path(scratch) / style, seed=0, style=style)
             dataset = open_dataset(root)
-            report["results"][style] = {}
+            report["results"].setdefault(style, {})
             for name in variants:
+                if name in report["results"][style]:
+                    continue
                 params = BASELINE | VARIANTS[name]
                 size = params["input_size"]
                 good = dataset.load(dataset.train_good, size).images

@@ -46,6 +46,9 @@ def ssim_loss(images, reconstructions):
     """``1 - mean SSIM`` per image: 0 for a perfect reconstruction."""
     from keras import ops
 
+    # Keras may hand both over as (n, h, w) (targets as given to fit(), predictions squeezed to match)
+    images, reconstructions = (tensor if len(tensor.shape) == 4 else ops.expand_dims(tensor, -1)
+                               for tensor in (ops.cast(images, reconstructions.dtype), reconstructions))
     return 1.0 - ops.mean(ssim_map(images, reconstructions), axis=(1, 2, 3))
 
 

@@ -74,3 +74,28 @@ def test_denoising_noise_is_active_in_training_only():
     np.testing.assert_array_equal(*inference)
     noisy = model.get_layer("denoising_noise")
     assert not np.allclose(keras.ops.convert_to_numpy(noisy(batch, training=True)), batch)
+
+
+def test_ssim_loss_is_zero_for_a_perfect_copy_and_grows_with_damage():
+    from core.losses import ssim_loss
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (2, 32, 32)).astype("float32")
+    perfect = np.asarray(ssim_loss(images, images[..., None]))
+    slightly = np.asarray(ssim_loss(images, np.clip(images + rng.normal(0, 0.05, images.shape), 0, 1)[..., None]
+                                    .astype("float32")))
+    badly = np.asarray(ssim_loss(images, np.full_like(images, 0.5)[..., None]))
+    assert perfect == pytest.approx([0.0, 0.0], abs=1e-5)
+    assert (0 < slightly).all() and (slightly < badly).all()
+
+
+def test_a_detector_trains_with_the_ssim_loss():
+    from core.detector import ResidualDetector
+
+    rng = np.random.default_rng(1)
+    good = rng.uniform(0.3, 0.7, (16, 32, 32)).astype("float32")
+    detector = ResidualDetector(input_size=32, widths=(8, 16), bottleneck=4, epochs=2, batch_size=8, loss="ssim")
+    history = detector.fit(good).history_
+    assert len(history["loss"]) == 2 and all(0 <= value <= 2 for value in history["loss"])
+    with pytest.raises(ValueError, match="loss"):
+        ResidualDetector(input_size=32, widths=(8, 16), epochs=1, loss="mae").fit(good)
