@@ -112,3 +112,12 @@ def test_dropped_images_get_verdicts(page, server):
     expect(page.locator('[data-testid="stImage"] img').nth(1)).to_be_visible(timeout=30_000)
     page.wait_for_load_state("networkidle")
     page.screenshot(path=str(ARTIFACTS / "inspect.png"), full_page=True)
+
+
+def test_compare_page_shows_every_detector_and_their_roc_curves(page, server):
+    page.goto(f"{server}/compare", wait_until="networkidle")
+    expect(page.get_by_text("ROC by detector")).to_be_visible(timeout=180_000)
+    for name in ("NCAE residual (max)", "Memory bank on NCAE encoder", "Supervised: gradient boosting"):
+        expect(page.get_by_text(re.compile(re.escape(name) + r" \(AUROC 0\.\d{3}\)")).first).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
