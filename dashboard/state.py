@@ -18,6 +18,7 @@ import streamlit as st
 
 from core.bundles import read_manifest
 from core.datasets import Dataset, open_dataset
+from core.defaults import DEFAULT_CORESET_RATIO
 from core.detector import SCORE_COLUMNS
 from core.errors import InputError
 from core.memory_bank import MEMORY_BANK_COLUMN
@@ -47,7 +48,7 @@ class ModelChoice:
 class DetectorChoice:
     kind: str                  # "autoencoder" or "memory_bank"
     backbone: str = "encoder"  # memory bank only
-    coreset_ratio: float = 0.01
+    coreset_ratio: float = DEFAULT_CORESET_RATIO
 
     @property
     def label(self) -> str:
