@@ -217,6 +217,9 @@ def _score(arguments) -> int:
         raise InputError("none of the given images could be read.")
     if threshold is not None:
         column = threshold["score_column"]
+        if column == "patch_score":
+            raise InputError(f"{arguments.threshold_file}: this threshold is on the memory bank's patch_score, "
+                             "which 'score' does not compute; judge these images on the dashboard's Inspect page.")
         if column not in table.columns:
             raise InputError(f"{arguments.threshold_file}: unknown score column {column!r}.")
         band = threshold.get("review_band") or {}

@@ -20,7 +20,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from core.defaults import DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_MAP_SIGMA, DEFAULT_WIDTHS
+from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_LOSS, DEFAULT_MAP_SIGMA,
+                           DEFAULT_NOISE_STD, DEFAULT_WIDTHS)
 from core.losses import training_loss
 from core.models import build_autoencoder
 from core.residuals import STATISTIC_NAMES, residual_maps, residual_statistics
@@ -79,8 +80,8 @@ class ResidualDetector:
 
     def __init__(self, model="ncae", input_size=DEFAULT_INPUT_SIZE, widths=DEFAULT_WIDTHS,
                  bottleneck=DEFAULT_BOTTLENECK, epochs=DEFAULT_EPOCHS, batch_size=32, learning_rate=2e-3,
-                 validation_fraction=0.15, patience=8, noise_std=0.0, loss="mse", map_sigma=DEFAULT_MAP_SIGMA,
-                 seed=0):
+                 validation_fraction=0.15, patience=8, noise_std=DEFAULT_NOISE_STD, loss=DEFAULT_LOSS,
+                 map_sigma=DEFAULT_MAP_SIGMA, seed=0):
         self.model = model
         self.input_size = input_size
         self.widths = widths
