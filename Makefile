@@ -33,6 +33,7 @@ demo-assets: $(VENV)/.runtime-installed
 benchmarks: $(VENV)/.dev-installed
 	$(VENV_PYTHON) -m benchmarks.core_speed
 	$(VENV_PYTHON) -m benchmarks.dashboard_speed
+	$(VENV_PYTHON) -m benchmarks.memory_bank_speed
 
 clean:
 	rm -rf $(VENV) .pytest_cache
