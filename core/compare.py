@@ -28,8 +28,8 @@ from core.supervised import CLASSIFIERS, MIN_PER_CLASS, SUPERVISED_WARNING, cros
 
 AUTOENCODER_SCORE_COLUMN = "max"
 DETECTOR_LABELS = {
-    "ncae": "NCAE residual (max)",
-    "cae": "CAE residual (max)",
+    "ncae": f"NCAE residual ({AUTOENCODER_SCORE_COLUMN})",
+    "cae": f"CAE residual ({AUTOENCODER_SCORE_COLUMN})",
     "memory_bank_ncae": "Memory bank on NCAE encoder",
     "memory_bank_cae": "Memory bank on CAE encoder",
     "logistic_regression": "Supervised: logistic regression",
@@ -154,7 +154,7 @@ def compare_fitted(detectors: dict, test: TestImages, folds: int = 5, seed: int 
     statistics = None
     for name, (detector, column) in detectors.items():
         figures[name], result = evaluate_detector(detector, test, column)
-        curves[name] = _roc(result.table[column].to_numpy(), test.labels)
+        curves[name] = (*_roc(result.table[column].to_numpy(), test.labels), figures[name]["image_auroc"])
         if statistics is None and set(STATISTIC_NAMES) <= set(result.table.columns):
             statistics = result.table
     smallest_class = min((test.labels == "good").sum(), (test.labels == "defect").sum())
@@ -162,15 +162,14 @@ def compare_fitted(detectors: dict, test: TestImages, folds: int = 5, seed: int 
         for classifier in CLASSIFIERS:
             name = DETECTOR_LABELS[classifier]
             figures[name], validation = supervised_figures(statistics, test.labels, classifier, folds, seed)
-            curves[name] = _roc(validation.out_of_fold_probability, test.labels)
+            curves[name] = (*_roc(validation.out_of_fold_probability, test.labels), figures[name]["image_auroc"])
             folds_by_classifier[name] = validation.folds
     return {"figures": figures, "curves": curves, "folds": folds_by_classifier}
 
 
 def _roc(scores: np.ndarray, labels: np.ndarray):
-    table = ThresholdTable(scores, labels)
-    false_positive_rate, true_positive_rate, _ = table.roc_curve()
-    return false_positive_rate, true_positive_rate, table.auroc()
+    false_positive_rate, true_positive_rate, _ = ThresholdTable(scores, labels).roc_curve()
+    return false_positive_rate, true_positive_rate
 
 
 def comparison_rows(report: dict) -> list[dict]:

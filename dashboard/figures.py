@@ -31,16 +31,24 @@ def _operating_point(x: float, y: float) -> go.Scatter:
 def roc_figure(table: ThresholdTable, point: OperatingPoint) -> go.Figure:
     false_positive_rate, true_positive_rate, thresholds = table.roc_curve()
     figure = go.Figure()
-    figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color=REVIEW_COLOUR),
-                                name="chance", hoverinfo="skip"))
+    figure.add_trace(_chance_line())
     figure.add_trace(go.Scatter(x=false_positive_rate, y=true_positive_rate, mode="lines", name="ROC",
                                 line=dict(color="#58a6ff", shape="hv"), customdata=thresholds,
                                 hovertemplate="false-reject rate %{x:.3f}<br>recall %{y:.3f}"
                                               "<br>threshold %{customdata:.5g}<extra></extra>"))
     figure.add_trace(_operating_point(point.false_reject_rate, point.recall))
+    _roc_axes(figure)
+    return _layout(figure, f"ROC curve — AUROC {table.auroc():.3f}")
+
+
+def _chance_line() -> go.Scatter:
+    return go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color=REVIEW_COLOUR),
+                      name="chance", hoverinfo="skip")
+
+
+def _roc_axes(figure: go.Figure) -> None:
     figure.update_xaxes(title="false-reject rate (good parts rejected)", range=[-0.02, 1.02])
     figure.update_yaxes(title="recall (defects caught)", range=[-0.02, 1.02])
-    return _layout(figure, f"ROC curve — AUROC {table.auroc():.3f}")
 
 
 def pr_figure(table: ThresholdTable, point: OperatingPoint) -> go.Figure:
@@ -127,13 +135,11 @@ def statistic_scatter(table: pd.DataFrame, x: str, y: str, colour_by: str = "lab
 def roc_comparison(curves: dict[str, tuple[np.ndarray, np.ndarray, float]]) -> go.Figure:
     """One ROC curve per detector on one plot; ``curves`` maps a name to ``(fpr, tpr, auroc)``."""
     figure = go.Figure()
-    figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="gray", dash="dot"),
-                                name="chance", hoverinfo="skip"))
+    figure.add_trace(_chance_line())
     for (name, (fpr, tpr, auroc)), colour in zip(curves.items(), _palette(list(curves)).values()):
         figure.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"{name} (AUROC {auroc:.3f})",
                                     line=dict(color=colour, width=2, shape="hv")))
-    figure.update_xaxes(title="false reject rate (good parts rejected)", range=[0, 1])
-    figure.update_yaxes(title="defect detection rate", range=[0, 1.02])
+    _roc_axes(figure)
     return _layout(figure, "ROC by detector", height=460)
 
 

@@ -115,6 +115,7 @@ def comparisons(runs_root: Path) -> list[tuple[Path, dict]]:
     jobs = []
     for job_dir in sorted(folder.iterdir(), reverse=True):
         status = read_status(job_dir)
-        if status.get("state") == "complete" and (job_dir / COMPARISON_FILE).is_file() or is_alive(job_dir.name):
+        finished = status.get("state") == "complete" and (job_dir / COMPARISON_FILE).is_file()
+        if finished or is_alive(job_dir.name):
             jobs.append((job_dir, status))
     return jobs

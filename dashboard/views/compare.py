@@ -5,7 +5,8 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core.compare import AUTOENCODER_SCORE_COLUMN, compare_fitted, comparison_rows, load_test_images
+from core.compare import (AUTOENCODER_SCORE_COLUMN, DETECTOR_LABELS, compare_fitted, comparison_rows,
+                          load_test_images)
 from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS
 from core.errors import InputError
 from core.memory_bank import MEMORY_BANK_COLUMN
@@ -22,9 +23,8 @@ def quick_comparison(bundle_path: str, model_sha256: str, kind: str, location: s
     bank_choice = state.DetectorChoice("memory_bank", "encoder", DEFAULT_CORESET_RATIO)
     bank = state.active_detector(bundle_path, model_sha256, kind, location, fingerprint, bank_choice)
     test = load_test_images(state.load_dataset(kind, location), int(autoencoder.input_size))
-    model_name = f"{autoencoder.model.upper()} residual ({AUTOENCODER_SCORE_COLUMN})"
-    return compare_fitted({model_name: (autoencoder, AUTOENCODER_SCORE_COLUMN),
-                           f"Memory bank on {autoencoder.model.upper()} encoder": (bank, MEMORY_BANK_COLUMN)}, test)
+    return compare_fitted({DETECTOR_LABELS[autoencoder.model]: (autoencoder, AUTOENCODER_SCORE_COLUMN),
+                           DETECTOR_LABELS[f"memory_bank_{autoencoder.model}"]: (bank, MEMORY_BANK_COLUMN)}, test)
 
 
 st.title("Compare")

@@ -53,9 +53,12 @@ titles = ("Image", "Original", "Reconstruction", "Residual", "Heat map") if spac
 widths = [2] + [1] * (len(titles) - 1)
 
 
+def map_scale(index: int) -> float:
+    return (float(maps.anomaly_maps[index].max()) if per_image else set_scale) or 1.0
+
+
 def heat(index: int):
-    scale = float(maps.anomaly_maps[index].max()) if per_image else set_scale
-    return overlay(maps.images[index], maps.anomaly_maps[index], scale or 1.0, maps.masks[index])
+    return overlay(maps.images[index], maps.anomaly_maps[index], map_scale(index), maps.masks[index])
 
 
 for column, title in zip(st.columns(widths), titles):
@@ -71,8 +74,7 @@ for index, row in enumerate(shown.itertuples()):
         cells[2].image(np.clip(maps.reconstructions[index], 0, 1), clamp=True, width="stretch")
         cells[3].image(signed_colours(maps.residuals[index], residual_scale or 1.0), clamp=True, width="stretch")
     else:
-        scale = float(maps.anomaly_maps[index].max()) if per_image else set_scale
-        cells[2].image(np.clip(maps.anomaly_maps[index] / (scale or 1.0), 0, 1), clamp=True, width="stretch")
+        cells[2].image(np.clip(maps.anomaly_maps[index] / map_scale(index), 0, 1), clamp=True, width="stretch")
     cells[-1].image(heat(index), clamp=True, width="stretch")
     if cells[0].button("View large", key=f"large-{row.path}"):
         st.session_state["large_view"] = index
