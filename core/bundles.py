@@ -16,15 +16,21 @@ import platform
 import tempfile
 from pathlib import Path
 
+from core.decision import Decision
+from core.defaults import MODEL_KINDS
 from core.errors import BundleError
 from core.files import atomic_write_json
+from core.frame_check import FrameLimits
 from core.stat_distance import StatDistance
 
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
 BUNDLE_FORMAT = "residual-lab-bundle/1"
 PREPROCESSING = {"color": "grayscale (ITU-R 601-2 luma)", "resize": "bilinear to input_size×input_size",
-                 "scale": "pixel / 255 (or / 65535 for 16-bit), float32 in [0, 1]"}
+                 "orientation": "EXIF orientation applied",
+                 "scale": "8-bit pixel / 255, 16-bit / 65535, float taken as is (must be in [0, 1]); float32"}
+# bounded before anything is decoded or built: a manifest cannot make the program allocate a huge input
+INPUT_SIZE_RANGE = (16, 1024)
 
 
 def sha256_of(path: Path) -> str:
@@ -68,6 +74,8 @@ def save_bundle(detector, directory: str | Path, data_summary: dict | None = Non
                      "seconds": round(detector.training_seconds_, 2), "epochs_run": len(detector.history_["loss"])},
         "history": detector.history_,
         "stat_distance": detector.stat_distance_.to_json(),
+        "frame_check": detector.frame_limits_.to_json(),
+        "default_decision": detector.default_decision_.to_json(),
         "versions": {"python": platform.python_version(), "tensorflow": tensorflow.__version__,
                      "keras": keras.__version__, "numpy": numpy.__version__},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -94,13 +102,88 @@ def read_manifest(directory: str | Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT or \
             any(key not in manifest for key in required):
         raise BundleError(f"{manifest_path}: not a {BUNDLE_FORMAT} manifest.")
-    model_path = directory / str(manifest["model_file"])
-    if Path(manifest["model_file"]).name != manifest["model_file"] or not model_path.is_file():
+    problem = manifest_problem(manifest)
+    if problem:
+        raise BundleError(f"{manifest_path}: {problem}")
+    model_path = directory / manifest["model_file"]
+    if not model_path.is_file():
         raise BundleError(f"{directory}: the model file named in the manifest is missing.")
     if sha256_of(model_path) != manifest["model_sha256"]:
         raise BundleError(f"{model_path}: model file does not match the SHA-256 in its manifest "
                           "(it was altered or damaged); refusing to load it.")
     return manifest
+
+
+def manifest_problem(manifest: dict) -> str:
+    """What is wrong with a manifest's values (types and ranges), in one sentence; ``""`` when nothing.
+
+    Every value the program later uses is checked here, so a tampered or damaged run is refused
+    when it is listed, not when a page or a command trips over it.
+    """
+    from core.detector import SCORE_COLUMNS
+    from core.losses import LOSSES
+
+    def is_int(value, low, high):
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+    def is_number(value, low=-float("inf")):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value \
+            and low <= value < float("inf")
+
+    if manifest["model_kind"] not in MODEL_KINDS:
+        return f"unknown model kind {manifest['model_kind']!r}."
+    if not is_int(manifest["input_size"], *INPUT_SIZE_RANGE):
+        return f"input size must be a whole number from {INPUT_SIZE_RANGE[0]} to {INPUT_SIZE_RANGE[1]}."
+    name = manifest["model_file"]
+    if not isinstance(name, str) or not name or Path(name).name != name or name.startswith("."):
+        return "the model file must be a plain file name."
+    digest = manifest["model_sha256"]
+    if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        return "the model's SHA-256 is not a hexadecimal digest."
+    parameters = manifest.get("parameters", {})
+    if not isinstance(parameters, dict):
+        return "parameters must be a JSON object."
+    checks = {
+        "widths": lambda v: isinstance(v, list) and 0 < len(v) <= 8 and all(is_int(w, 1, 4096) for w in v),
+        "bottleneck": lambda v: is_int(v, 1, 4096),
+        "map_sigma": lambda v: is_number(v, 0.0) and v <= 64,
+        "noise_std": lambda v: is_number(v, 0.0) and v <= 1,
+        "loss": lambda v: v in LOSSES,
+        "seed": lambda v: is_int(v, -2**63, 2**63),
+        "epochs": lambda v: is_int(v, 1, 100_000),
+        "batch_size": lambda v: is_int(v, 1, 100_000),
+    }
+    for key, check in checks.items():
+        if key in parameters and not check(parameters[key]):
+            return f"parameter {key!r} has an invalid value {parameters[key]!r}."
+    history = manifest.get("history", {})
+    if not isinstance(history, dict) or not all(
+            isinstance(values, list) and all(is_number(value) or value is None for value in values)
+            for values in history.values()):
+        return "the training history must map names to lists of numbers."
+    for key in ("training", "training_data"):
+        if not isinstance(manifest.get(key, {}), dict):
+            return f"{key!r} must be a JSON object."
+    training = manifest.get("training", {})
+    if any(not is_number(training.get(key, 0), 0.0) for key in ("train_images", "held_out_images", "seconds")):
+        return "the training summary holds a value that is not a number."
+    try:
+        StatDistance.from_json(manifest["stat_distance"])
+    except (KeyError, TypeError, ValueError):
+        return "the stat_distance reference is damaged."
+    if "frame_check" in manifest:
+        try:
+            FrameLimits.from_json(manifest["frame_check"])
+        except (TypeError, ValueError) as error:
+            return f"the frame check is damaged ({error})"
+    if "default_decision" in manifest:
+        try:
+            decision = Decision.from_json(manifest["default_decision"])
+        except (TypeError, ValueError) as error:
+            return f"the default decision is damaged ({error})"
+        if decision.column not in SCORE_COLUMNS:
+            return f"the default decision names an unknown score column {decision.column!r}."
+    return ""
 
 
 def load_bundle(directory: str | Path):
@@ -129,9 +212,10 @@ def load_bundle(directory: str | Path):
     detector.n_train_images_ = manifest.get("training", {}).get("train_images", 0)
     detector.n_held_out_images_ = manifest.get("training", {}).get("held_out_images", 0)
     detector.training_seconds_ = manifest.get("training", {}).get("seconds", 0.0)
-    try:
-        detector.stat_distance_ = StatDistance.from_json(manifest["stat_distance"])
-    except (KeyError, TypeError, ValueError):
-        raise BundleError(f"{directory}: the manifest's stat_distance reference is damaged.") from None
+    detector.stat_distance_ = StatDistance.from_json(manifest["stat_distance"])  # checked by read_manifest
+    # runs saved before frame checks and default decisions load and score; they have neither
+    detector.frame_limits_ = FrameLimits.from_json(manifest["frame_check"]) if "frame_check" in manifest else None
+    detector.default_decision_ = (Decision.from_json(manifest["default_decision"])
+                                  if "default_decision" in manifest else None)
     detector.manifest_ = manifest
     return detector

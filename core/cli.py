@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -86,23 +88,45 @@ def main(argv: list[str] | None = None) -> int:
                 "compare": _compare}[
             arguments.command](arguments)
     except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(str(error))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("error: interrupted.", file=sys.stderr)
         return 130
+    except (NotADirectoryError, IsADirectoryError, PermissionError) as error:
+        # the input named a thing of the wrong kind or one we may not read: the user's to fix
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {one_line(where + (error.strerror or str(error)))}.", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as error:  # the promise is one line, not a traceback
-        print(f"error: unexpected failure: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"error: unexpected failure: {type(error).__name__}: {one_line(str(error))}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def one_line(text: str) -> str:
+    """A message that stays on one line whatever a file name holds (newlines, carriage returns, tabs)."""
+    return "".join(character if character.isprintable() else repr(character)[1:-1] for character in text)
 
 
 def _demo_data(arguments) -> int:
     from core.synthetic import generate_demo_set
 
+    import shutil
+    import tempfile
+
     out = arguments.out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: already exists and is not an empty folder.")
-    generate_demo_set(out, seed=arguments.seed, style=arguments.style)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # written beside its destination and renamed at the end: a full disk or Ctrl-C leaves no set that loads
+    scratch = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
+    try:
+        generate_demo_set(scratch / "set", seed=arguments.seed, style=arguments.style)
+        if out.exists():
+            out.rmdir()  # empty, checked above; fails if someone wrote into it meanwhile
+        os.replace(scratch / "set", out)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     print(f"wrote the generated {arguments.style} set to {out}", file=sys.stderr)
     return EXIT_OK
 
@@ -110,12 +134,23 @@ def _demo_data(arguments) -> int:
 def _train(arguments) -> int:
     from core.datasets import open_dataset
 
+    from core.runs import claim_run_folder
+
     out = arguments.out
+    if not math.isfinite(arguments.noise_std) or not 0 <= arguments.noise_std <= 1:
+        raise InputError(f"--noise-std must be a number from 0 to 1, got {arguments.noise_std!r}.")
+    from core.bundles import INPUT_SIZE_RANGE
+
+    if not INPUT_SIZE_RANGE[0] <= arguments.image_size <= INPUT_SIZE_RANGE[1]:
+        raise InputError(f"--image-size must be from {INPUT_SIZE_RANGE[0]} to {INPUT_SIZE_RANGE[1]} pixels.")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: already exists and is not an empty folder; choose a new run folder.")
-    if arguments.noise_std < 0:
-        raise InputError("--noise-std must be zero or positive.")
     with open_dataset(arguments.data) as dataset:
+        from core.detector import MIN_TRAINING_IMAGES
+
+        if len(dataset.train_good) < MIN_TRAINING_IMAGES:
+            raise InputError(f"{arguments.data}: training needs at least {MIN_TRAINING_IMAGES} good images, "
+                             f"this data set has {len(dataset.train_good)}.")
         from core.quiet import import_tensorflow_quietly
 
         import_tensorflow_quietly()
@@ -132,11 +167,18 @@ def _train(arguments) -> int:
             build_autoencoder(arguments.model, arguments.image_size, arguments.widths, arguments.bottleneck)
         except ValueError as error:
             raise InputError(str(error)) from None
+        try:
+            claim_run_folder(out)
+        except (FileExistsError, NotADirectoryError):
+            raise InputError(f"{out}: another training has claimed this run folder; choose a new one.") from None
         summary = dataset.summary()
         print(f"training {arguments.model} on {summary['train_good']} good images ({summary['layout']} layout)",
               file=sys.stderr)
-        train_run(dataset, out, detector, progress=_print_progress,
-                  warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+        try:
+            train_run(dataset, out, detector, progress=_print_progress,
+                      warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+        except ValueError as error:  # e.g. too few of the good images could be read; the run says "failed"
+            raise InputError(f"{out}: training failed: {error}") from None
     print(f"saved run to {out} ({detector.training_seconds_:.1f} s, "
           f"{len(detector.history_['loss'])} epochs)", file=sys.stderr)
     return EXIT_OK
@@ -148,85 +190,105 @@ def _print_progress(update) -> None:
 
 
 def _score(arguments) -> int:
-    import pandas as pd
-
     from core.bundles import read_manifest
-    from core.datasets import open_dataset
-    from core.errors import DatasetError
-    from core.files import atomic_write_text
-    from core.errors import ImageDecodeError
-    from core.images import decode_image, is_image_name
-    from core.metrics import verdicts_at
+    from core.decision import Decision
+    from core.files import atomic_writer
     from core.runs import scores_csv
     from core.thresholds import read_threshold_file
 
     manifest = read_manifest(arguments.run)
     threshold = read_threshold_file(arguments.threshold_file) if arguments.threshold_file else None
     if threshold is not None:
-        expected = threshold.get("run", {}).get("model_sha256")
+        expected = threshold["run"].get("model_sha256") if isinstance(threshold.get("run"), dict) else None
         if expected and expected != manifest["model_sha256"]:
             raise InputError(f"{arguments.threshold_file}: this threshold was made for another model.")
-    size = int(manifest["input_size"])
-    # decode before TensorFlow loads so unreadable input fails fast and quietly
-    candidates, datasets = [], []
+        if threshold["score_column"] == "patch_score":
+            raise InputError(f"{arguments.threshold_file}: this threshold is on the memory bank's patch_score, "
+                             "which 'score' does not compute; judge these images on the dashboard's Inspect page.")
+    out = arguments.out
+    if out.is_dir():
+        raise InputError(f"{out}: is a folder; --out must name the CSV file to write.")
+    datasets = []
     try:
-        for item in arguments.data:
-            path = Path(item)
-            if path.is_file() and not path.suffix.lower() == ".zip":
-                candidates.append(path)
-            elif path.is_dir() and not any(path.iterdir()):
-                raise DatasetError(f"{path}: folder is empty.")
-            elif path.is_dir() and not _has_layout(path) and any(is_image_name(p.name) for p in path.iterdir()):
-                candidates += sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p.name))
-            else:
-                datasets.append(open_dataset(path))
-        loose_files, unreadable = [], []
-        for path in candidates:
-            try:
-                decode_image(path, size)
-                loose_files.append(path)
-            except ImageDecodeError as error:
-                unreadable.append(str(error))
-        if unreadable and not loose_files and not datasets:
-            raise InputError(unreadable[0] if len(unreadable) == 1 else
-                             f"none of the {len(unreadable)} given images could be read ({unreadable[0]})")
+        items = _score_items(arguments.data, out, datasets)
         from core.quiet import import_tensorflow_quietly
 
         import_tensorflow_quietly()
         from core.bundles import load_bundle
-        from core.pipeline import score_samples, score_sources
+        from core.pipeline import stream_judged_rows
 
         detector = load_bundle(arguments.run)
-        parts, errors = [], {message.split(": ")[0]: message for message in unreadable}
-        if loose_files:
-            scored = score_sources(detector, loose_files, [str(path) for path in loose_files])
-            parts.append(scored.table)
-            errors.update(scored.errors)
-        for dataset in datasets:
-            samples = dataset.test or dataset.samples
-            scored = score_samples(detector, dataset, samples)
-            parts.append(scored.table)
-            errors.update(scored.errors)
+        if threshold is not None:
+            decision = Decision(threshold["score_column"], threshold["threshold"],
+                                (threshold.get("review_band") or {}).get("review_from"),
+                                f"threshold file {arguments.threshold_file}")
+        else:
+            decision = detector.default_decision_
+            if decision is None:
+                print(f"warning: {arguments.run} was saved before runs carried a default decision; no verdict "
+                      "column is written (give --threshold-file, or train the run again)", file=sys.stderr)
+        if detector.frame_limits_ is None:
+            print(f"warning: {arguments.run} was saved before the frame check existed; frames are not checked "
+                  "(train the run again to get it)", file=sys.stderr)
+        counts = {"rows": 0, "unreadable": 0}
+        verdicts: dict[str, int] = {}
+        first_problem = ""
+        with atomic_writer(out, "w") as handle:
+            for chunk in stream_judged_rows(detector, items, decision):
+                handle.write(scores_csv(chunk, header=counts["rows"] == 0))
+                counts["rows"] += len(chunk)
+                unreadable = chunk["reason"].str.startswith("unreadable: ")
+                counts["unreadable"] += int(unreadable.sum())
+                for message in chunk.loc[unreadable, "reason"]:
+                    first_problem = first_problem or message.removeprefix("unreadable: ")
+                    print(f"warning: {message}", file=sys.stderr)
+                if "verdict" in chunk:
+                    for verdict, count in chunk["verdict"].value_counts().items():
+                        verdicts[verdict] = verdicts.get(verdict, 0) + int(count)
+            if counts["unreadable"] == counts["rows"]:
+                # raising inside the block removes the partial file: nothing is left behind
+                raise InputError(first_problem if counts["rows"] == 1 else
+                                 f"none of the {counts['rows']} given images could be read ({first_problem})")
     finally:
         for dataset in datasets:
             dataset.close()
-    for message in errors.values():
-        print(f"warning: skipped {message}", file=sys.stderr)
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    if table.empty:
-        raise InputError("none of the given images could be read.")
-    if threshold is not None:
-        column = threshold["score_column"]
-        if column == "patch_score":
-            raise InputError(f"{arguments.threshold_file}: this threshold is on the memory bank's patch_score, "
-                             "which 'score' does not compute; judge these images on the dashboard's Inspect page.")
-        if column not in table.columns:
-            raise InputError(f"{arguments.threshold_file}: unknown score column {column!r}.")
-        band = threshold.get("review_band") or {}
-        table["verdict"] = verdicts_at(table[column], threshold["threshold"], band.get("review_from"))
-    atomic_write_text(arguments.out, scores_csv(table))
-    print(f"scored {len(table)} images into {arguments.out}", file=sys.stderr)
+    summary = ", ".join(f"{verdicts[name]} {name}" for name in ("OK", "REVIEW", "NG", "INVALID") if name in verdicts)
+    judged = f" ({summary}; decision: {decision.describe()})" if decision is not None else ""
+    print(f"scored {counts['rows']} images into {out}{judged}", file=sys.stderr)
     return EXIT_OK
+
+
+def _score_items(data: list[str], out: Path, datasets: list) -> list:
+    """Every image the ``--data`` arguments name, as score items, in the order given."""
+    from core.datasets import open_dataset
+    from core.errors import DatasetError
+    from core.images import is_image_name
+    from core.pipeline import ScoreItem, dataset_items
+
+    items = []
+    out_resolved = out.resolve()
+    for argument in data:
+        path = Path(argument)
+        if not path.exists():
+            raise DatasetError(f"{path}: no such file or folder.")
+        if path.resolve() == out_resolved:
+            raise InputError(f"{out}: --out is also given as input; choose another output file.")
+        if path.is_file() and path.suffix.lower() != ".zip":
+            items.append(ScoreItem(path, str(path)))
+        elif path.is_dir() and not _has_layout(path):
+            files = sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p.name))
+            if not files:
+                raise DatasetError(f"{path}: folder holds no images and no data set layout.")
+            if out_resolved in {file.resolve() for file in files}:
+                raise InputError(f"{out}: --out is one of the input images; choose another output file.")
+            items += [ScoreItem(file, str(file)) for file in files]
+        elif path.is_dir() or path.is_file():
+            dataset = open_dataset(path)
+            datasets.append(dataset)
+            items += dataset_items(dataset, dataset.test or dataset.samples)
+        else:
+            raise DatasetError(f"{path}: not a regular file or folder.")
+    return items
 
 
 def _has_layout(path: Path) -> bool:

@@ -114,6 +114,8 @@ def open_dataset(source: str | Path) -> Dataset:
     path = Path(source)
     if not path.exists():
         raise DatasetError(f"{path}: no such file or folder.")
+    if not path.is_file() and not path.is_dir():
+        raise DatasetError(f"{path}: not a folder or a .zip file (a device, pipe or socket).")
     if path.is_file():
         if not zipfile.is_zipfile(path):
             raise DatasetError(f"{path}: not a folder or a .zip file.")

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from core.decision import PRIMARY_SCORE
 from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_LOSS, DEFAULT_MAP_SIGMA,
                            DEFAULT_NOISE_STD, DEFAULT_WIDTHS)
 from core.losses import training_loss
@@ -78,6 +79,8 @@ class ResidualDetector:
     state ends in ``_`` (``model_``, ``history_``, ``stat_distance_``, ``training_seconds_``).
     """
 
+    primary_score = PRIMARY_SCORE  # fixed in advance; core.decision says how it was chosen
+
     def __init__(self, model="ncae", input_size=DEFAULT_INPUT_SIZE, widths=DEFAULT_WIDTHS,
                  bottleneck=DEFAULT_BOTTLENECK, epochs=DEFAULT_EPOCHS, batch_size=32, learning_rate=2e-3,
                  validation_fraction=0.15, patience=8, noise_std=DEFAULT_NOISE_STD, loss=DEFAULT_LOSS,
@@ -103,9 +106,17 @@ class ResidualDetector:
             "validation_fraction", "patience", "noise_std", "loss", "map_sigma", "seed")}
 
     def fit(self, good_images: np.ndarray, progress: Callable[[TrainingProgress], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> "ResidualDetector":
-        """Train on good images only; a held-out share drives early stopping and ``stat_distance``."""
+            should_stop: Callable[[], bool] | None = None, image_sizes=None) -> "ResidualDetector":
+        """Train on good images only; a held-out share drives early stopping, ``stat_distance`` and the
+        default decision (:func:`core.decision.default_decision`).
+
+        ``image_sizes`` (``(width, height)`` of each file as read) lets the frame check refuse
+        images of a wildly different size or aspect; without it only intensities are checked.
+        """
         import keras
+
+        from core.decision import default_decision
+        from core.frame_check import FrameLimits
 
         images = _as_batch(good_images, self.input_size)
         if len(images) < MIN_TRAINING_IMAGES:
@@ -115,10 +126,13 @@ class ResidualDetector:
         if int(self.epochs) < 1:
             raise ValueError(f"`epochs` must be at least 1, got {self.epochs!r}.")
 
+        # seeds Python, NumPy and the backend for the whole process: callers that train in threads
+        # serialise fit() (dashboard/jobs.py does), or two trainings would disturb each other's draws
         keras.utils.set_random_seed(int(self.seed))
         order = np.random.default_rng(int(self.seed)).permutation(len(images))
         held_out_count = max(3, int(round(len(images) * self.validation_fraction)))
         held_out, training = images[order[:held_out_count]], images[order[held_out_count:]]
+        self.held_out_indices_ = np.sort(order[:held_out_count])
 
         network = build_autoencoder(self.model, int(self.input_size), self.widths, int(self.bottleneck),
                                     float(self.noise_std))
@@ -138,6 +152,8 @@ class ResidualDetector:
         self.n_train_images_ = len(training)
         self.n_held_out_images_ = len(held_out)
         self.stat_distance_ = StatDistance.fit(self._statistics(held_out), seed=int(self.seed))
+        self.frame_limits_ = FrameLimits.fit(images, image_sizes)
+        self.default_decision_ = default_decision(self.score(held_out).table[self.primary_score])
         return self
 
     def reconstruct(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:

@@ -1,8 +1,15 @@
 """The one decode path for every image the program reads.
 
-Images are recognised by content (PNG, JPEG, BMP, TIFF), converted to grayscale, resized to the
-model's square input size and returned as float32 in [0, 1]. Every decoder failure becomes an
-:class:`ImageDecodeError` whose message names the file.
+Images are recognised by content (PNG, JPEG, BMP, TIFF), turned upright by their EXIF orientation,
+converted to grayscale, resized to the model's square input size and returned as float32 in
+[0, 1]. Every decoder failure becomes an :class:`ImageDecodeError` whose message names the file.
+
+One rule per pixel type, whatever the content (so two near-identical frames always decode alike):
+
+- 8-bit (grayscale, palette, RGB, RGBA, CMYK …): value / 255;
+- 16-bit integer (PNG, TIFF): value / 65535;
+- 32-bit float (TIFF): taken as it is; it must be finite and within [0, 1];
+- anything else (32-bit integer, 1-bit packed in odd ways is fine as 8-bit, complex …) is refused.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.errors import ImageDecodeError
 
@@ -37,6 +44,12 @@ def decode_image(source: ImageSource, size: int | None = None, *, name: str | No
 
     ``source`` is a path or the file's bytes; ``name`` is what error messages call it.
     """
+    return decode_frame(source, size, name=name)[0]
+
+
+def decode_frame(source: ImageSource, size: int | None = None, *,
+                 name: str | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Like :func:`decode_image`, and also the upright ``(width, height)`` the file had."""
     label = name or (str(source) if not isinstance(source, bytes) else "uploaded image")
     try:
         data = source if isinstance(source, bytes) else _read_capped(Path(source))
@@ -54,7 +67,9 @@ def decode_image(source: ImageSource, size: int | None = None, *, name: str | No
                         f"{label}: {width}×{height} pixels is more than the {MAX_IMAGE_PIXELS:,} allowed."
                     )
                 image.load()
-                gray = _to_grayscale(image)
+                upright = ImageOps.exif_transpose(image) if image.format in ("JPEG", "TIFF") else image
+                original_size = upright.size
+                gray, scale = _to_grayscale(upright, label)
                 if size is not None and gray.size != (size, size):
                     gray = gray.resize((size, size), Image.Resampling.BILINEAR)
                 array = np.asarray(gray, dtype=np.float32)
@@ -66,8 +81,14 @@ def decode_image(source: ImageSource, size: int | None = None, *, name: str | No
         raise ImageDecodeError(f"{label}: not a PNG, JPEG, BMP or TIFF image.") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as error:
         raise ImageDecodeError(f"{label}: image data is corrupt or truncated ({_first_line(error)}).") from None
-    scale = 65535.0 if array.max(initial=0) > 255 else 255.0
-    return np.clip(array / scale, 0.0, 1.0)
+    if scale is None:  # float pixels are taken as they are, so they must already be numbers in [0, 1]
+        if not np.isfinite(array).all():
+            raise ImageDecodeError(f"{label}: floating-point image holds NaN or infinite pixels.")
+        if array.min(initial=0.0) < -1e-6 or array.max(initial=0.0) > 1.0 + 1e-6:
+            raise ImageDecodeError(f"{label}: floating-point image has pixels outside [0, 1] "
+                                   f"({array.min():.4g} to {array.max():.4g}); save it scaled to [0, 1].")
+        return np.clip(array, 0.0, 1.0), original_size
+    return np.clip(array / scale, 0.0, 1.0), original_size
 
 
 @dataclass
@@ -77,20 +98,24 @@ class DecodedBatch:
     images: np.ndarray
     kept: list[int] = field(default_factory=list)
     errors: dict[int, str] = field(default_factory=dict)
+    sizes: list[tuple[int, int]] = field(default_factory=list)   # (width, height) as read, per kept image
 
 
 def decode_many(sources: Sequence[ImageSource], size: int, names: Sequence[str] | None = None) -> DecodedBatch:
     """Decode many images; a bad one is reported in ``errors`` and the rest still load."""
-    arrays, kept, errors = [], [], {}
+    arrays, kept, errors, sizes = [], [], {}, []
     for index, source in enumerate(sources):
         name = names[index] if names is not None else None
         try:
-            arrays.append(decode_image(source, size, name=name))
-            kept.append(index)
+            array, original_size = decode_frame(source, size, name=name)
         except ImageDecodeError as error:
             errors[index] = str(error)
+            continue
+        arrays.append(array)
+        kept.append(index)
+        sizes.append(original_size)
     stacked = np.stack(arrays) if arrays else np.zeros((0, size, size), dtype=np.float32)
-    return DecodedBatch(stacked, kept, errors)
+    return DecodedBatch(stacked, kept, errors, sizes)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -113,15 +138,25 @@ def _read_capped(path: Path) -> bytes:
     return data
 
 
-def _to_grayscale(image: Image.Image) -> Image.Image:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        return image.convert("I")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _to_grayscale(image: Image.Image, label: str) -> tuple[Image.Image, float | None]:
+    """A single-channel image and the divisor that maps it to [0, 1] (``None``: float, taken as is)."""
+    if image.mode in SIXTEEN_BIT_MODES or (image.mode == "I" and image.format == "PNG"):
+        # Pillow opens 16-bit PNGs as mode "I"; a PNG holds at most 16 bits, so the rule is the same
+        return image.convert("I"), 65535.0
+    if image.mode == "F":
+        return image, None
+    if image.mode in ("I", "I;32", "I;32B", "I;32L") or image.mode.startswith(("I;", "F;")):
+        raise ImageDecodeError(f"{label}: {image.mode} pixels (32-bit integer) are not supported; "
+                               "save it as 8-bit, 16-bit or float in [0, 1].")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         # composite on black so transparent padding reads as background, not noise
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        return Image.alpha_composite(background, rgba).convert("L")
-    return image.convert("L")
+        return Image.alpha_composite(background, rgba).convert("L"), 255.0
+    return image.convert("L"), 255.0
 
 
 def _first_line(error: BaseException) -> str:

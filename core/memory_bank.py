@@ -156,6 +156,7 @@ class MemoryBankDetector:
     """
 
     kind = "memory_bank"
+    primary_score = MEMORY_BANK_COLUMN
 
     def __init__(self, autoencoder=None, backbone="encoder", coreset_ratio=DEFAULT_CORESET_RATIO, neighbours=9, map_sigma=None,
                  projection_dim=128, seed=0):

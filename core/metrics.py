@@ -175,28 +175,6 @@ class ThresholdTable:
                              f"(have {self.n_good} good, {self.n_defect} defect).")
 
 
-@dataclass(frozen=True)
-class ReviewBand:
-    """Accept below ``review_from``, send to review up to ``reject_from``, reject at or above it."""
-
-    review_from: float
-    reject_from: float
-
-    def __post_init__(self):
-        if self.review_from > self.reject_from:
-            raise ValueError("The review band's lower threshold must not be above its reject threshold.")
-
-    def verdicts(self, scores) -> np.ndarray:
-        scores = np.asarray(scores, dtype=np.float64)
-        return np.where(scores >= self.reject_from, "NG", np.where(scores >= self.review_from, "REVIEW", "OK"))
-
-
-def verdicts_at(scores, threshold: float, review_from: float | None = None) -> np.ndarray:
-    """OK / NG at a single threshold, or OK / REVIEW / NG with a review band below it."""
-    band = ReviewBand(threshold if review_from is None else review_from, threshold)
-    return band.verdicts(scores)
-
-
 def threshold_summary(scores, labels) -> dict:
     """AUROC, AUPRC, best F1 and its threshold, or ``None`` for each when a class is missing."""
     table = ThresholdTable(scores, labels)

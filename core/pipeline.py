@@ -12,18 +12,25 @@ import pandas as pd
 
 from core.bundles import save_bundle
 from core.datasets import Dataset, Sample
+from core.decision import Decision
 from core.detector import SCORE_COLUMNS, ResidualDetector, TrainingCancelled, TrainingProgress
-from core.errors import DatasetError
+from core.errors import DatasetError, InputError
 from core.images import decode_many
 from core.metrics import pixel_aupro, pixel_auroc, threshold_summary
-from core.runs import write_status
+from core.runs import owner_fields, write_status
+
+SCORE_BATCH = 256  # images decoded and scored at a time: memory stays flat however many there are
 
 IDENTITY_COLUMNS = ("path", "label", "defect_type")
 
 
 @dataclass
 class ScoredSet:
-    """A scores.csv-shaped table plus, on request, maps aligned with its rows."""
+    """A scores.csv-shaped table of the images that decoded, plus, on request, maps aligned with its rows.
+
+    ``frame_reasons`` (one per row, ``""`` when the frame check passed) and ``unreadable`` (the
+    inputs that could not be read, with their reason) let :func:`judged_rows` give every input a row.
+    """
 
     table: pd.DataFrame
     errors: dict[str, str] = field(default_factory=dict)
@@ -32,6 +39,19 @@ class ScoredSet:
     reconstructions: np.ndarray | None = None
     images: np.ndarray | None = None
     kept_samples: list[Sample] = field(default_factory=list)
+    frame_reasons: list[str] = field(default_factory=list)
+    unreadable: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=[*IDENTITY_COLUMNS, "reason"]))
+    positions: list[int] = field(default_factory=list)   # input position of each table row
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    """One input to score: a path or bytes, the name it is reported under, and its label if known."""
+
+    source: object
+    name: str
+    label: str = ""
+    defect_type: str = ""
 
 
 def train_run(dataset: Dataset, run_dir: str | Path, detector: ResidualDetector,
@@ -45,7 +65,8 @@ def train_run(dataset: Dataset, run_dir: str | Path, detector: ResidualDetector,
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     history = {"loss": [], "val_loss": []}
-    write_status(run_dir, state="loading", model_kind=detector.model, message="Reading the training images")
+    write_status(run_dir, state="loading", model_kind=detector.model, message="Reading the training images",
+                 **owner_fields())
 
     def on_epoch(update: TrainingProgress) -> None:
         history["loss"].append(update.loss)
@@ -64,12 +85,15 @@ def train_run(dataset: Dataset, run_dir: str | Path, detector: ResidualDetector,
             raise DatasetError(f"{dataset.root}: none of the good training images could be read.")
         write_status(run_dir, state="training", epoch=0, epochs=int(detector.epochs), history=history,
                      message=f"Training on {len(decoded.images)} good images")
-        detector.fit(decoded.images, progress=on_epoch, should_stop=should_stop)
+        detector.fit(decoded.images, progress=on_epoch, should_stop=should_stop, image_sizes=decoded.sizes)
         save_bundle(detector, run_dir, dataset.summary() | {"source": str(dataset.root)})
     except TrainingCancelled:
         write_status(run_dir, state="cancelled", message="Training was cancelled.")
         raise
-    except Exception as error:
+    except KeyboardInterrupt:
+        write_status(run_dir, state="cancelled", message="Training was interrupted (Ctrl-C).")
+        raise
+    except BaseException as error:
         write_status(run_dir, state="failed", message=str(error) or type(error).__name__,
                      detail=traceback.format_exc(limit=5))
         raise
@@ -78,32 +102,84 @@ def train_run(dataset: Dataset, run_dir: str | Path, detector: ResidualDetector,
     return detector
 
 
-def score_samples(detector: ResidualDetector, dataset: Dataset, samples: list[Sample],
-                  with_maps: bool = False) -> ScoredSet:
-    decoded = dataset.load(samples, int(detector.input_size))
-    kept = [samples[index] for index in decoded.kept]
-    identity = pd.DataFrame({
-        "path": [sample.display_path(dataset.root) for sample in kept],
-        "label": [sample.label for sample in kept],
-        "defect_type": [sample.defect_type if sample.label == "defect" else "" for sample in kept],
-    })
-    errors = {samples[index].display_path(dataset.root): message for index, message in decoded.errors.items()}
-    return _scored(detector, decoded.images, identity, errors, with_maps, kept)
+def dataset_items(dataset: Dataset, samples: list[Sample]) -> list[ScoreItem]:
+    return [ScoreItem(sample.path, sample.display_path(dataset.root), sample.label,
+                      sample.defect_type if sample.label == "defect" else "") for sample in samples]
 
 
-def score_sources(detector: ResidualDetector, sources: list, names: list[str], with_maps: bool = False) -> ScoredSet:
+def score_samples(detector, dataset: Dataset, samples: list[Sample], with_maps: bool = False) -> ScoredSet:
+    scored = score_items(detector, dataset_items(dataset, samples), with_maps)
+    scored.kept_samples = [samples[position] for position in scored.positions]
+    return scored
+
+
+def score_sources(detector, sources: list, names: list[str], with_maps: bool = False) -> ScoredSet:
     """Score loose files or uploaded bytes whose label is unknown."""
-    decoded = decode_many(sources, int(detector.input_size), names=names)
-    identity = pd.DataFrame({"path": [names[index] for index in decoded.kept], "label": "", "defect_type": ""})
-    errors = {names[index]: message for index, message in decoded.errors.items()}
-    return _scored(detector, decoded.images, identity, errors, with_maps, [])
+    return score_items(detector, [ScoreItem(source, name) for source, name in zip(sources, names)], with_maps)
 
 
-def _scored(detector, images, identity, errors, with_maps, kept) -> ScoredSet:
-    result = detector.score(images, with_maps=with_maps)
-    table = pd.concat([identity.reset_index(drop=True), result.table.reset_index(drop=True)], axis=1)
-    return ScoredSet(table, errors, result.anomaly_maps, result.residuals, result.reconstructions,
-                     images if with_maps else None, kept)
+def score_items(detector, items: list[ScoreItem], with_maps: bool = False) -> ScoredSet:
+    """Decode, frame-check and score ``items`` in one go (see :func:`stream_judged_rows` for many)."""
+    decoded = decode_many([item.source for item in items], int(detector.input_size),
+                          names=[item.name for item in items])
+    kept = [items[index] for index in decoded.kept]
+    identity = pd.DataFrame({"path": [item.name for item in kept], "label": [item.label for item in kept],
+                             "defect_type": [item.defect_type for item in kept]}, columns=list(IDENTITY_COLUMNS))
+    result = detector.score(decoded.images, with_maps=with_maps)
+    table = pd.concat([identity, result.table.reset_index(drop=True)], axis=1)
+    limits = frame_limits_of(detector)
+    reasons = limits.reasons(decoded.images, decoded.sizes) if limits is not None else [""] * len(kept)
+    failed = [items[index] for index in decoded.errors]
+    unreadable = pd.DataFrame({"path": [item.name for item in failed], "label": [item.label for item in failed],
+                               "defect_type": [item.defect_type for item in failed],
+                               "reason": [f"unreadable: {decoded.errors[index]}" for index in decoded.errors]},
+                              columns=[*IDENTITY_COLUMNS, "reason"])
+    return ScoredSet(table, {items[index].name: message for index, message in decoded.errors.items()},
+                     result.anomaly_maps, result.residuals, result.reconstructions,
+                     decoded.images if with_maps else None, [], reasons, unreadable,
+                     positions=list(decoded.kept))
+
+
+def frame_limits_of(detector):
+    """The frame limits that judge a detector's input: its own, or its autoencoder's."""
+    limits = getattr(detector, "frame_limits_", None)
+    if limits is None and getattr(detector, "autoencoder", None) is not None:
+        limits = getattr(detector.autoencoder, "frame_limits_", None)
+    return limits
+
+
+def judged_rows(scored: ScoredSet, decision: Decision | None) -> pd.DataFrame:
+    """Every input as one scores.csv row, in input order, with ``verdict`` (when there is a decision)
+    and ``reason``: readable images are judged, frames that fail the check and unreadable files are
+    ``INVALID`` with their reason. Nothing is dropped.
+    """
+    table = scored.table.copy()
+    reasons = list(scored.frame_reasons)
+    if decision is not None:
+        if decision.column not in table.columns:
+            raise InputError(f"the decision is on score column {decision.column!r}, which this detector does "
+                             f"not compute ({', '.join(c for c in table.columns if c not in IDENTITY_COLUMNS)}).")
+        table["verdict"], reasons = decision.judge(table[decision.column], reasons)
+    table["reason"] = list(reasons)
+    unreadable = scored.unreadable.copy()
+    if decision is not None:
+        unreadable.insert(len(IDENTITY_COLUMNS), "verdict", "INVALID")
+    if len(unreadable):
+        readable = set(scored.positions)
+        order = [*scored.positions, *(position for position in range(len(scored.positions) + len(unreadable))
+                                      if position not in readable)]
+        table = pd.concat([table, unreadable], ignore_index=True)
+        table.index = order
+        table = table.sort_index().reset_index(drop=True)
+    columns = [column for column in table.columns if column not in ("verdict", "reason")]
+    return table[columns + (["verdict"] if decision is not None else []) + ["reason"]]
+
+
+def stream_judged_rows(detector, items: list[ScoreItem], decision: Decision | None,
+                       batch_size: int = SCORE_BATCH):
+    """:func:`judged_rows` for ``batch_size`` items at a time, so memory stays flat in the number of items."""
+    for start in range(0, len(items), batch_size):
+        yield judged_rows(score_items(detector, items[start:start + batch_size]), decision)
 
 
 def evaluate(detector: ResidualDetector, dataset: Dataset) -> tuple[dict, ScoredSet]:

@@ -1,15 +1,19 @@
 """Runs on disk: ``runs/<id>/`` holds a model bundle, its training status and score tables.
 
 ``status.json`` is rewritten atomically as training goes (state, epoch, losses, time left), so a
-page switch or a reload can pick the progress up again. A run is *usable* only when its state is
-``complete`` and its bundle passes every check; an interrupted run never is.
+page switch or a reload can pick the progress up again. It names the process that trains (host and
+process id): a run left ``training`` by a process that no longer exists is *interrupted*, never
+shown as running forever. A run is *usable* only when its state is ``complete`` and its bundle
+passes every check; a run whose manifest fails a check carries the reason in ``problem``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import secrets
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from core.files import atomic_write_json, atomic_write_text
 STATUS_FILE = "status.json"
 SCORES_FOLDER = "scores"
 FINISHED_STATES = ("complete", "failed", "cancelled")
+CLAIM_FILE = ".claimed"
 
 
 @dataclass(frozen=True)
@@ -28,10 +33,51 @@ class RunInfo:
     path: Path
     status: dict
     manifest: dict | None
+    problem: str = ""
 
     @property
     def usable(self) -> bool:
         return self.status.get("state") == "complete" and self.manifest is not None
+
+    @property
+    def interrupted(self) -> bool:
+        """Left unfinished by a process that is gone (killed, crashed, machine restarted)."""
+        return self.status.get("state") not in FINISHED_STATES and not owner_alive(self.status)
+
+
+def owner_fields() -> dict:
+    """What ``status.json`` records about the process doing the work."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def owner_alive(status: dict) -> bool:
+    """Whether the process named in a status could still be working on it."""
+    pid, host = status.get("pid"), status.get("host")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def claim_run_folder(run_dir: str | Path) -> Path:
+    """Make ``run_dir`` this process's alone, atomically; ``FileExistsError`` if it is taken or not empty.
+
+    Two trainings started into one folder at the same moment cannot both pass a "does it exist"
+    check: creating the claim file with O_EXCL lets exactly one of them through.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(run_dir / CLAIM_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(json.dumps(owner_fields()) + "\n")
+    if any(entry.name != CLAIM_FILE for entry in run_dir.iterdir()):
+        raise FileExistsError(f"{run_dir} is not empty")
+    return run_dir
 
 
 def new_run_id(model_kind: str) -> str:
@@ -55,9 +101,21 @@ def read_status(run_dir: str | Path) -> dict:
         return {}
 
 
-def scores_csv(table) -> str:
-    """A scores.csv-shaped table as CSV text, in the one number format every writer uses."""
-    return table.to_csv(index=False, float_format="%.8g")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def scores_csv(table, header: bool = True) -> str:
+    """A scores.csv-shaped table as CSV text, in the one number format every writer uses.
+
+    A text cell that starts like a spreadsheet formula (``=``, ``+``, ``-``, ``@``) gets a leading
+    ``'`` so that opening the file in a spreadsheet shows it instead of running it.
+    """
+    safe = table.copy()
+    for column in safe.columns:
+        if safe[column].dtype == object:
+            safe[column] = [f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+                            for value in safe[column]]
+    return safe.to_csv(index=False, float_format="%.8g", header=header)
 
 
 def write_score_table(run_dir: str | Path, name: str, table) -> Path:
@@ -77,11 +135,13 @@ def read_score_tables(run_dir: str | Path) -> dict[str, Path]:
 def inspect_run(run_dir: str | Path) -> RunInfo:
     path = Path(run_dir)
     status = read_status(path)
-    try:
-        manifest = read_manifest(path) if status.get("state") == "complete" else None
-    except BundleError:
-        manifest = None
-    return RunInfo(path.name, path, status, manifest)
+    manifest, problem = None, ""
+    if status.get("state") == "complete":
+        try:
+            manifest = read_manifest(path)
+        except BundleError as error:
+            problem = str(error)
+    return RunInfo(path.name, path, status, manifest, problem)
 
 
 def list_runs(root: str | Path = "runs", usable_only: bool = True) -> list[RunInfo]:

@@ -6,8 +6,9 @@ import datetime as _dt
 import json
 from pathlib import Path
 
+from core.decision import Decision
 from core.errors import InputError
-from core.metrics import OperatingPoint, ReviewBand
+from core.metrics import OperatingPoint
 
 THRESHOLD_FORMAT = "residual-lab-threshold/1"
 DECISION_RULE = "higher score = more anomalous; reject (NG) when score >= threshold"
@@ -16,14 +17,15 @@ DECISION_RULE = "higher score = more anomalous; reject (NG) when score >= thresh
 def threshold_document(run: dict, score_column: str, threshold: float, point: OperatingPoint | None,
                        review_from: float | None = None, preset: str | None = None) -> dict:
     """``run`` names the model: at least ``id``; ``model_sha256`` and ``model_kind`` when known."""
-    band = None if review_from is None else ReviewBand(review_from, threshold)
+    decision = Decision(score_column, threshold, review_from)  # refuses non-finite numbers and a reversed band
     return {
         "format": THRESHOLD_FORMAT,
         "run": run,
         "score_column": score_column,
-        "threshold": float(threshold),
+        "threshold": decision.threshold,
         "rule": DECISION_RULE,
-        "review_band": None if band is None else {"review_from": band.review_from, "reject_from": band.reject_from},
+        "review_band": None if review_from is None else {"review_from": decision.review_from,
+                                                          "reject_from": decision.threshold},
         "preset": preset,
         "metrics": None if point is None else point.to_dict(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -31,6 +33,12 @@ def threshold_document(run: dict, score_column: str, threshold: float, point: Op
 
 
 def read_threshold_file(path: str | Path) -> dict:
+    """A threshold file's document after every check; :class:`InputError` with one sentence otherwise.
+
+    The threshold and the review band must be finite numbers (``NaN``, ``Infinity`` and ``1e400``,
+    which JSON readers turn into infinity, are refused, and so is ``true``), and the band must end
+    where the threshold is.
+    """
     path = Path(path)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -39,13 +47,19 @@ def read_threshold_file(path: str | Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         raise InputError(f"{path}: threshold file is not readable JSON.") from None
     if not isinstance(document, dict) or document.get("format") != THRESHOLD_FORMAT or \
-            not isinstance(document.get("score_column"), str) or \
-            not isinstance(document.get("threshold"), (int, float)):
+            not isinstance(document.get("score_column"), str) or "threshold" not in document:
         raise InputError(f"{path}: not a {THRESHOLD_FORMAT} threshold file.")
+    if document.get("run") is not None and not isinstance(document["run"], dict):
+        raise InputError(f"{path}: 'run' must be a JSON object.")
     band = document.get("review_band")
-    if band is not None:
-        try:
-            ReviewBand(float(band["review_from"]), float(band["reject_from"]))
-        except (KeyError, TypeError, ValueError):
-            raise InputError(f"{path}: the review band is not valid.") from None
+    if band is not None and (not isinstance(band, dict) or "review_from" not in band or "reject_from" not in band):
+        raise InputError(f"{path}: the review band must give review_from and reject_from.")
+    try:
+        decision = Decision(document["score_column"], document["threshold"],
+                            None if band is None else band["review_from"])
+        if band is not None and Decision(decision.column, band["reject_from"]).threshold != decision.threshold:
+            raise ValueError(f"the review band ends at {band['reject_from']!r}, not at the threshold "
+                             f"{decision.threshold:g}")
+    except ValueError as error:
+        raise InputError(f"{path}: {str(error)[0].lower()}{str(error)[1:].rstrip('.')}.") from None
     return document

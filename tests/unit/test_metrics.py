@@ -3,7 +3,8 @@ import pytest
 from scipy import ndimage
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from core.metrics import ReviewBand, ThresholdTable, pixel_aupro, pixel_auroc, threshold_summary
+from core.decision import Decision, default_decision
+from core.metrics import ThresholdTable, pixel_aupro, pixel_auroc, threshold_summary
 
 
 def _tied_scores(seed=0, n=300):
@@ -99,11 +100,33 @@ def test_curves_refuse_a_single_class_with_a_clear_message():
     assert threshold_summary([0.1, 0.2], ["good", "good"])["image_auroc"] is None
 
 
-def test_review_band_gives_three_verdicts():
-    band = ReviewBand(0.4, 0.7)
-    assert band.verdicts([0.1, 0.4, 0.69, 0.7, 0.9]).tolist() == ["OK", "REVIEW", "REVIEW", "NG", "NG"]
-    with pytest.raises(ValueError):
-        ReviewBand(0.8, 0.7)
+def test_review_band_gives_three_verdicts_and_what_cannot_be_measured_is_invalid():
+    decision = Decision("max", 0.7, 0.4)
+    assert decision.verdicts([0.1, 0.4, 0.69, 0.7, 0.9, float("nan"), float("inf")]).tolist() == \
+        ["OK", "REVIEW", "REVIEW", "NG", "NG", "INVALID", "INVALID"]
+    verdicts, reasons = decision.judge([0.1, 0.9, 0.1], ["", "", "frame check: blank frame"])
+    assert verdicts.tolist() == ["OK", "NG", "INVALID"]
+    assert reasons[0] == "" and "0.9 ≥ threshold 0.7" in reasons[1] and reasons[2] == "frame check: blank frame"
+    with pytest.raises(ValueError, match="start at or below"):
+        Decision("max", 0.7, 0.8)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), True, "0.5", None])
+def test_a_decision_refuses_thresholds_that_are_not_finite_numbers(bad):
+    with pytest.raises(ValueError, match="must be a"):
+        Decision("max", bad)
+    with pytest.raises(ValueError, match="must be a"):
+        Decision("max", 0.5, bad if bad is not None else float("nan"))
+
+
+def test_the_default_decision_uses_good_images_only_and_rejects_above_all_of_a_few():
+    held_out = [0.10, 0.12, 0.11, 0.30, 0.09]
+    decision = default_decision(held_out, "map_max", false_reject_rate=0.01)
+    # 1 % of 5 images allows no false reject: the threshold sits just above the highest good score
+    assert decision.threshold > 0.30 and decision.verdicts(held_out).tolist() == ["OK"] * 5
+    assert "5 held-out good" in decision.basis
+    assert default_decision(np.linspace(0, 1, 200), "map_max", 0.05).verdicts(np.linspace(0, 1, 200)).tolist().count(
+        "NG") == 10
 
 
 def reference_aupro(maps, masks, limit=0.3, steps=400):

@@ -1,0 +1,133 @@
+"""The accept/reject decision: one object that the command line, every page and the report use.
+
+The rule, everywhere: a higher score is more anomalous. With a threshold ``t`` a part is ``NG``
+(rejected) when ``score >= t``; with a review band starting at ``r <= t`` it is ``REVIEW`` when
+``r <= score < t``; below that it is ``OK``. A frame that fails the frame check
+(:mod:`core.frame_check`), a file that could not be read, or a score that is not a finite number
+is ``INVALID``: counted as a reject, with the reason. The gate never passes what it could not
+measure.
+
+**The primary score.** Each detector has one score column that decides by default, fixed in
+advance. For the autoencoders it is :data:`PRIMARY_SCORE` (``map_max``: the largest value of the
+residual map after a light Gaussian smoothing). It was chosen by measurement across every image
+set the project has — the three generated sets and four sets made from real photographs
+(``python -m benchmarks.primary_score``, recorded in ``benchmarks/recorded/primary_score.json``),
+never by its AUROC on one set's test images:
+
+- it must grow with the amount of error (scale-sensitive). ``kurtosis`` and ``skewness`` only
+  describe the error's shape: a black, white, 1×1 or pure-noise frame can score lower than a good
+  part, and on the real photographs they rank defects *below* good parts;
+- among the error statistics, ``map_max`` has the best worst case over all sets and models, and
+  is within a few hundredths of the best one on each; ``mse`` and ``mean`` fall to 0.66–0.85 on the
+  generated casting, where a small defect barely moves an image-wide average.
+
+**The default threshold** is set from good images only: the lowest threshold that rejects at most
+:data:`DEFAULT_FALSE_REJECT_RATE` of the *held-out* good training images (images the network did
+not train on). With few held-out images that is simply above the highest of them, which rejects
+rather than passes when in doubt.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+VERDICTS = ("OK", "REVIEW", "NG", "INVALID")
+REJECTING_VERDICTS = ("NG", "INVALID")
+PRIMARY_SCORE = "map_max"
+DEFAULT_FALSE_REJECT_RATE = 0.01
+
+
+def finite_number(value, what: str) -> float:
+    """``value`` as a float, or ``ValueError`` naming ``what`` when it is not a finite number.
+
+    ``True``/``False`` are refused although Python counts them as numbers: in a threshold file
+    they are a mistake, not 1 and 0.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{what} must be a number, got {value!r}.")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{what} must be a finite number, got {value!r}.")
+    return number
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Score column, threshold and optional review band; ``basis`` says in words how it was set."""
+
+    column: str
+    threshold: float
+    review_from: float | None = None
+    basis: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.column, str) or not self.column:
+            raise ValueError(f"The score column must be a name, got {self.column!r}.")
+        object.__setattr__(self, "threshold", finite_number(self.threshold, "The threshold"))
+        if self.review_from is not None:
+            review_from = finite_number(self.review_from, "The start of the review band")
+            if review_from > self.threshold:
+                raise ValueError(f"The review band starts at {review_from:g}, above the threshold "
+                                 f"{self.threshold:g}; it must start at or below it.")
+            object.__setattr__(self, "review_from", review_from)
+
+    def verdicts(self, scores) -> np.ndarray:
+        """OK / REVIEW / NG per score; a score that is not a finite number is INVALID."""
+        scores = np.asarray(scores, dtype=np.float64)
+        review_from = self.threshold if self.review_from is None else self.review_from
+        verdicts = np.where(scores >= self.threshold, "NG", np.where(scores >= review_from, "REVIEW", "OK"))
+        return np.where(np.isfinite(scores), verdicts, "INVALID").astype(object)
+
+    def judge(self, scores, invalid_reasons=None) -> tuple[np.ndarray, np.ndarray]:
+        """Verdicts and one reason per image; ``invalid_reasons`` (``""`` where none) forces INVALID."""
+        scores = np.asarray(scores, dtype=np.float64)
+        verdicts = self.verdicts(scores)
+        reasons = np.array([self._reason(verdict, score) for verdict, score in zip(verdicts, scores)], dtype=object)
+        if invalid_reasons is not None:
+            forced = np.array([bool(reason) for reason in invalid_reasons], dtype=bool)
+            verdicts = np.where(forced, "INVALID", verdicts).astype(object)
+            reasons = np.where(forced, np.asarray(list(invalid_reasons), dtype=object), reasons).astype(object)
+        return verdicts, reasons
+
+    def _reason(self, verdict: str, score: float) -> str:
+        if verdict == "INVALID":
+            return f"{self.column} could not be computed"
+        if verdict == "NG":
+            return f"{self.column} {score:.6g} ≥ threshold {self.threshold:.6g}"
+        if verdict == "REVIEW":
+            return f"{self.column} {score:.6g} in the review band from {self.review_from:.6g}"
+        return ""
+
+    def describe(self) -> str:
+        band = f", review from {self.review_from:.6g}" if self.review_from is not None else ""
+        return f"{self.column} ≥ {self.threshold:.6g} → NG{band}"
+
+    def to_json(self) -> dict:
+        return {"column": self.column, "threshold": self.threshold, "review_from": self.review_from,
+                "basis": self.basis}
+
+    @classmethod
+    def from_json(cls, payload) -> "Decision":
+        if not isinstance(payload, dict):
+            raise ValueError("A decision must be a JSON object.")
+        basis = payload.get("basis", "")
+        return cls(payload.get("column"), payload.get("threshold"), payload.get("review_from"),
+                   basis if isinstance(basis, str) else "")
+
+
+def default_decision(held_out_scores, column: str = PRIMARY_SCORE,
+                     false_reject_rate: float = DEFAULT_FALSE_REJECT_RATE) -> Decision:
+    """The decision a run ships with: ``column`` at a target false-reject rate on held-out good images."""
+    from core.metrics import ThresholdTable
+
+    scores = np.asarray(held_out_scores, dtype=np.float64)
+    scores = scores[np.isfinite(scores)]
+    if not len(scores):
+        raise ValueError("A default threshold needs held-out good images with finite scores.")
+    threshold = ThresholdTable(scores, np.zeros(len(scores), dtype=bool)).target_false_reject_threshold(false_reject_rate)
+    basis = (f"at most {false_reject_rate:.0%} false rejects on {len(scores)} held-out good training images "
+             "(no defect images used)")
+    return Decision(column, threshold, None, basis)
