@@ -120,8 +120,8 @@ def manifest_problem(manifest: dict) -> str:
     Every value the program later uses is checked here, so a tampered or damaged run is refused
     when it is listed, not when a page or a command trips over it.
     """
-    from core.detector import SCORE_COLUMNS
     from core.losses import LOSSES
+    from core.residuals import SCORE_COLUMNS
 
     def is_int(value, low, high):
         return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high

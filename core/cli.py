@@ -146,7 +146,7 @@ def _train(arguments) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: already exists and is not an empty folder; choose a new run folder.")
     with open_dataset(arguments.data) as dataset:
-        from core.detector import MIN_TRAINING_IMAGES
+        from core.defaults import MIN_TRAINING_IMAGES
 
         if len(dataset.train_good) < MIN_TRAINING_IMAGES:
             raise InputError(f"{arguments.data}: training needs at least {MIN_TRAINING_IMAGES} good images, "
@@ -232,26 +232,27 @@ def _score(arguments) -> int:
                   "(train the run again to get it)", file=sys.stderr)
         counts = {"rows": 0, "unreadable": 0}
         verdicts: dict[str, int] = {}
-        first_problem = ""
+        problems: list[str] = []  # told at the end: if nothing could be read, the one error line says it all
         with atomic_writer(out, "w") as handle:
             for chunk in stream_judged_rows(detector, items, decision):
                 handle.write(scores_csv(chunk, header=counts["rows"] == 0))
                 counts["rows"] += len(chunk)
                 unreadable = chunk["reason"].str.startswith("unreadable: ")
                 counts["unreadable"] += int(unreadable.sum())
-                for message in chunk.loc[unreadable, "reason"]:
-                    first_problem = first_problem or message.removeprefix("unreadable: ")
-                    print(f"warning: {message}", file=sys.stderr)
+                problems += chunk.loc[unreadable, "reason"].tolist()
                 if "verdict" in chunk:
                     for verdict, count in chunk["verdict"].value_counts().items():
                         verdicts[verdict] = verdicts.get(verdict, 0) + int(count)
             if counts["unreadable"] == counts["rows"]:
                 # raising inside the block removes the partial file: nothing is left behind
-                raise InputError(first_problem if counts["rows"] == 1 else
-                                 f"none of the {counts['rows']} given images could be read ({first_problem})")
+                first = problems[0].removeprefix("unreadable: ")
+                raise InputError(first if counts["rows"] == 1 else
+                                 f"none of the {counts['rows']} given images could be read ({first})")
     finally:
         for dataset in datasets:
             dataset.close()
+    for message in problems:
+        print(f"warning: {one_line(message)}", file=sys.stderr)
     summary = ", ".join(f"{verdicts[name]} {name}" for name in ("OK", "REVIEW", "NG", "INVALID") if name in verdicts)
     judged = f" ({summary}; decision: {decision.describe()})" if decision is not None else ""
     print(f"scored {counts['rows']} images into {out}{judged}", file=sys.stderr)
@@ -260,10 +261,9 @@ def _score(arguments) -> int:
 
 def _score_items(data: list[str], out: Path, datasets: list) -> list:
     """Every image the ``--data`` arguments name, as score items, in the order given."""
-    from core.datasets import open_dataset
+    from core.datasets import ScoreItem, dataset_items, open_dataset
     from core.errors import DatasetError
     from core.images import is_image_name
-    from core.pipeline import ScoreItem, dataset_items
 
     items = []
     out_resolved = out.resolve()

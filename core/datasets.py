@@ -50,6 +50,16 @@ class Sample:
             return self.path.name
 
 
+@dataclass(frozen=True)
+class ScoreItem:
+    """One image to score: a path or bytes, the name it is reported under, and its label if known."""
+
+    source: object
+    name: str
+    label: str = ""
+    defect_type: str = ""
+
+
 @dataclass
 class Dataset:
     root: Path
@@ -105,6 +115,12 @@ class Dataset:
         self.close()
 
 
+def dataset_items(dataset: "Dataset", samples: list[Sample]) -> list[ScoreItem]:
+    """Samples as score items named by their path inside the data set, defect type only on defects."""
+    return [ScoreItem(sample.path, sample.display_path(dataset.root), sample.label,
+                      sample.defect_type if sample.label == "defect" else "") for sample in samples]
+
+
 def open_dataset(source: str | Path) -> Dataset:
     """Open ``"demo"``, a folder or a .zip in one of the accepted layouts."""
     if str(source) == "demo":
@@ -140,6 +156,7 @@ def demo_cache_root() -> Path:
 def extract_zip_safely(archive: str | Path, destination: Path) -> None:
     """Extract into ``destination`` only: no traversal, no links, bounded count, size and ratio."""
     name = Path(archive).name
+    current = ""
     try:
         with zipfile.ZipFile(archive) as bundle:
             members = bundle.infolist()
@@ -154,7 +171,10 @@ def extract_zip_safely(archive: str | Path, destination: Path) -> None:
             written = 0
             root = destination.resolve()
             for member in members:
+                current = member.filename
                 target = (root / member.filename).resolve()
+                if target == root and member.is_dir():  # "./", the archive's own top folder
+                    continue
                 if root not in target.parents:
                     raise DatasetError(f"{name}: entry {member.filename!r} points outside the archive.")
                 if member.is_dir():
@@ -171,7 +191,10 @@ def extract_zip_safely(archive: str | Path, destination: Path) -> None:
     except zipfile.BadZipFile as error:
         raise DatasetError(f"{name}: not a readable zip file ({error}).") from None
     except (OSError, RuntimeError, NotImplementedError) as error:
-        raise DatasetError(f"{name}: cannot unpack the zip ({error}).") from None
+        # name the entry, never the server's scratch path (an OSError's text carries the full path)
+        where = f" at entry {current!r}" if current else ""
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
+        raise DatasetError(f"{name}: cannot unpack the zip{where} ({reason}).") from None
 
 
 def _check_member(name: str, member: zipfile.ZipInfo) -> None:

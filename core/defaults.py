@@ -30,6 +30,7 @@ Figures are image AUROC of the ``max`` column unless another column is named.
 """
 
 MODEL_KINDS = ("ncae", "cae")
+MIN_TRAINING_IMAGES = 8
 DEFAULT_INPUT_SIZE = 64
 DEFAULT_WIDTHS = (16, 32, 48, 64)
 DEFAULT_BOTTLENECK = 8

@@ -21,15 +21,14 @@ import numpy as np
 import pandas as pd
 
 from core.decision import PRIMARY_SCORE
+from core.defaults import MIN_TRAINING_IMAGES  # noqa: F401  (part of this module's interface)
 from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_LOSS, DEFAULT_MAP_SIGMA,
                            DEFAULT_NOISE_STD, DEFAULT_WIDTHS)
 from core.losses import training_loss
 from core.models import build_autoencoder
-from core.residuals import STATISTIC_NAMES, residual_maps, residual_statistics
+from core.residuals import SCORE_COLUMNS, STATISTIC_NAMES, residual_maps, residual_statistics
 from core.stat_distance import StatDistance
 
-SCORE_COLUMNS = (*STATISTIC_NAMES, "stat_distance", "map_max")
-MIN_TRAINING_IMAGES = 8
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,17 @@ compared with the same numbers of the good training images:
 
 - ``brightness``: mean intensity;
 - ``contrast``: standard deviation of the intensity (a blank frame has almost none);
+- ``roughness``: mean absolute difference between neighbouring pixels (sensor noise, snow);
 - ``clipped``: share of pixels at pure black or pure white (saturation);
 - ``aspect``: width / height of the file as it was, before resizing;
 - ``pixels``: width × height of the file as it was.
 
 The limits are learned from the training images (:meth:`FrameLimits.fit`), never constants: an
-image is refused when a number lies far outside the range the good parts showed — beyond the
-training range widened by four robust standard deviations of that number and a quarter of the
-range itself (size: a factor of 16 in pixel count, 1.5 in aspect). A refused frame gets the
-verdict ``INVALID`` with the reason.
+image is refused when a number lies far outside what the good parts showed. Brightness and the
+clipped share may leave the training range by half its width (plus two grey levels); contrast may
+fall to a quarter of the lowest seen (below that the frame is blank) and rise to 1.5 times the
+highest; roughness may rise to 1.5 times the highest; size may differ by a factor of 16 in pixel
+count and 1.5 in aspect. A refused frame gets the verdict ``INVALID`` with the reason.
 """
 
 from __future__ import annotations
@@ -27,31 +29,38 @@ import numpy as np
 CLIP_LOW, CLIP_HIGH = 0.5 / 255, 254.5 / 255
 PIXEL_FACTOR = 16.0
 ASPECT_FACTOR = 1.5
+RISE_FACTOR = 1.5  # how far above the highest training contrast or roughness a frame may go
+GREY_LEVEL = 1 / 255
 # a frame is blank when its contrast is below this share of the lowest contrast among the good images
 BLANK_SHARE = 0.25
 
 
 def frame_numbers(images: np.ndarray) -> dict[str, np.ndarray]:
-    """brightness, contrast and clipped share per image of an ``(n, h, w)`` stack in [0, 1]."""
-    flat = np.asarray(images, dtype=np.float32).reshape(len(images), -1)
+    """brightness, contrast, roughness and clipped share per image of an ``(n, h, w)`` stack in [0, 1]."""
+    stack = np.asarray(images, dtype=np.float32)
+    flat = stack.reshape(len(stack), -1)
+    across = np.abs(np.diff(stack, axis=2)).reshape(len(stack), -1).mean(axis=1)
+    down = np.abs(np.diff(stack, axis=1)).reshape(len(stack), -1).mean(axis=1)
     return {
         "brightness": flat.mean(axis=1).astype(np.float64),
         "contrast": flat.std(axis=1).astype(np.float64),
+        "roughness": ((across + down) / 2).astype(np.float64),
         "clipped": ((flat <= CLIP_LOW) | (flat >= CLIP_HIGH)).mean(axis=1).astype(np.float64),
     }
 
 
-def _widened(values: np.ndarray, low_floor: float, high_ceiling: float) -> tuple[float, float]:
-    values = np.asarray(values, dtype=np.float64)
-    spread = 1.4826 * float(np.median(np.abs(values - np.median(values))))
-    margin = 4.0 * spread + 0.25 * float(values.max() - values.min())
-    return max(low_floor, float(values.min()) - margin), min(high_ceiling, float(values.max()) + margin)
+def _widened(values: np.ndarray) -> tuple[float, float]:
+    """The training range widened by half its width and two grey levels on each side, within [0, 1]."""
+    low, high = float(np.min(values)), float(np.max(values))
+    margin = 0.5 * (high - low) + 2 * GREY_LEVEL
+    return max(0.0, low - margin), min(1.0, high + margin)
 
 
 @dataclass(frozen=True)
 class FrameLimits:
     brightness: tuple[float, float]
     contrast: tuple[float, float]
+    roughness_max: float
     clipped_max: float
     aspect: tuple[float, float] | None = None
     pixels: tuple[float, float] | None = None
@@ -62,12 +71,11 @@ class FrameLimits:
         numbers = frame_numbers(images)
         if len(numbers["brightness"]) < 2:
             raise ValueError("The frame check needs at least 2 good images.")
-        # 1/255 keeps a margin of one grey level for training sets whose numbers hardly vary
-        brightness = _widened(numbers["brightness"], 0.0, 1.0)
-        brightness = (max(0.0, brightness[0] - 1 / 255), min(1.0, brightness[1] + 1 / 255))
-        contrast_low = BLANK_SHARE * float(numbers["contrast"].min())
-        contrast_high = min(0.5, _widened(numbers["contrast"], 0.0, 0.5)[1] + 1 / 255)
-        clipped_max = min(1.0, _widened(numbers["clipped"], 0.0, 1.0)[1] + 0.02)
+        brightness = _widened(numbers["brightness"])
+        contrast = (BLANK_SHARE * float(numbers["contrast"].min()),
+                    RISE_FACTOR * float(numbers["contrast"].max()) + GREY_LEVEL)
+        roughness_max = RISE_FACTOR * float(numbers["roughness"].max()) + GREY_LEVEL
+        clipped_max = _widened(numbers["clipped"])[1]
         aspect = pixels = None
         if sizes is not None and len(sizes):
             widths = np.array([size[0] for size in sizes], dtype=np.float64)
@@ -75,19 +83,21 @@ class FrameLimits:
             ratios, counts = widths / heights, widths * heights
             aspect = (float(ratios.min()) / ASPECT_FACTOR, float(ratios.max()) * ASPECT_FACTOR)
             pixels = (float(counts.min()) / PIXEL_FACTOR, float(counts.max()) * PIXEL_FACTOR)
-        return cls(brightness, (contrast_low, contrast_high), clipped_max, aspect, pixels)
+        return cls(brightness, contrast, roughness_max, clipped_max, aspect, pixels)
 
     def reasons(self, images: np.ndarray, sizes=None) -> list[str]:
         """One reason per image why it is not a plausible frame, or ``""`` when it passes."""
+        if not len(images):
+            return []
         numbers = frame_numbers(images)
         reasons = []
         for index in range(len(numbers["brightness"])):
             size = None if sizes is None else sizes[index]
             reasons.append(self._reason(numbers["brightness"][index], numbers["contrast"][index],
-                                        numbers["clipped"][index], size))
+                                        numbers["roughness"][index], numbers["clipped"][index], size))
         return reasons
 
-    def _reason(self, brightness: float, contrast: float, clipped: float, size) -> str:
+    def _reason(self, brightness: float, contrast: float, roughness: float, clipped: float, size) -> str:
         if size is not None and self.pixels is not None:
             width, height = size
             if not self.pixels[0] <= width * height <= self.pixels[1]:
@@ -97,17 +107,22 @@ class FrameLimits:
                 return (f"frame check: aspect ratio {width / height:.2f} is far from the training images' "
                         f"({self.aspect[0]:.2f}–{self.aspect[1]:.2f})")
         if contrast < self.contrast[0]:
-            return (f"frame check: blank frame (contrast {contrast:.3f}, the good images have at least "
-                    f"{self.contrast[0] / BLANK_SHARE:.3f})")
+            level = "black" if brightness <= CLIP_LOW else "white" if brightness >= CLIP_HIGH else f"grey {brightness:.3f}"
+            saturated = ", saturated" if clipped > self.clipped_max else ""
+            return (f"frame check: blank frame (uniform {level}{saturated}; contrast {contrast:.3f}, the good "
+                    f"images have at least {self.contrast[0] / BLANK_SHARE:.3f})")
         if clipped > self.clipped_max:
             return (f"frame check: saturated ({clipped:.0%} of pixels pure black or white, the good images "
                     f"at most {self.clipped_max:.0%})")
         if not self.brightness[0] <= brightness <= self.brightness[1]:
             return (f"frame check: brightness {brightness:.3f} is far outside the good images' range "
                     f"({self.brightness[0]:.3f}–{self.brightness[1]:.3f})")
+        if roughness > self.roughness_max:
+            return (f"frame check: pixel-to-pixel noise {roughness:.3f} is far above the good images' "
+                    f"(up to {self.roughness_max / RISE_FACTOR:.3f}); a noisy or broken frame")
         if contrast > self.contrast[1]:
             return (f"frame check: contrast {contrast:.3f} is far above the good images' "
-                    f"(up to {self.contrast[1]:.3f}); noise or a different scene")
+                    f"(up to {(self.contrast[1] - GREY_LEVEL) / RISE_FACTOR:.3f}); a different scene")
         return ""
 
     def to_json(self) -> dict:
@@ -128,10 +143,13 @@ class FrameLimits:
                 raise ValueError(f"frame limit {key!r} must be two finite numbers, low first.")
             return float(value[0]), float(value[1])
 
-        clipped = payload.get("clipped_max")
-        if not _finite(clipped):
-            raise ValueError("frame limit 'clipped_max' must be a finite number.")
-        return cls(pair("brightness"), pair("contrast"), float(clipped), pair("aspect", True), pair("pixels", True))
+        single = {}
+        for key in ("roughness_max", "clipped_max"):
+            if not _finite(payload.get(key)) or payload[key] < 0:
+                raise ValueError(f"frame limit {key!r} must be a finite number, zero or more.")
+            single[key] = float(payload[key])
+        return cls(pair("brightness"), pair("contrast"), single["roughness_max"], single["clipped_max"],
+                   pair("aspect", True), pair("pixels", True))
 
 
 def _finite(value) -> bool:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from core.bundles import save_bundle
-from core.datasets import Dataset, Sample
+from core.datasets import Dataset, Sample, ScoreItem, dataset_items
 from core.decision import Decision
 from core.detector import SCORE_COLUMNS, ResidualDetector, TrainingCancelled, TrainingProgress
 from core.errors import DatasetError, InputError
@@ -42,16 +42,6 @@ class ScoredSet:
     frame_reasons: list[str] = field(default_factory=list)
     unreadable: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=[*IDENTITY_COLUMNS, "reason"]))
     positions: list[int] = field(default_factory=list)   # input position of each table row
-
-
-@dataclass(frozen=True)
-class ScoreItem:
-    """One input to score: a path or bytes, the name it is reported under, and its label if known."""
-
-    source: object
-    name: str
-    label: str = ""
-    defect_type: str = ""
 
 
 def train_run(dataset: Dataset, run_dir: str | Path, detector: ResidualDetector,
@@ -100,11 +90,6 @@ def train_run(dataset: Dataset, run_dir: str | Path, detector: ResidualDetector,
     write_status(run_dir, state="complete", message="Training finished", history=detector.history_,
                  training_seconds=detector.training_seconds_)
     return detector
-
-
-def dataset_items(dataset: Dataset, samples: list[Sample]) -> list[ScoreItem]:
-    return [ScoreItem(sample.path, sample.display_path(dataset.root), sample.label,
-                      sample.defect_type if sample.label == "defect" else "") for sample in samples]
 
 
 def score_samples(detector, dataset: Dataset, samples: list[Sample], with_maps: bool = False) -> ScoredSet:
