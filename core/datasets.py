@@ -66,6 +66,7 @@ class Dataset:
     layout: str
     samples: list[Sample]
     _temporary: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+    notes: list[str] = field(default_factory=list)   # what a person should know about how the set was read
 
     @property
     def train_good(self) -> list[Sample]:
@@ -246,6 +247,11 @@ def _read_layout(root: Path, name: str | None = None) -> Dataset:
         dataset = Dataset(root, "mvtec", _mvtec_samples(root))
     elif any((root / split / folder).is_dir() for split in ("train", "test") for folder in ("ok_front", "def_front")):
         dataset = Dataset(root, "casting", _casting_samples(root))
+        moved = len(list_image_files(root / "train" / "def_front")) if (root / "train" / "def_front").is_dir() else 0
+        if moved:
+            dataset.notes.append(f"train/def_front: its {moved} defect images are judged with the test images "
+                                 "(a detector trains on good parts only), so the test set holds more defects "
+                                 "than test/def_front alone.")
     elif (root / "good").is_dir():
         dataset = Dataset(root, "flat", _flat_samples(root))
     else:

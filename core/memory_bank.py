@@ -183,14 +183,25 @@ class MemoryBankDetector:
     def score_columns(self) -> tuple[str, ...]:
         return (MEMORY_BANK_COLUMN,)
 
-    def fit(self, good_images: np.ndarray) -> "MemoryBankDetector":
+    def fit(self, good_images: np.ndarray, image_sizes=None) -> "MemoryBankDetector":
+        """Build the bank from the good images, keeping a held-out share (as the autoencoders do) to
+        set the default decision on ``patch_score`` from good images only."""
         from sklearn.neighbors import NearestNeighbors
+
+        from core.decision import default_decision
+        from core.defaults import MIN_TRAINING_IMAGES
+        from core.frame_check import FrameLimits
 
         if not 0.01 <= float(self.coreset_ratio) <= 0.25:
             raise ValueError(f"`coreset_ratio` must be between 0.01 and 0.25, got {self.coreset_ratio!r}.")
         started = time.perf_counter()
+        images = np.asarray(good_images, dtype=np.float32)
+        order = np.random.default_rng(int(self.seed)).permutation(len(images))
+        held_out_count = max(3, round(0.15 * len(images))) if len(images) >= MIN_TRAINING_IMAGES else 0
+        held_out, bank_images = images[order[:held_out_count]], images[order[held_out_count:]]
         self.extractor_ = self._build_extractor()
-        features = self.extractor_(np.asarray(good_images, dtype=np.float32))
+        with self._forward_lock():
+            features = self.extractor_(bank_images)
         self.grid_shape_ = features.shape[1:3]
         flat = features.reshape(-1, features.shape[-1])
         keep = greedy_coreset(flat, float(self.coreset_ratio), int(self.seed), int(self.projection_dim))
@@ -198,6 +209,9 @@ class MemoryBankDetector:
         # a k-d tree answers these low-dimensional queries 1.6x faster than brute force (benchmarks/memory_bank_speed.py)
         self.bank_search_ = NearestNeighbors(n_neighbors=1, algorithm="kd_tree").fit(self.memory_bank_)
         self.n_good_patches_ = len(flat)
+        self.frame_limits_ = FrameLimits.fit(images, image_sizes) if len(images) >= 2 else None
+        self.default_decision_ = (default_decision(self.score(held_out).table[MEMORY_BANK_COLUMN], MEMORY_BANK_COLUMN)
+                                  if held_out_count else None)
         self.training_seconds_ = time.perf_counter() - started
         return self
 
@@ -216,19 +230,26 @@ class MemoryBankDetector:
         return ScoreResult(table, np.concatenate(maps) if maps else np.zeros((0, size, size), np.float32))
 
     def _score_chunk(self, images: np.ndarray, with_maps: bool):
-        features = self.extractor_(images)
+        # the Keras forward pass is what threads must not share; the fitted tree is only read below
+        with self._forward_lock():
+            features = self.extractor_(images)
         count, height, width, dim = features.shape
         flat = features.reshape(-1, dim)
-        with self._lock:
-            distances, nearest = self.bank_search_.kneighbors(flat, n_neighbors=1)
-            patch_distances = distances[:, 0].reshape(count, height * width)
-            image_scores = reweighted_image_scores(patch_distances, features.reshape(count, height * width, dim),
-                                                   nearest[:, 0].reshape(count, height * width), self.memory_bank_,
-                                                   self.bank_search_, int(self.neighbours))
+        distances, nearest = self.bank_search_.kneighbors(flat, n_neighbors=1)
+        patch_distances = distances[:, 0].reshape(count, height * width)
+        image_scores = reweighted_image_scores(patch_distances, features.reshape(count, height * width, dim),
+                                               nearest[:, 0].reshape(count, height * width), self.memory_bank_,
+                                               self.bank_search_, int(self.neighbours))
         if not with_maps:
             return image_scores, None
         grids = patch_distances.reshape(count, height, width).astype(np.float32)
         return image_scores, smoothed_maps(upsample_maps(grids, self.input_size), self._map_sigma())
+
+    def _forward_lock(self):
+        """The encoder backbone shares its layers with the autoencoder, so it shares its lock too."""
+        if self.backbone == "encoder" and hasattr(self.autoencoder, "_inference_lock"):
+            return self.autoencoder._inference_lock
+        return self._lock
 
     def _map_sigma(self) -> float:
         return 4.0 * self.input_size / 224 if self.map_sigma is None else float(self.map_sigma)

@@ -88,7 +88,7 @@ def train_run(dataset: Dataset, run_dir: str | Path, detector: ResidualDetector,
                      detail=traceback.format_exc(limit=5))
         raise
     write_status(run_dir, state="complete", message="Training finished", history=detector.history_,
-                 training_seconds=detector.training_seconds_)
+                 training_seconds=detector.training_seconds_, pid=None, host=None)
     return detector
 
 

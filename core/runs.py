@@ -42,7 +42,8 @@ class RunInfo:
     @property
     def interrupted(self) -> bool:
         """Left unfinished by a process that is gone (killed, crashed, machine restarted)."""
-        return self.status.get("state") not in FINISHED_STATES and not owner_alive(self.status)
+        state = self.status.get("state")
+        return bool(state) and state not in FINISHED_STATES and not owner_alive(self.status)
 
 
 def owner_fields() -> dict:

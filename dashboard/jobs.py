@@ -4,30 +4,53 @@ The thread belongs to the server process, so it keeps going when the user switch
 reloads the tab; any page reads progress back from disk. Cancelling drops a ``cancel`` file that
 the training loop checks after every epoch. Each job trains its own new detector: a model that
 other sessions use is never trained in place.
+
+Trainings run one at a time (:data:`_training_lock`): Keras seeds the whole process
+(``keras.utils.set_random_seed``), so two trainings interleaved would disturb each other's random
+draws and neither would be reproducible. A second job waits as ``queued``. At most
+:data:`MAX_TRAINING_JOBS` jobs may be queued or running on the server, and one per browser session
+(the page enforces that with :func:`is_alive`).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 from pathlib import Path
 
 from core.files import atomic_write_text
-from core.runs import FINISHED_STATES, list_runs, new_run_id, read_status, write_status
+from core.runs import FINISHED_STATES, claim_run_folder, list_runs, new_run_id, owner_fields, read_status, write_status
 
 CANCEL_FILE = "cancel"
+MAX_TRAINING_JOBS = 2
 _threads: dict[str, threading.Thread] = {}
 _lock = threading.Lock()
+_training_lock = threading.Lock()
+
+
+class TooManyJobs(RuntimeError):
+    """The server already runs as many trainings as it allows; the message says so."""
+
+
+def training_jobs() -> int:
+    with _lock:
+        return sum(1 for name, thread in _threads.items() if name.startswith("train-") and thread.is_alive())
 
 
 def start_training(runs_root: Path, data_kind: str, data_location: str, model_kind: str, epochs: int,
                    input_size: int, seed: int) -> Path:
-    run_dir = Path(runs_root) / new_run_id(model_kind)
+    if training_jobs() >= MAX_TRAINING_JOBS:
+        raise TooManyJobs(f"The server is already training {MAX_TRAINING_JOBS} models; wait until one "
+                          "finishes or cancel one.")
+    run_dir = claim_run_folder(Path(runs_root) / new_run_id(model_kind))
     write_status(run_dir, state="queued", model_kind=model_kind, epochs=epochs, epoch=0,
-                 message="Waiting to start", data=data_kind if data_kind == "demo" else data_location)
+                 message="Waiting for the training before it to finish",
+                 data=data_kind if data_kind == "demo" else data_location, **owner_fields())
     thread = threading.Thread(target=_train, name=f"train-{run_dir.name}", daemon=True,
                               args=(run_dir, data_kind, data_location, model_kind, epochs, input_size, seed))
     with _lock:
-        _threads[run_dir.name] = thread
+        _threads[f"train-{run_dir.name}"] = thread
     thread.start()
     return run_dir
 
@@ -37,9 +60,13 @@ def _train(run_dir, data_kind, data_location, model_kind, epochs, input_size, se
     from core.pipeline import train_run
 
     try:
-        with open_dataset_for(data_kind, data_location) as dataset:
-            detector = ResidualDetector(model=model_kind, epochs=epochs, input_size=input_size, seed=seed)
-            train_run(dataset, run_dir, detector, should_stop=lambda: (run_dir / CANCEL_FILE).exists())
+        with _training_lock:
+            if (run_dir / CANCEL_FILE).exists():
+                write_status(run_dir, state="cancelled", message="Training was cancelled before it started.")
+                return
+            with open_dataset_for(data_kind, data_location) as dataset:
+                detector = ResidualDetector(model=model_kind, epochs=epochs, input_size=input_size, seed=seed)
+                train_run(dataset, run_dir, detector, should_stop=lambda: (run_dir / CANCEL_FILE).exists())
     except TrainingCancelled:
         pass
     except Exception as error:  # the status file carries the message to the page
@@ -47,7 +74,7 @@ def _train(run_dir, data_kind, data_location, model_kind, epochs, input_size, se
             write_status(run_dir, state="failed", message=str(error) or type(error).__name__)
     finally:
         with _lock:
-            _threads.pop(run_dir.name, None)
+            _threads.pop(f"train-{run_dir.name}", None)
 
 
 def cancel(run_dir: Path) -> None:
@@ -56,7 +83,7 @@ def cancel(run_dir: Path) -> None:
 
 def is_alive(run_id: str) -> bool:
     with _lock:
-        thread = _threads.get(run_id)
+        thread = _threads.get(f"train-{run_id}") or _threads.get(f"compare-{run_id}")
     return thread is not None and thread.is_alive()
 
 
@@ -64,6 +91,22 @@ def active_runs(runs_root: Path) -> list:
     """Runs still training in this server process (a run left unfinished by a crash is not listed)."""
     return [run for run in list_runs(runs_root, usable_only=False)
             if run.status.get("state") not in FINISHED_STATES and is_alive(run.run_id)]
+
+
+def interrupted_runs(runs_root: Path) -> list:
+    """Runs left unfinished by a process that is gone, or by a thread of this server that died."""
+    return [run for run in list_runs(runs_root, usable_only=False)
+            if run.status.get("state") and run.status["state"] not in FINISHED_STATES and not is_alive(run.run_id)
+            and (run.interrupted or run.status.get("pid") == os.getpid())]
+
+
+def delete_run(runs_root: Path, run_id: str) -> None:
+    """Remove a run that is not training; refuses names that are not a plain run folder."""
+    root = Path(runs_root).resolve()
+    target = (root / run_id).resolve()
+    if target.parent != root or not target.is_dir() or is_alive(run_id):
+        raise ValueError(f"{run_id} is not a run that can be deleted.")
+    shutil.rmtree(target)
 
 
 COMPARISONS_FOLDER = "comparisons"
@@ -78,7 +121,7 @@ def start_comparison(runs_root: Path, data_kind: str, data_location: str, data_l
     thread = threading.Thread(target=_compare, name=f"compare-{job_dir.name}", daemon=True,
                               args=(job_dir, data_kind, data_location, seeds, epochs))
     with _lock:
-        _threads[job_dir.name] = thread
+        _threads[f"compare-{job_dir.name}"] = thread
     thread.start()
     return job_dir
 
@@ -88,7 +131,7 @@ def _compare(job_dir, data_kind, data_location, seeds, epochs) -> None:
     from core.files import atomic_write_json
 
     try:
-        with open_dataset_for(data_kind, data_location) as dataset:
+        with _training_lock, open_dataset_for(data_kind, data_location) as dataset:
             report = compare_detectors(dataset, seeds, {"epochs": epochs},
                                        progress=lambda message: write_status(job_dir, state="running",
                                                                              message=message))
@@ -98,7 +141,7 @@ def _compare(job_dir, data_kind, data_location, seeds, epochs) -> None:
         write_status(job_dir, state="failed", message=str(error) or type(error).__name__)
     finally:
         with _lock:
-            _threads.pop(job_dir.name, None)
+            _threads.pop(f"compare-{job_dir.name}", None)
 
 
 def open_dataset_for(data_kind: str, data_location: str):

@@ -22,6 +22,8 @@ from core.defaults import DEFAULT_CORESET_RATIO
 from core.detector import SCORE_COLUMNS
 from core.errors import InputError
 from core.memory_bank import MEMORY_BANK_COLUMN
+from core.decision import DEFAULT_FALSE_REJECT_RATE, Decision
+from core.decision import default_decision as core_default_decision
 from core.metrics import ThresholdTable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +31,40 @@ DEMO_BUNDLE = ROOT / "assets" / "demo_model"
 SAMPLES = ROOT / "assets" / "samples"
 RUNS_ROOT = Path(os.environ.get("RESIDUAL_LAB_RUNS", ROOT / "runs"))
 UPLOAD_ROOT = Path(tempfile.gettempdir()) / "residual-lab-uploads"
+UPLOAD_LIFETIME_SECONDS = 24 * 3600
+# folders on the server that the folder box may open: os.pathsep-separated; default the home folder and the project
+DATA_ROOTS_VARIABLE = "RESIDUAL_LAB_DATA_ROOTS"
 
+
+def data_roots() -> list[Path]:
+    configured = os.environ.get(DATA_ROOTS_VARIABLE, "")
+    roots = [Path(part) for part in configured.split(os.pathsep) if part.strip()] or [Path.home(), ROOT]
+    return [root.resolve() for root in roots]
+
+
+def allowed_data_folder(text: str) -> Path:
+    """The folder a user typed, resolved, if it lies inside an allowed data root; :class:`InputError` if not."""
+    path = Path(text).expanduser().resolve()
+    if not any(path == root or root in path.parents for root in data_roots()):
+        raise InputError(f"{text}: outside the folders this server may read "
+                         f"(set {DATA_ROOTS_VARIABLE} to allow more).")
+    return path
+
+
+def training_data_mismatch(space: "Workspace") -> str:
+    """A sentence when the model was trained on other data than the data set in use, else ``""``."""
+    trained_on = space.manifest.get("training_data", {})
+    data = data_choice()
+    if Path(model_choice().path).resolve() == DEMO_BUNDLE.resolve():
+        same = data.kind == "demo"
+    else:
+        source = trained_on.get("source", "")
+        same = bool(source) and Path(source).resolve() == Path(space.dataset.root).resolve()
+    if same:
+        return ""
+    return (f"The model was trained on other data ({trained_on.get('layout', '?')} layout, "
+            f"{trained_on.get('train_good', '?')} good images) than the data set in use; its scores and default "
+            "threshold may not fit these images.")
 
 @dataclass(frozen=True)
 class DataChoice:
@@ -78,26 +113,31 @@ def detector_choice() -> DetectorChoice:
 def choose_detector(choice: DetectorChoice) -> None:
     if choice != detector_choice():
         st.session_state["detector_choice"] = choice
-        _forget_threshold()
+        forget_threshold(column_too=True)
 
 
 def choose_data(choice: DataChoice) -> None:
     st.session_state["data_choice"] = choice
-    _forget_threshold()
+    forget_threshold(column_too=True)
 
 
 def choose_model(choice: ModelChoice) -> None:
     st.session_state["model_choice"] = choice
-    _forget_threshold()
+    forget_threshold(column_too=True)
 
 
-def _forget_threshold() -> None:
-    for key in ("threshold", "threshold_input", "threshold_slider", "review_from", "score_column"):
+def forget_threshold(column_too: bool = False) -> None:
+    """Back to the defaults: the run's threshold (and, with ``column_too``, its primary column)."""
+    for key in ("threshold", "threshold_input", "threshold_slider", "review_from", "review_slider"):
         st.session_state.pop(key, None)
+    if column_too:
+        st.session_state.pop("score_column", None)
 
 
 def save_uploaded_zip(content: bytes) -> Path:
-    """Keep an uploaded data set zip outside the project tree, named by its content."""
+    """Keep an uploaded data set zip outside the project tree, named by its content; uploads older
+    than a day are removed on the way."""
+    remove_old_uploads()
     digest = hashlib.sha256(content).hexdigest()[:16]
     path = UPLOAD_ROOT / f"{digest}.zip"
     if not path.exists():
@@ -105,6 +145,20 @@ def save_uploaded_zip(content: bytes) -> Path:
 
         atomic_write_bytes(path, content)
     return path
+
+
+def remove_old_uploads(now: float | None = None) -> None:
+    import time
+
+    now = time.time() if now is None else now
+    if not UPLOAD_ROOT.is_dir():
+        return
+    for path in UPLOAD_ROOT.iterdir():
+        try:
+            if path.is_file() and now - path.stat().st_mtime > UPLOAD_LIFETIME_SECONDS:
+                path.unlink()
+        except OSError:  # another server process removed it first
+            pass
 
 
 @st.cache_resource(show_spinner="Opening the data set…", max_entries=8)
@@ -241,19 +295,24 @@ def score_columns(table: pd.DataFrame) -> list[str]:
     return [column for column in ALL_SCORE_COLUMNS if column in table.columns]
 
 
-def best_column(table: pd.DataFrame) -> str:
-    """The statistic that separates the labelled images best, or ``max`` when there are no defects."""
-    labels = table["label"]
-    if not ((labels == "good").any() and (labels == "defect").any()):
-        return "max" if "max" in table.columns else score_columns(table)[0]
-    return max(score_columns(table), key=lambda column: ThresholdTable(
-        table.loc[labels.isin(["good", "defect"]), column], labels[labels.isin(["good", "defect"])]).auroc())
+def primary_column(space: "Workspace") -> str:
+    """The detector's primary score, fixed in advance (core.decision); never picked by test AUROC."""
+    return space.detector.primary_score
 
 
-def default_threshold(table: ThresholdTable) -> float:
-    if table.n_good and table.n_defect:
-        return table.best_f1_threshold()
-    return table.target_false_reject_threshold(0.05)
+def default_decision(space: "Workspace", column: str) -> Decision:
+    """The run's own decision on its primary column; for another column, 1 % false rejects on the
+    good images shown (no defect labels used), said as such."""
+    run_default = getattr(space.detector, "default_decision_", None)
+    if run_default is not None and run_default.column == column:
+        return run_default
+    good = space.labelled.loc[space.labelled["label"] == "good", column].to_numpy()
+    if not len(good):
+        good = space.table[column].to_numpy()
+    decision = core_default_decision(good, column, DEFAULT_FALSE_REJECT_RATE)
+    return Decision(column, decision.threshold, None,
+                    f"at most {DEFAULT_FALSE_REJECT_RATE:.0%} false rejects on the {len(good)} good images of this "
+                    "data set (this column has no threshold stored in the run)")
 
 
 def threshold_table(space: Workspace, column: str) -> ThresholdTable:
@@ -265,31 +324,23 @@ def current_column(space: Workspace) -> str:
     columns = score_columns(space.table)
     column = st.session_state.get("score_column")
     if column not in columns:
-        column = best_column(space.table)
+        column = primary_column(space)
         st.session_state["score_column"] = column
     return column
 
 
 def current_threshold(space: Workspace) -> float:
     if "threshold" not in st.session_state:
-        st.session_state["threshold"] = default_threshold(threshold_table(space, current_column(space)))
+        st.session_state["threshold"] = default_decision(space, current_column(space)).threshold
     return float(st.session_state["threshold"])
 
 
-@dataclass(frozen=True)
-class Decision:
-    column: str
-    threshold: float
-    review_from: float | None
-
-    def describe(self) -> str:
-        band = f", review from {self.review_from:.6g}" if self.review_from is not None else ""
-        return f"**{self.column} ≥ {self.threshold:.6g} → NG**{band}"
-
-
 def current_decision(space: Workspace) -> Decision:
-    """The accept/reject rule set on the Threshold page (its defaults before the user has been there)."""
-    return Decision(current_column(space), current_threshold(space), current_review_from())
+    """The accept/reject rule set on the Threshold page (the run's default before the user has been there)."""
+    column, threshold = current_column(space), current_threshold(space)
+    default = default_decision(space, column)
+    basis = default.basis if threshold == default.threshold else "set on the Threshold page"
+    return Decision(column, threshold, current_review_from(), basis)
 
 
 def current_review_from() -> float | None:
@@ -326,6 +377,13 @@ def metric_cards(columns, items) -> None:
 
 def percent(value: float) -> str:
     return "—" if value != value else f"{value * 100:.1f} %"
+
+
+def column_aurocs(space: Workspace) -> dict[str, float | None]:
+    """Image AUROC of every score column on the labelled images shown; ``None`` without both classes."""
+    ranking = statistic_ranking(space)
+    return {name: (None if auroc != auroc or auroc is None else float(auroc))
+            for name, auroc in zip(ranking["statistic"], ranking["image_auroc"])}
 
 
 def statistic_ranking(space: Workspace) -> pd.DataFrame:

@@ -28,10 +28,13 @@ with data_column:
                                else "", placeholder="/data/casting", help="MVTec AD, casting or flat layout.")
         if st.button("Use this folder", disabled=not folder.strip()):
             try:
-                open_dataset(folder.strip()).close()
-                state.choose_data(state.DataChoice("folder", folder.strip(), folder.strip()))
+                allowed = state.allowed_data_folder(folder.strip())
+                open_dataset(allowed).close()
+                state.choose_data(state.DataChoice("folder", str(allowed), folder.strip()))
             except InputError as error:
                 st.error(str(error))
+            except OSError as error:  # unreadable, not a folder, gone meanwhile: one sentence, no paths of ours
+                st.error(f"{folder.strip()}: cannot be read as a data folder ({error.strerror or type(error).__name__}).")
     else:
         upload = st.file_uploader("Data set .zip (MVTec, casting or flat layout)", type=["zip"], key="dataset_zip")
         if upload is not None:
@@ -46,11 +49,15 @@ with data_column:
 
 with model_column:
     st.subheader("Model")
-    runs = list_runs(state.RUNS_ROOT)
+    all_runs = list_runs(state.RUNS_ROOT, usable_only=False)
+    runs = [run for run in all_runs if run.usable]
     options = {state.DEMO_MODEL.label: state.DEMO_MODEL}
     for run in runs:
         options[f"Run {run.run_id} ({run.manifest['model_kind'].upper()})"] = state.ModelChoice(str(run.path),
                                                                                               f"Run {run.run_id}")
+    for run in all_runs:
+        if run.problem:  # a damaged or tampered run is skipped, never loaded: say so in one line
+            st.caption(f":material/block: Run {run.run_id} is skipped: {run.problem}")
     labels = list(options)
     current = next((label for label, choice in options.items() if choice.path == state.model_choice().path), labels[0])
     picked = st.selectbox("Trained model", labels, index=labels.index(current),
@@ -87,11 +94,17 @@ with model_column:
         epochs = st.number_input("Maximum epochs", 1, 500, DEFAULT_EPOCHS, key="train_epochs")
         size = st.select_slider("Input size (pixels)", [32, 64, 96, 128, 192, 256], DEFAULT_INPUT_SIZE, key="train_size")
         seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
-        if st.button("Start training", type="primary"):
+        mine = st.session_state.get("last_training")
+        busy = bool(mine) and jobs.is_alive(mine)
+        if st.button("Start training", type="primary", disabled=busy,
+                     help="One training per browser session at a time." if busy else None):
             choice = state.data_choice()
-            run_dir = jobs.start_training(state.RUNS_ROOT, choice.kind, choice.location, kind, int(epochs),
-                                          int(size), int(seed))
-            st.session_state["last_training"] = run_dir.name
+            try:
+                run_dir = jobs.start_training(state.RUNS_ROOT, choice.kind, choice.location, kind, int(epochs),
+                                              int(size), int(seed))
+                st.session_state["last_training"] = run_dir.name
+            except jobs.TooManyJobs as error:
+                st.warning(str(error))
         st.caption("Training runs in the background on this server: switch pages or reload, it keeps going.")
 
 
@@ -130,6 +143,14 @@ def training_progress() -> None:
 
 training_progress()
 
+for run in jobs.interrupted_runs(state.RUNS_ROOT):
+    note, delete = st.columns([4, 1])
+    note.warning(f"Run {run.run_id} was interrupted at epoch {run.status.get('epoch', 0)} "
+                 f"(its training process stopped: {run.status.get('message', 'no message')}). It cannot be used.")
+    if delete.button("Delete", key=f"delete-{run.run_id}", icon=":material/delete:"):
+        jobs.delete_run(state.RUNS_ROOT, run.run_id)
+        st.rerun()
+
 st.subheader("Summary")
 space = state.workspace()
 if space is not None:
@@ -143,6 +164,11 @@ if space is not None:
         ("Model", space.manifest["model_kind"].upper(), "NCAE: neighbour-convolution autoencoder; CAE: plain."),
         ("Detector", "autoencoder" if space.is_autoencoder else "memory bank", space.choice.label),
     ])
+    for note in space.dataset.notes:
+        st.info(note, icon=":material/info:")
+    mismatch = state.training_data_mismatch(space)
+    if mismatch:
+        st.warning(mismatch, icon=":material/warning:")
     if summary["defect_types"]:
         st.bar_chart(summary["defect_types"], horizontal=True, height=220)
     if space.errors:

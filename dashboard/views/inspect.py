@@ -10,8 +10,8 @@ import streamlit as st
 from core.datasets import extract_zip_safely
 from core.errors import DatasetError
 from core.images import is_image_name
-from core.metrics import verdicts_at
-from core.pipeline import IDENTITY_COLUMNS, score_sources
+from core.decision import VERDICTS
+from core.pipeline import judged_rows, score_sources
 from core.runs import scores_csv
 from dashboard import state
 from dashboard.images import overlay
@@ -24,8 +24,10 @@ space = state.workspace()
 if space is None:
     st.stop()
 decision = state.current_decision(space)
-column, threshold, review_from = decision.column, decision.threshold, decision.review_from
-st.caption(f"Judged with {decision.describe()}. Change it on the Threshold page.")
+column = decision.column
+st.caption(f"Judged with **{decision.describe()}** ({decision.basis}). Images that fail the frame check "
+           "(blank, saturated, noise, far from the training images' brightness or size) are INVALID. "
+           "Change the decision on the Threshold page.")
 
 uploads = st.file_uploader("Drop part images or a .zip of images", accept_multiple_files=True,
                            type=["png", "jpg", "jpeg", "bmp", "tif", "tiff", "zip"],
@@ -68,37 +70,30 @@ if not uploads:
     st.stop()
 
 contents, names, problems = expand(uploads)
-scored = score_sources(space.detector, contents, names, with_maps=True) if contents else None
-problems.update(scored.errors if scored is not None else {})
+scored = score_sources(space.detector, contents, names, with_maps=True)
+# every file gets a row: judged, INVALID from the frame check, or INVALID because it could not be read
+results = judged_rows(scored, decision)
+skipped = pd.DataFrame({"path": list(problems), "label": "", "defect_type": "", "verdict": "INVALID",
+                        "reason": list(problems.values())})
+shown = pd.concat([results, skipped], ignore_index=True) if len(skipped) else results
 
-rows = []
-if scored is not None and len(scored.table):
-    results = scored.table.copy()
-    results["verdict"] = verdicts_at(results[column], threshold, review_from)
-    rows.append(results)
-failed = pd.DataFrame({"path": list(problems), "verdict": "ERROR", "problem": list(problems.values())})
-shown = pd.concat(rows + [failed], ignore_index=True) if rows else failed
-if "problem" not in shown:
-    shown["problem"] = ""
-shown["problem"] = shown["problem"].fillna("")
-
-judged = shown[shown["verdict"] != "ERROR"]
 cards = st.columns(4)
-for card, name in zip(cards, ("OK", "REVIEW", "NG", "ERROR")):
-    card.metric(name, int((shown["verdict"] == name).sum()))
+for card, name in zip(cards, VERDICTS):
+    card.metric(name, int((shown["verdict"] == name).sum()),
+                help="INVALID counts as a reject: the frame check refused the image or it could not be read."
+                if name == "INVALID" else None)
 
-display_columns = ["path", "verdict", column, "problem"] + [c for c in state.score_columns(shown) if c != column]
+display_columns = ["path", "verdict", column, "reason"] + [c for c in state.score_columns(shown) if c != column]
 st.dataframe(shown[[c for c in display_columns if c in shown]], width="stretch", hide_index=True,
              column_config={column: st.column_config.NumberColumn(format="%.5g")})
+st.download_button("Download scores.csv", scores_csv(shown), file_name="scores.csv", mime="text/csv")
 
-if len(judged):
-    csv_columns = list(IDENTITY_COLUMNS) + state.score_columns(judged) + ["verdict"]
-    st.download_button("Download scores.csv", scores_csv(judged[csv_columns]),
-                       file_name="scores.csv", mime="text/csv")
+if len(scored.table):
     st.subheader("Anomaly heat maps")
     st.caption(f"Detector: {space.choice.label}. Colour scale: the 99.9th percentile of the maps shown here.")
     scale = float(np.quantile(scored.anomaly_maps, 0.999)) or 1.0
-    # judged rows come first in `shown`, in the same order as the maps
+    # maps follow the readable images in input order
+    judged = results.iloc[scored.positions]
     shown_maps = min(len(judged), MAX_HEAT_MAPS)
     pictures = [overlay(scored.images[i], scored.anomaly_maps[i], scale) for i in range(shown_maps)]
     captions = [f"{row.verdict} · {row.path}" for row in judged.head(shown_maps).itertuples()]

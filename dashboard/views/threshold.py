@@ -5,6 +5,7 @@ import json
 import numpy as np
 import streamlit as st
 
+from core.decision import Decision
 from dashboard import figures, state
 from dashboard.maps import thumbnails
 
@@ -14,12 +15,26 @@ if space is None:
     st.stop()
 
 columns = state.score_columns(space.table)
+primary = state.primary_column(space)
+aurocs = state.column_aurocs(space)
+
+
+def column_label(name: str) -> str:
+    role = " — primary score, decides by default" if name == primary else ""
+    auroc = f" (AUROC here {aurocs[name]:.3f})" if aurocs.get(name) is not None else ""
+    return f"{name}{role}{auroc}"
+
+
 column = st.selectbox("Score column", columns, index=columns.index(state.current_column(space)),
-                      help="Higher = more anomalous. A part is rejected (NG) when its score ≥ the threshold.")
+                      format_func=column_label,
+                      help="Higher = more anomalous. A part is rejected (NG) when its score ≥ the threshold. The "
+                           "primary score was fixed in advance across many image sets; the AUROC shown for each "
+                           "column is measured on these test images and is never used to pick one for you.")
 if column != st.session_state.get("score_column"):
     st.session_state["score_column"] = column
-    st.session_state.pop("threshold", None)
-    st.session_state.pop("review_from", None)
+    state.forget_threshold()
+default = state.default_decision(space, column)
+st.caption(f"Default threshold {default.threshold:.6g}: {default.basis}.")
 table = state.threshold_table(space, column)
 if not table.n_defect:
     st.info("This data set has no defect samples, so recall, precision, F1 and the ROC and PR curves cannot be "
@@ -52,7 +67,7 @@ if "threshold_slider" not in st.session_state or "threshold" not in st.session_s
 
 with st.expander("Presets", expanded=True):
     preset_columns = st.columns(5)
-    presets = {}
+    presets = {"Run default": lambda: default.threshold}
     if table.n_defect and table.n_good:
         presets["Best F1"] = table.best_f1_threshold
         presets["Youden's J"] = table.youden_threshold
@@ -105,7 +120,7 @@ def tuning() -> None:
         ("Escape rate", state.percent(point.escape_rate), "Defects accepted."),
     ])
     if review_from is not None:
-        verdicts = np.where(scores >= threshold, "NG", np.where(scores >= review_from, "REVIEW", "OK"))
+        verdicts = Decision(column, threshold, review_from).verdicts(scores)
         counts = {name: int((verdicts == name).sum()) for name in ("OK", "REVIEW", "NG")}
         st.caption(f"With the review band: {counts['OK']} OK, {counts['REVIEW']} to review, {counts['NG']} NG.")
 
@@ -129,7 +144,10 @@ def tuning() -> None:
     save_column, download_column = st.columns(2)
     if save_column.button("Save threshold to the run", help="Writes threshold.json next to a saved run's model."):
         message = state.save_threshold(document)
-        save_column.success(message) if message.startswith("Saved") else save_column.warning(message)
+        if message.startswith("Saved"):
+            save_column.success(message)
+        else:
+            save_column.warning(message)
     download_column.download_button("Download threshold file", json.dumps(document, indent=2),
                                     file_name="threshold.json", mime="application/json")
 

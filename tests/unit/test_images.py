@@ -12,7 +12,7 @@ from core.images import MAX_IMAGE_PIXELS, decode_image, decode_many
 
 def _encoded(array, fmt, mode="L"):
     buffer = io.BytesIO()
-    Image.fromarray(array, mode=mode if array.ndim == 2 else None).save(buffer, format=fmt)
+    Image.fromarray(array if mode != "I;16" else array.astype(np.uint16)).save(buffer, format=fmt)
     return buffer.getvalue()
 
 
@@ -89,3 +89,52 @@ def test_one_bad_file_does_not_stop_the_others(tmp_path):
     batch = decode_many(paths, 8, names=["a.png", "b.png", "c.bmp"])
     assert batch.kept == [0, 2] and batch.images.shape == (2, 8, 8)
     assert list(batch.errors) == [1] and batch.errors[1].startswith("b.png:")
+
+
+def _tiff(array, mode=None):
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, format="TIFF")
+    return buffer.getvalue()
+
+
+def test_float_images_in_0_1_are_taken_as_they_are():
+    assert decode_image(_tiff(np.full((8, 8), 0.4, np.float32))).mean() == pytest.approx(0.4, abs=1e-6)
+
+
+@pytest.mark.parametrize("value, fragment", [(np.nan, "NaN or infinite"), (np.inf, "NaN or infinite"),
+                                             (3.5, r"outside \[0, 1\]"), (-0.5, r"outside \[0, 1\]")])
+def test_float_images_that_are_not_in_0_1_are_refused(value, fragment):
+    with pytest.raises(ImageDecodeError, match=fragment):
+        decode_image(_tiff(np.full((8, 8), value, np.float32)), name="frame.tif")
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_sixteen_bit_frames_always_scale_by_65535(fmt):
+    bright = np.full((8, 8), 25000, np.uint16)
+    dim = bright.copy()
+    dim[:] = 200   # a dark 16-bit frame: all values fit in 8 bits, but it is still 16-bit
+    assert decode_image(_encoded(bright, fmt, "I;16")).mean() == pytest.approx(25000 / 65535, rel=1e-4)
+    assert decode_image(_encoded(dim, fmt, "I;16")).mean() == pytest.approx(200 / 65535, rel=1e-3)
+    nearly = bright.copy()
+    nearly[0, 0] = 200  # two near-identical frames decode alike
+    assert decode_image(_encoded(nearly, fmt, "I;16")).mean() == pytest.approx(
+        decode_image(_encoded(bright, fmt, "I;16")).mean(), abs=0.01)
+
+
+def test_other_pixel_types_are_refused_in_one_sentence():
+    with pytest.raises(ImageDecodeError, match="32-bit integer"):
+        decode_image(_tiff(np.full((8, 8), 7, np.int32)), name="odd.tif")
+
+
+def test_exif_orientation_is_applied():
+    wide = np.zeros((20, 40), np.uint8)
+    wide[:, :10] = 255   # bright band on the left
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6     # "rotate 90° clockwise to display"
+    Image.fromarray(wide).save(buffer, format="JPEG", exif=exif.tobytes(), quality=95)
+    from core.images import decode_frame
+
+    image, size = decode_frame(buffer.getvalue())
+    assert size == (20, 40)                       # upright: portrait
+    assert image[:10].mean() > 0.8 and image[-10:].mean() < 0.2   # the band is now on top
