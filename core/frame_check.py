@@ -13,7 +13,8 @@ compared with the same numbers of the good training images:
 
 The limits are learned from the training images (:meth:`FrameLimits.fit`), never constants: an
 image is refused when a number lies far outside what the good parts showed. Brightness and the
-clipped share may leave the training range by half its width (plus two grey levels); contrast may
+clipped share may leave the training range by half its width, three robust standard deviations
+and four grey levels; contrast may
 fall to a quarter of the lowest seen (below that the frame is blank) and rise to 1.5 times the
 highest; roughness may rise to 1.5 times the highest; size may differ by a factor of 16 in pixel
 count and 1.5 in aspect. A refused frame gets the verdict ``INVALID`` with the reason.
@@ -50,9 +51,12 @@ def frame_numbers(images: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _widened(values: np.ndarray) -> tuple[float, float]:
-    """The training range widened by half its width and two grey levels on each side, within [0, 1]."""
-    low, high = float(np.min(values)), float(np.max(values))
-    margin = 0.5 * (high - low) + 2 * GREY_LEVEL
+    """The training range widened on each side by half its width, three robust standard deviations
+    and four grey levels, within [0, 1]."""
+    values = np.asarray(values, dtype=np.float64)
+    low, high = float(values.min()), float(values.max())
+    spread = 1.4826 * float(np.median(np.abs(values - np.median(values))))
+    margin = 0.5 * (high - low) + 3 * spread + 4 * GREY_LEVEL
     return max(0.0, low - margin), min(1.0, high + margin)
 
 
@@ -114,12 +118,12 @@ class FrameLimits:
         if clipped > self.clipped_max:
             return (f"frame check: saturated ({clipped:.0%} of pixels pure black or white, the good images "
                     f"at most {self.clipped_max:.0%})")
+        if roughness > self.roughness_max:
+            return (f"frame check: pixel-to-pixel noise {roughness:.3f} is far above the good images' "
+                    f"(up to {(self.roughness_max - GREY_LEVEL) / RISE_FACTOR:.3f}); a noisy or broken frame")
         if not self.brightness[0] <= brightness <= self.brightness[1]:
             return (f"frame check: brightness {brightness:.3f} is far outside the good images' range "
                     f"({self.brightness[0]:.3f}–{self.brightness[1]:.3f})")
-        if roughness > self.roughness_max:
-            return (f"frame check: pixel-to-pixel noise {roughness:.3f} is far above the good images' "
-                    f"(up to {self.roughness_max / RISE_FACTOR:.3f}); a noisy or broken frame")
         if contrast > self.contrast[1]:
             return (f"frame check: contrast {contrast:.3f} is far above the good images' "
                     f"(up to {(self.contrast[1] - GREY_LEVEL) / RISE_FACTOR:.3f}); a different scene")
