@@ -4,7 +4,8 @@ Every seed trains the NCAE and the CAE with the *same* settings (nothing is tune
 only), builds a memory bank on each one's encoder, and cross-validates the supervised reference
 on the NCAE's residual statistics. All of them are scored on the same labelled test images.
 
-The autoencoders are judged on one score column fixed in advance (:data:`AUTOENCODER_SCORE_COLUMN`),
+The autoencoders are judged on their primary score, fixed in advance (:data:`AUTOENCODER_SCORE_COLUMN`,
+see :mod:`core.decision`),
 not on whichever column happens to win on the test labels; the per-column figures are in the
 JSON for reference.
 """
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from core.datasets import Dataset
+from core.decision import PRIMARY_SCORE
 from core.detector import ResidualDetector
 from core.errors import DatasetError
 from core.memory_bank import MEMORY_BANK_COLUMN, MemoryBankDetector
@@ -26,7 +28,7 @@ from core.metrics import ThresholdTable, pixel_aupro, pixel_auroc, threshold_sum
 from core.residuals import STATISTIC_NAMES
 from core.supervised import CLASSIFIERS, MIN_PER_CLASS, SUPERVISED_WARNING, cross_validate
 
-AUTOENCODER_SCORE_COLUMN = "max"
+AUTOENCODER_SCORE_COLUMN = PRIMARY_SCORE
 DETECTOR_LABELS = {
     "ncae": f"NCAE residual ({AUTOENCODER_SCORE_COLUMN})",
     "cae": f"CAE residual ({AUTOENCODER_SCORE_COLUMN})",
