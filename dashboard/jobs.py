@@ -87,6 +87,14 @@ def is_alive(run_id: str) -> bool:
     return thread is not None and thread.is_alive()
 
 
+def join(run_id: str, timeout: float | None = None) -> None:
+    """Wait for a job of this server to end (for command-line use and tests; pages poll instead)."""
+    with _lock:
+        thread = _threads.get(f"train-{run_id}") or _threads.get(f"compare-{run_id}")
+    if thread is not None:
+        thread.join(timeout)
+
+
 def active_runs(runs_root: Path) -> list:
     """Runs still training in this server process (a run left unfinished by a crash is not listed)."""
     return [run for run in list_runs(runs_root, usable_only=False)
