@@ -47,8 +47,10 @@ def make_report() -> str:
                        "kind": space.manifest["model_kind"].upper(),
                        "input size": space.manifest["input_size"], "created": space.manifest.get("created"),
                        "model SHA-256": space.manifest["model_sha256"]},
-        threshold_settings={"score column": column, "threshold": threshold,
-                            "review band from": review_from, "rule": "reject (NG) when score ≥ threshold"},
+        threshold_settings={"score column": column, "threshold": threshold, "how it was set": decision.basis,
+                            "review band from": review_from,
+                            "rule": "reject (NG) when score ≥ threshold; a frame that fails the frame check "
+                                    "is INVALID and rejected too"},
         metrics={key: value for key, value in point.to_dict().items() if key != "threshold"},
         ranking_html=ranking_html, figures=charts, examples=examples)
 
