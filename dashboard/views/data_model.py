@@ -164,6 +164,14 @@ if space is not None:
         ("Model", space.manifest["model_kind"].upper(), "NCAE: neighbour-convolution autoencoder; CAE: plain."),
         ("Detector", "autoencoder" if space.is_autoencoder else "memory bank", space.choice.label),
     ])
+    run_decision = getattr(space.detector, "default_decision_", None)
+    if run_decision is not None:
+        st.caption(f"Default decision of this {'run' if space.is_autoencoder else 'memory bank'}: "
+                   f"**{run_decision.describe()}**, {run_decision.basis}. Frames that fail the frame check "
+                   "are INVALID.")
+    else:
+        st.warning("This run was saved before runs carried a default decision and a frame check: no frame is "
+                   "checked, and the Threshold page starts from the good test images. Train it again to get both.")
     for note in space.dataset.notes:
         st.info(note, icon=":material/info:")
     mismatch = state.training_data_mismatch(space)
