@@ -202,9 +202,13 @@ def _score(arguments) -> int:
         expected = threshold["run"].get("model_sha256") if isinstance(threshold.get("run"), dict) else None
         if expected and expected != manifest["model_sha256"]:
             raise InputError(f"{arguments.threshold_file}: this threshold was made for another model.")
+        from core.residuals import SCORE_COLUMNS
+
         if threshold["score_column"] == "patch_score":
             raise InputError(f"{arguments.threshold_file}: this threshold is on the memory bank's patch_score, "
                              "which 'score' does not compute; judge these images on the dashboard's Inspect page.")
+        if threshold["score_column"] not in SCORE_COLUMNS:
+            raise InputError(f"{arguments.threshold_file}: unknown score column {threshold['score_column']!r}.")
     out = arguments.out
     if out.is_dir():
         raise InputError(f"{out}: is a folder; --out must name the CSV file to write.")
@@ -243,6 +247,8 @@ def _score(arguments) -> int:
                 if "verdict" in chunk:
                     for verdict, count in chunk["verdict"].value_counts().items():
                         verdicts[verdict] = verdicts.get(verdict, 0) + int(count)
+            if counts["rows"] == 0:
+                raise InputError("there are no images to score in the given data.")
             if counts["unreadable"] == counts["rows"]:
                 # raising inside the block removes the partial file: nothing is left behind
                 first = problems[0].removeprefix("unreadable: ")

@@ -26,7 +26,7 @@ from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZ
                            DEFAULT_NOISE_STD, DEFAULT_WIDTHS)
 from core.losses import training_loss
 from core.models import build_autoencoder
-from core.residuals import SCORE_COLUMNS, STATISTIC_NAMES, residual_maps, residual_statistics
+from core.residuals import SCORE_COLUMNS, STATISTIC_NAMES, residual_maps, residual_statistics  # noqa: F401
 from core.stat_distance import StatDistance
 
 

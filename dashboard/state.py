@@ -18,12 +18,12 @@ import streamlit as st
 
 from core.bundles import read_manifest
 from core.datasets import Dataset, open_dataset
+from core.decision import DEFAULT_FALSE_REJECT_RATE, Decision
+from core.decision import default_decision as core_default_decision
 from core.defaults import DEFAULT_CORESET_RATIO
 from core.detector import SCORE_COLUMNS
 from core.errors import InputError
 from core.memory_bank import MEMORY_BANK_COLUMN
-from core.decision import DEFAULT_FALSE_REJECT_RATE, Decision
-from core.decision import default_decision as core_default_decision
 from core.metrics import ThresholdTable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +65,7 @@ def training_data_mismatch(space: "Workspace") -> str:
     return (f"The model was trained on other data ({trained_on.get('layout', '?')} layout, "
             f"{trained_on.get('train_good', '?')} good images) than the data set in use; its scores and default "
             "threshold may not fit these images.")
+
 
 @dataclass(frozen=True)
 class DataChoice:
