@@ -275,6 +275,11 @@ def _score_items(data: list[str], out: Path, datasets: list) -> list:
     out_resolved = out.resolve()
     for argument in data:
         path = Path(argument)
+        if argument == "demo" and not path.exists():
+            dataset = open_dataset("demo")
+            datasets.append(dataset)
+            items += dataset_items(dataset, dataset.test)
+            continue
         if not path.exists():
             raise DatasetError(f"{path}: no such file or folder.")
         if path.resolve() == out_resolved:
