@@ -183,16 +183,6 @@ def test_score_without_a_threshold_file_rejects_dead_frames_with_a_reason(tiny_r
     ("0.2", '{"review_from": NaN, "reject_from": 0.2}'), ("0.2", '{"review_from": 0.1, "reject_from": 0.3}'),
     ("0.2", '{"review_from": 0.3, "reject_from": 0.2}'), ("0.2", '{"review_from": 0.1}'),
 ])
-def test_score_on_the_built_in_demo_passes_most_good_parts_and_rejects_most_defects(tmp_path):
-    out = tmp_path / "demo.csv"
-    result = run_cli("score", "--run", ROOT / "assets" / "demo_model", "--data", "demo", "--out", out)
-    assert result.returncode == 0, result.stderr
-    table = pd.read_csv(out, keep_default_na=False)
-    good, defect = table[table["label"] == "good"], table[table["label"] == "defect"]
-    assert len(good) == 60 and len(defect) == 80
-    assert (good["verdict"] == "OK").mean() >= 0.8 and (defect["verdict"].isin(["NG", "INVALID"])).mean() >= 0.8
-
-
 def test_a_threshold_file_that_is_not_finite_or_disagrees_is_refused(tiny_run, small_demo_dir, tmp_path,
                                                                      threshold, band):
     threshold_file = tmp_path / "threshold.json"
@@ -300,3 +290,13 @@ def test_demo_data_on_a_failing_disk_leaves_nothing_that_loads(tmp_path, monkeyp
     assert main(["demo-data", "--out", str(tmp_path / "demo")]) != 0
     assert not (tmp_path / "demo").exists()
     assert [entry.name for entry in tmp_path.iterdir()] == []
+
+
+def test_score_on_the_built_in_demo_passes_most_good_parts_and_rejects_most_defects(tmp_path):
+    out = tmp_path / "demo.csv"
+    result = run_cli("score", "--run", ROOT / "assets" / "demo_model", "--data", "demo", "--out", out)
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(out, keep_default_na=False)
+    good, defect = table[table["label"] == "good"], table[table["label"] == "defect"]
+    assert len(good) == 60 and len(defect) == 80
+    assert (good["verdict"] == "OK").mean() >= 0.8 and (defect["verdict"].isin(["NG", "INVALID"])).mean() >= 0.8
