@@ -266,11 +266,21 @@ def test_a_damaged_run_is_listed_with_a_note_and_every_page_still_opens(tmp_path
     assert not app.exception
 
 
-def test_a_device_as_the_data_folder_gives_one_sentence(tmp_path):
+@pytest.mark.parametrize("kind", ["device", "pipe", "file"])
+def test_a_device_pipe_or_file_as_the_data_folder_gives_one_sentence(tmp_path, monkeypatch, kind):
+    import os
+
+    monkeypatch.setenv("RESIDUAL_LAB_DATA_ROOTS", f"{tmp_path}:/dev")
+    target = {"device": "/dev/null", "pipe": tmp_path / "pipe", "file": tmp_path / "notes.txt"}[kind]
+    if kind == "pipe":
+        os.mkfifo(target)
+    if kind == "file":
+        target.write_text("not a data set")
     app = open_page()
     app.radio(key="data_source").set_value("Folder on the server").run()
-    app.text_input[0].set_value("/dev/null").run()
+    app.text_input[0].set_value(str(target)).run()
     next(button for button in app.button if button.label == "Use this folder").click().run()
     assert not app.exception
     errors = [item.value for item in app.error]
-    assert len(errors) == 1 and "/dev/null" in errors[0] and "Traceback" not in errors[0]
+    assert len(errors) == 1 and str(target) in errors[0] and "not a folder" in errors[0]
+    assert "Error" not in errors[0].split(":")[0]   # no exception type, no traceback
