@@ -30,7 +30,6 @@ from core.residuals import SCORE_COLUMNS, STATISTIC_NAMES, residual_maps, residu
 from core.stat_distance import StatDistance
 
 
-
 @dataclass(frozen=True)
 class TrainingProgress:
     """What a progress callback receives after every epoch."""
@@ -75,7 +74,8 @@ class ResidualDetector:
     """Anomaly detector over autoencoder residuals.
 
     Parameters are plain attributes and are checked when :meth:`fit` builds the network; fitted
-    state ends in ``_`` (``model_``, ``history_``, ``stat_distance_``, ``training_seconds_``).
+    state ends in ``_`` (``model_``, ``history_``, ``stat_distance_``, ``frame_limits_``,
+    ``default_decision_``, ``training_seconds_``).
     """
 
     primary_score = PRIMARY_SCORE  # fixed in advance; core.decision says how it was chosen
