@@ -284,3 +284,24 @@ def test_a_device_pipe_or_file_as_the_data_folder_gives_one_sentence(tmp_path, m
     errors = [item.value for item in app.error]
     assert len(errors) == 1 and str(target) in errors[0] and "not a folder" in errors[0]
     assert "Error" not in errors[0].split(":")[0]   # no exception type, no traceback
+
+
+def test_the_summary_says_when_the_model_was_trained_on_other_data_and_how_casting_defects_are_used(
+        tmp_path, monkeypatch, small_demo_dir):
+    import shutil
+
+    images = sorted((small_demo_dir / "train" / "good").glob("*.png"))
+    for split, folder, count in (("train", "ok_front", 12), ("train", "def_front", 3), ("test", "ok_front", 4),
+                                 ("test", "def_front", 4)):
+        (tmp_path / "casting" / split / folder).mkdir(parents=True)
+        for index in range(count):
+            shutil.copy(images[index], tmp_path / "casting" / split / folder / f"{index}.png")
+    monkeypatch.setenv("RESIDUAL_LAB_DATA_ROOTS", str(tmp_path))
+    app = open_page()
+    assert not any("trained on other data" in item.value for item in app.warning)   # demo model on demo data
+    app.radio(key="data_source").set_value("Folder on the server").run()
+    app.text_input[0].set_value(str(tmp_path / "casting")).run()
+    next(button for button in app.button if button.label == "Use this folder").click().run()
+    assert not app.exception
+    assert any("trained on other data" in item.value for item in app.warning)
+    assert any("train/def_front" in item.value and "3 defect images" in item.value for item in app.info)
