@@ -76,6 +76,7 @@ def save_bundle(detector, directory: str | Path, data_summary: dict | None = Non
         "stat_distance": detector.stat_distance_.to_json(),
         "frame_check": detector.frame_limits_.to_json(),
         "default_decision": detector.default_decision_.to_json(),
+        "map_scales": detector.map_scales_,
         "versions": {"python": platform.python_version(), "tensorflow": tensorflow.__version__,
                      "keras": keras.__version__, "numpy": numpy.__version__},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -176,6 +177,10 @@ def manifest_problem(manifest: dict) -> str:
             FrameLimits.from_json(manifest["frame_check"])
         except (TypeError, ValueError) as error:
             return f"the frame check is damaged ({error})"
+    scales = manifest.get("map_scales", {})
+    if not isinstance(scales, dict) or any(key not in ("anomaly", "residual") or not is_number(value) or value <= 0
+                                           for key, value in scales.items()):
+        return "the picture colour scales must be positive numbers."
     if "default_decision" in manifest:
         try:
             decision = Decision.from_json(manifest["default_decision"])
@@ -217,5 +222,6 @@ def load_bundle(directory: str | Path):
     detector.frame_limits_ = FrameLimits.from_json(manifest["frame_check"]) if "frame_check" in manifest else None
     detector.default_decision_ = (Decision.from_json(manifest["default_decision"])
                                   if "default_decision" in manifest else None)
+    detector.map_scales_ = {key: float(value) for key, value in manifest.get("map_scales", {}).items()} or None
     detector.manifest_ = manifest
     return detector

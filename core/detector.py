@@ -56,6 +56,20 @@ class ScoreResult:
     residuals: np.ndarray | None = None
 
 
+def map_scales(decision, residuals: np.ndarray | None = None) -> dict[str, float]:
+    """Colour scales for pictures, fixed by the run from its held-out good images, so a part looks the
+    same on every page and in every batch.
+
+    ``anomaly``: the top of the heat-map scale is the default threshold, so full heat means "at the
+    reject level" (for the autoencoders the threshold is on ``map_max``, the map's own maximum).
+    ``residual``: the 99.9th percentile of |x − x̂| over the held-out good images.
+    """
+    scales = {"anomaly": float(decision.threshold)}
+    if residuals is not None and len(residuals):
+        scales["residual"] = float(np.quantile(np.abs(residuals), 0.999)) or 1e-6
+    return scales
+
+
 def smoothed_maps(maps: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian-smooth each map of a ``(n, h, w)`` stack (not across images)."""
     from scipy import ndimage
@@ -75,7 +89,7 @@ class ResidualDetector:
 
     Parameters are plain attributes and are checked when :meth:`fit` builds the network; fitted
     state ends in ``_`` (``model_``, ``history_``, ``stat_distance_``, ``frame_limits_``,
-    ``default_decision_``, ``training_seconds_``).
+    ``default_decision_``, ``map_scales_``, ``training_seconds_``).
     """
 
     primary_score = PRIMARY_SCORE  # fixed in advance; core.decision says how it was chosen
@@ -152,7 +166,9 @@ class ResidualDetector:
         self.n_held_out_images_ = len(held_out)
         self.stat_distance_ = StatDistance.fit(self._statistics(held_out), seed=int(self.seed))
         self.frame_limits_ = FrameLimits.fit(images, image_sizes)
-        self.default_decision_ = default_decision(self.score(held_out).table[self.primary_score])
+        held_out_result = self.score(held_out, with_maps=True)
+        self.default_decision_ = default_decision(held_out_result.table[self.primary_score])
+        self.map_scales_ = map_scales(self.default_decision_, held_out_result.residuals)
         return self
 
     def reconstruct(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:

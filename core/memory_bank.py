@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from core.defaults import DEFAULT_CORESET_RATIO
-from core.detector import ScoreResult, smoothed_maps
+from core.detector import ScoreResult, map_scales, smoothed_maps
 
 MEMORY_BANK_COLUMN = "patch_score"
 BACKBONES = ("encoder", "resnet50", "mobilenet_v2")
@@ -212,6 +212,7 @@ class MemoryBankDetector:
         self.frame_limits_ = FrameLimits.fit(images, image_sizes) if len(images) >= 2 else None
         self.default_decision_ = (default_decision(self.score(held_out).table[MEMORY_BANK_COLUMN], MEMORY_BANK_COLUMN)
                                   if held_out_count else None)
+        self.map_scales_ = map_scales(self.default_decision_) if self.default_decision_ is not None else None
         self.training_seconds_ = time.perf_counter() - started
         return self
 

@@ -10,8 +10,11 @@ import base64
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
+
+PICTURE_HEIGHT = 192   # pictures are enlarged (nearest neighbour) to at least this many pixels for their scale
+BAR_WIDTH, LABEL_WIDTH, GAP = 12, 52, 4
 
 _HEAT_STOPS = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66],
                         [245, 125, 21], [250, 193, 39], [252, 255, 164]], dtype=np.float32) / 255.0
@@ -38,15 +41,53 @@ def signed_colours(residual: np.ndarray, vmax: float) -> np.ndarray:
 
 def overlay(image: np.ndarray, anomaly: np.ndarray, vmax: float, mask: np.ndarray | None = None,
             opacity: float = 0.55) -> np.ndarray:
-    """Heat map over the grayscale image; the ground-truth outline in cyan where a mask exists."""
+    """Heat map over the grayscale image; the ground-truth outline in cyan where a mask exists.
+
+    The outline is drawn just *outside* the marked region, so the heat inside a small defect stays
+    visible.
+    """
     base = np.repeat(image[..., None], 3, axis=-1)
     heat = heat_colours(anomaly, vmax)
     strength = opacity * np.clip(anomaly / max(vmax, 1e-12), 0.0, 1.0)[..., None]
     rgb = base * (1 - strength) + heat * strength
     if mask is not None and mask.any():
-        edge = mask.astype(bool) & ~ndimage.binary_erosion(mask.astype(bool))
-        rgb[edge] = (0.2, 0.95, 1.0)
+        marked = mask.astype(bool)
+        rgb[ndimage.binary_dilation(marked) & ~marked] = (0.2, 0.95, 1.0)
     return rgb
+
+
+def heat_picture(image: np.ndarray, anomaly: np.ndarray, vmax: float, mask: np.ndarray | None = None,
+                 top_label: str = "") -> np.ndarray:
+    """:func:`overlay` with its colour bar: 0 at the bottom, ``vmax`` (and ``top_label``) at the top."""
+    return with_colour_bar(overlay(image, anomaly, vmax, mask), lambda t: heat_colours(t, 1.0),
+                           f"{vmax:.3g}", "0", top_label)
+
+
+def residual_picture(residual: np.ndarray, vmax: float) -> np.ndarray:
+    """:func:`signed_colours` with its colour bar: +``vmax`` (brighter, red) to −``vmax`` (darker, blue)."""
+    return with_colour_bar(signed_colours(residual, vmax), lambda t: signed_colours(2 * t - 1, 1.0),
+                           f"+{vmax:.3g}", f"-{vmax:.3g}")
+
+
+def with_colour_bar(rgb: np.ndarray, colours, top: str, bottom: str, note: str = "") -> np.ndarray:
+    """The picture enlarged, with a vertical colour bar (``colours`` maps 0..1 to RGB) and its end values."""
+    factor = max(1, int(np.ceil(PICTURE_HEIGHT / rgb.shape[0])))
+    picture = np.repeat(np.repeat(np.clip(rgb, 0, 1), factor, axis=0), factor, axis=1)
+    height = picture.shape[0]
+    steps = np.linspace(1.0, 0.0, height)[:, None]
+    bar = np.repeat(colours(steps), BAR_WIDTH, axis=1).reshape(height, BAR_WIDTH, 3)
+    canvas = np.full((height, picture.shape[1] + GAP + BAR_WIDTH + LABEL_WIDTH, 3), 0.07, dtype=np.float32)
+    canvas[:, :picture.shape[1]] = picture
+    canvas[:, picture.shape[1] + GAP: picture.shape[1] + GAP + BAR_WIDTH] = bar
+    labels = Image.fromarray((canvas * 255 + 0.5).astype(np.uint8))
+    draw = ImageDraw.Draw(labels)
+    font = ImageFont.load_default()
+    left = picture.shape[1] + GAP + BAR_WIDTH + 3
+    draw.text((left, 1), top, fill=(235, 235, 235), font=font)
+    if note:
+        draw.text((left, 13), note, fill=(200, 200, 200), font=font)
+    draw.text((left, height - 12), bottom, fill=(235, 235, 235), font=font)
+    return np.asarray(labels, dtype=np.float32) / 255.0
 
 
 def to_picture(array: np.ndarray, scale: int = 1) -> Image.Image:

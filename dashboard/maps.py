@@ -49,3 +49,25 @@ def global_map_scale(detector_key: tuple, sources: tuple[str, ...], signed: bool
     page = map_page(detector_key, picked, ("",) * len(picked))
     values = np.abs(page.residuals) if signed else page.anomaly_maps
     return float(np.quantile(values, 0.999)) if values is not None and values.size else 1.0
+
+
+@dataclass(frozen=True)
+class PictureScales:
+    """Colour scales for heat maps and residuals, and where they come from, in words."""
+
+    anomaly: float
+    residual: float | None
+    source: str
+
+
+def picture_scales(space) -> PictureScales:
+    """The run's own scales (fixed from its good training images): the same on every page and in every
+    batch. A run saved before runs carried them falls back to the set-wide 99.9th percentile."""
+    scales = getattr(space.detector, "map_scales_", None)
+    if scales and "anomaly" in scales:
+        return PictureScales(scales["anomaly"], scales.get("residual"),
+                             "fixed by the run: the top of the heat scale is its reject threshold")
+    key, sources = space.map_key(), tuple(space.table["source"])
+    residual = global_map_scale(key, sources, signed=True) if space.is_autoencoder else None
+    return PictureScales(global_map_scale(key, sources), residual,
+                         "the 99.9th percentile of this data set's maps (this run has no fixed scale)")

@@ -3,7 +3,6 @@
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -14,7 +13,8 @@ from core.decision import VERDICTS
 from core.pipeline import judged_rows, score_sources
 from core.runs import scores_csv
 from dashboard import state
-from dashboard.images import overlay
+from dashboard.images import heat_picture
+from dashboard.maps import picture_scales
 
 MAX_FILES = 500
 MAX_HEAT_MAPS = 60
@@ -90,11 +90,14 @@ st.download_button("Download scores.csv", scores_csv(shown), file_name="scores.c
 
 if len(scored.table):
     st.subheader("Anomaly heat maps")
-    st.caption(f"Detector: {space.choice.label}. Colour scale: the 99.9th percentile of the maps shown here.")
-    scale = float(np.quantile(scored.anomaly_maps, 0.999)) or 1.0
+    scales = picture_scales(space)
+    st.caption(f"Detector: {space.choice.label}. Colour scale: {scales.source}; the same for every upload, "
+               "alone or in a batch.")
     # maps follow the readable images in input order
     judged = results.iloc[scored.positions]
     shown_maps = min(len(judged), MAX_HEAT_MAPS)
-    pictures = [overlay(scored.images[i], scored.anomaly_maps[i], scale) for i in range(shown_maps)]
+    top = "" if scales.source.startswith("the 99.9th") else "reject"
+    pictures = [heat_picture(scored.images[i], scored.anomaly_maps[i], scales.anomaly, None, top)
+                for i in range(shown_maps)]
     captions = [f"{row.verdict} · {row.path}" for row in judged.head(shown_maps).itertuples()]
-    st.image(pictures, caption=captions, width=180, clamp=True)
+    st.image(pictures, caption=captions, width=240, clamp=True)

@@ -4,8 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, state
-from dashboard.images import data_uri, overlay
-from dashboard.maps import global_map_scale, map_page
+from dashboard.images import data_uri, heat_picture
+from dashboard.maps import map_page, picture_scales
 from dashboard.report import build_report
 
 EXAMPLES = 8
@@ -35,9 +35,9 @@ def make_report() -> str:
     picked = space.table.sort_values(column, ascending=False)
     picked = pd.concat([picked.head(EXAMPLES // 2), picked.tail(EXAMPLES // 2)])
     page = map_page(space.map_key(), tuple(picked["source"]), tuple(picked["mask"]))
-    scale = global_map_scale(space.map_key(), tuple(space.table["source"]))
+    scale = picture_scales(space).anomaly
     examples = [(f"{row.path} · {row.label or 'unlabelled'} · {column} {getattr(row, column):.4g}",
-                 data_uri(overlay(page.images[i], page.anomaly_maps[i], scale, page.masks[i]), scale=2))
+                 data_uri(heat_picture(page.images[i], page.anomaly_maps[i], scale, page.masks[i])))
                 for i, row in enumerate(picked.itertuples())]
     summary = space.dataset.summary()
     return build_report(

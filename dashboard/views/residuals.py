@@ -7,8 +7,8 @@ import numpy as np
 import streamlit as st
 
 from dashboard import state
-from dashboard.images import overlay, signed_colours
-from dashboard.maps import global_map_scale, map_page
+from dashboard.images import heat_colours, heat_picture, residual_picture, with_colour_bar
+from dashboard.maps import map_page, picture_scales
 
 PAGE_SIZE = 8
 
@@ -27,7 +27,8 @@ sort_by = filters[2].selectbox("Sort by", state.score_columns(space.table), inde
                                .index(state.current_column(space)), key="res_sort")
 descending = filters[3].toggle("Highest first", value=True, key="res_desc")
 per_image = filters[4].toggle("Per-image colour scale", value=False, key="res_scale",
-                              help="Off: one scale for the whole set, so a good part looks calm.")
+                              help="Off: the run's own scale, the same for every image and page, so a good part "
+                                   "looks calm. On: each picture stretched to its own maximum.")
 
 view = space.table
 if labels:
@@ -46,19 +47,21 @@ if shown.empty:
     st.stop()
 
 maps = map_page(key, tuple(shown["source"]), tuple(shown["mask"]))
-set_scale = global_map_scale(key, tuple(space.table["source"]))
-signed_scale = global_map_scale(key, tuple(space.table["source"]), signed=True) if space.is_autoencoder else 1.0
+scales = picture_scales(space)
+st.caption(f"Colour scales: {'each picture its own' if per_image else scales.source}. "
+           "Ground-truth outlines in cyan, drawn just outside the marked region.")
 titles = ("Image", "Original", "Reconstruction", "Residual", "Heat map") if space.is_autoencoder else \
     ("Image", "Original", "Anomaly map", "Heat map")
 widths = [2] + [1] * (len(titles) - 1)
 
 
 def map_scale(index: int) -> float:
-    return (float(maps.anomaly_maps[index].max()) if per_image else set_scale) or 1.0
+    return (float(maps.anomaly_maps[index].max()) if per_image else scales.anomaly) or 1.0
 
 
 def heat(index: int):
-    return overlay(maps.images[index], maps.anomaly_maps[index], map_scale(index), maps.masks[index])
+    top = "" if per_image or scales.source.startswith("the 99.9th") else "reject"
+    return heat_picture(maps.images[index], maps.anomaly_maps[index], map_scale(index), maps.masks[index], top)
 
 
 for column, title in zip(st.columns(widths), titles):
@@ -70,11 +73,13 @@ for index, row in enumerate(shown.itertuples()):
                       f"{sort_by} = {getattr(row, sort_by):.5g}")
     cells[1].image(maps.images[index], clamp=True, width="stretch")
     if space.is_autoencoder:
-        residual_scale = float(np.abs(maps.residuals[index]).max()) if per_image else signed_scale
+        residual_scale = float(np.abs(maps.residuals[index]).max()) if per_image else scales.residual
         cells[2].image(np.clip(maps.reconstructions[index], 0, 1), clamp=True, width="stretch")
-        cells[3].image(signed_colours(maps.residuals[index], residual_scale or 1.0), clamp=True, width="stretch")
+        cells[3].image(residual_picture(maps.residuals[index], residual_scale or 1.0), clamp=True, width="stretch")
     else:
-        cells[2].image(np.clip(maps.anomaly_maps[index] / map_scale(index), 0, 1), clamp=True, width="stretch")
+        scale = map_scale(index)
+        cells[2].image(with_colour_bar(heat_colours(maps.anomaly_maps[index], scale), lambda t: heat_colours(t, 1.0),
+                                       f"{scale:.3g}", "0"), clamp=True, width="stretch")
     cells[-1].image(heat(index), clamp=True, width="stretch")
     if cells[0].button("View large", key=f"large-{row.path}"):
         st.session_state["large_view"] = index
@@ -86,6 +91,7 @@ if "large_view" in st.session_state and st.session_state["large_view"] < len(sho
     def large() -> None:
         left, right = st.columns(2)
         left.image(maps.images[index], caption="original", clamp=True, width="stretch")
-        right.image(heat(index), caption="heat map (cyan: ground-truth outline)", clamp=True, width="stretch")
+        right.image(heat(index), caption="heat map with its colour scale (cyan: ground-truth outline)", clamp=True,
+                    width="stretch")
 
     large()

@@ -305,3 +305,27 @@ def test_the_summary_says_when_the_model_was_trained_on_other_data_and_how_casti
     assert not app.exception
     assert any("trained on other data" in item.value for item in app.warning)
     assert any("train/def_front" in item.value and "3 defect images" in item.value for item in app.info)
+
+
+def _heat_map_urls(app) -> dict:
+    """Caption → picture address of Inspect's heat maps; Streamlit names a picture by its content's hash."""
+    urls = {}
+    for element in app.get("image"):
+        for picture in element.proto.imgs:
+            urls[picture.caption] = picture.url
+    return urls
+
+
+def test_a_good_part_gets_the_same_heat_map_alone_and_in_a_mixed_batch():
+    good = sorted(SAMPLES.glob("good_*.png"))[0]
+    defects = [path for path in sorted(SAMPLES.glob("*.png")) if not path.name.startswith("good_")]
+    alone = open_page("inspect")
+    alone.file_uploader[0].set_value([(good.name, _png(good), "image/png")]).run()
+    mixed = open_page("inspect")
+    mixed.file_uploader[0].set_value([(path.name, _png(path), "image/png") for path in [good, *defects]]).run()
+    caption = f"OK · {good.name}"
+    first, second = _heat_map_urls(alone), _heat_map_urls(mixed)
+    assert caption in first and caption in second
+    assert first[caption] == second[caption]
+    assert len(set(second.values())) == len(defects) + 1   # the pictures do differ from one another
+    assert any("fixed by the run" in item.value for item in mixed.caption)
