@@ -95,6 +95,8 @@ TAMPERINGS = {
     "frame-inf": lambda m: m["frame_check"].update(clipped_max=float("inf")),
     "history-text": lambda m: m.update(history={"loss": "low"}),
     "file-traversal": lambda m: m.update(model_file="../model.keras"),
+    "scale-negative": lambda m: m["map_scales"].update(anomaly=-1.0),
+    "scale-unknown": lambda m: m["map_scales"].update(colour="red"),
 }
 
 
@@ -111,10 +113,10 @@ def test_a_damaged_manifest_is_refused_in_one_sentence_and_skipped_in_the_run_li
 
 def test_a_run_saved_before_frame_checks_still_loads_and_scores(tiny_run, tmp_path, small_demo_dir):
     def strip(manifest):
-        del manifest["frame_check"], manifest["default_decision"]
+        del manifest["frame_check"], manifest["default_decision"], manifest["map_scales"]
     old = _tampered(tiny_run, tmp_path, "old", strip)
     detector = load_bundle(old)
-    assert detector.frame_limits_ is None and detector.default_decision_ is None
+    assert detector.frame_limits_ is None and detector.default_decision_ is None and detector.map_scales_ is None
     image = sorted((small_demo_dir / "test" / "good").glob("*.png"))[0]
     rows = judged_rows(score_sources(detector, [image], ["part.png"]), None)
     assert rows["path"].tolist() == ["part.png"] and "verdict" not in rows and rows["map_max"].iloc[0] > 0
