@@ -179,3 +179,39 @@ def threshold_view(table: ThresholdTable, scores: pd.Series, labels: pd.Series, 
         view["roc"] = roc_figure(table, point)
         view["pr"] = pr_figure(table, point)
     return view
+
+
+PRINT_WIDTH = 680   # pixels: the printable width of an A4 page at 96 dpi with 15 mm margins
+PRINT_TEXT = "#1f2328"
+
+
+def for_print(figure: go.Figure) -> go.Figure:
+    """A copy of ``figure`` that reads on white paper: light template, dark text, white background,
+    and a width that fits an A4 page (the dashboard's figures are made for its dark theme)."""
+    printable = go.Figure(figure)
+    printable.update_layout(template="plotly_white", paper_bgcolor="white", plot_bgcolor="white",
+                            font=dict(color=PRINT_TEXT), title_font=dict(color=PRINT_TEXT),
+                            legend=dict(font=dict(color=PRINT_TEXT)), width=PRINT_WIDTH, autosize=False)
+    printable.update_xaxes(color=PRINT_TEXT, gridcolor="#d1d9e0")
+    printable.update_yaxes(color=PRINT_TEXT, gridcolor="#d1d9e0")
+    printable.update_annotations(font_color=PRINT_TEXT)
+    # the confusion matrix's dark empty cells would print as black blocks
+    printable.update_traces(colorscale=[[0, "#f6f8fa"], [1, "#2f81f7"]], selector=dict(type="heatmap"))
+    return printable
+
+
+def defect_type_table(table: pd.DataFrame, column: str, decision) -> pd.DataFrame:
+    """Per defect type (and good parts): images, how many were rejected at ``decision``, and the share."""
+    labelled = table[table["label"].isin(["good", "defect"])]
+    kinds = labelled["defect_type"].where(labelled["label"] == "defect", "good (no defect)")
+    rejected = pd.Series(decision.verdicts(labelled[column].to_numpy()), index=labelled.index).isin(["NG"])
+    rows = []
+    for kind in ["good (no defect)", *sorted(k for k in kinds.unique() if k != "good (no defect)")]:
+        members = kinds == kind
+        count, caught = int(members.sum()), int(rejected[members].sum())
+        if not count:
+            continue
+        rows.append({"part": kind, "images": count, "rejected (NG)": caught,
+                     "share rejected": f"{caught / count:.1%}",
+                     "meaning": "false rejects" if kind.startswith("good") else "defects caught (recall)"})
+    return pd.DataFrame(rows)

@@ -140,3 +140,46 @@ def test_compare_page_shows_every_detector_and_their_roc_curves(page, server):
         expect(page.get_by_text(re.compile(re.escape(name) + r" \(AUROC 0\.\d{3}\)")).first).to_be_visible()
     page.wait_for_load_state("networkidle")
     page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(part) / 255 for part in re.findall(r"[\d.]+", colour)[:3]]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(first: str, second: str) -> float:
+    high, low = sorted((_luminance(first), _luminance(second)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_the_downloaded_report_reads_on_paper(page, server, tmp_path):
+    page.goto(f"{server}/report", wait_until="networkidle")
+    build = page.get_by_role("button", name="Build report")
+    expect(build).to_be_visible(timeout=120_000)
+    build.click()
+    download_button = page.get_by_role("button", name="Download report (HTML)")
+    expect(download_button).to_be_visible(timeout=120_000)
+    with page.expect_download() as download:
+        download_button.click()
+    report = tmp_path / "report.html"
+    download.value.save_as(report)
+    viewer = page.context.new_page()
+    viewer.goto(report.as_uri(), wait_until="load")
+    expect(viewer.locator(".chart .main-svg").first).to_be_visible(timeout=30_000)
+    background = viewer.evaluate("getComputedStyle(document.body).backgroundColor")
+    # every text on the page background: titles, axes, ticks, legends, annotations (a matrix cell's
+    # own text is drawn on the cell, in a colour Plotly picks against the cell)
+    fills = viewer.evaluate("""() => Array.from(document.querySelectorAll('.chart svg text'))
+        .filter(node => node.textContent.trim() && !node.closest('.heatmaplayer'))
+        .map(node => getComputedStyle(node).fill)""")
+    assert len(fills) > 20
+    worst = min(_contrast(fill, background) for fill in fills)
+    assert worst >= 4.5, (worst, sorted(set(fills)))
+    text = viewer.inner_text("body")
+    assert "Decision" in text and "map_max" in text and "held-out good training images" in text
+    assert "good (no defect)" in text and "defects caught (recall)" in text
+    assert "Defects caught (recall)" in text and " %" in text
+    viewer.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+    viewer.pdf(path=str(ARTIFACTS / "report.pdf"), format="A4")   # print stylesheet: A4, no chart cut
+    viewer.close()
