@@ -81,6 +81,36 @@ def claim_run_folder(run_dir: str | Path) -> Path:
     return run_dir
 
 
+RUN_NAME_LIMIT = 60
+
+
+def run_name(run: "RunInfo") -> str:
+    """The name a person gave the run, or its id."""
+    name = run.status.get("name")
+    return name if isinstance(name, str) and name else run.run_id
+
+
+def rename_run(run_dir: str | Path, name: str) -> str:
+    """Give a run a name (kept in ``status.json``); ``ValueError`` for an empty, overlong or odd one."""
+    name = " ".join(str(name).split())
+    if not name or len(name) > RUN_NAME_LIMIT or not name.isprintable():
+        raise ValueError(f"A run name must be 1 to {RUN_NAME_LIMIT} printable characters.")
+    write_status(run_dir, name=name)
+    return name
+
+
+def phase(run: "RunInfo") -> str:
+    """What a person should read about a run: running, finished, cancelled, failed, interrupted or damaged."""
+    state = run.status.get("state")
+    if run.problem:
+        return "damaged"
+    if state == "complete":
+        return "finished"
+    if state in ("cancelled", "failed"):
+        return state
+    return "interrupted" if run.interrupted else "running"
+
+
 def new_run_id(model_kind: str) -> str:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{model_kind}-{secrets.token_hex(2)}"

@@ -14,13 +14,12 @@ draws and neither would be reproducible. A second job waits as ``queued``. At mo
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 from pathlib import Path
 
 from core.files import atomic_write_text
-from core.runs import FINISHED_STATES, claim_run_folder, list_runs, new_run_id, owner_fields, read_status, write_status
+from core.runs import FINISHED_STATES, claim_run_folder, new_run_id, owner_fields, read_status, write_status
 
 CANCEL_FILE = "cancel"
 MAX_TRAINING_JOBS = 2
@@ -93,19 +92,6 @@ def join(run_id: str, timeout: float | None = None) -> None:
         thread = _threads.get(f"train-{run_id}") or _threads.get(f"compare-{run_id}")
     if thread is not None:
         thread.join(timeout)
-
-
-def active_runs(runs_root: Path) -> list:
-    """Runs still training in this server process (a run left unfinished by a crash is not listed)."""
-    return [run for run in list_runs(runs_root, usable_only=False)
-            if run.status.get("state") not in FINISHED_STATES and is_alive(run.run_id)]
-
-
-def interrupted_runs(runs_root: Path) -> list:
-    """Runs left unfinished by a process that is gone, or by a thread of this server that died."""
-    return [run for run in list_runs(runs_root, usable_only=False)
-            if run.status.get("state") and run.status["state"] not in FINISHED_STATES and not is_alive(run.run_id)
-            and (run.interrupted or run.status.get("pid") == os.getpid())]
 
 
 def delete_run(runs_root: Path, run_id: str) -> None:

@@ -1,5 +1,6 @@
 """Data & Model: pick the data and the model, or train a new one in the background."""
 
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -8,7 +9,7 @@ from core.datasets import open_dataset
 from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, MODEL_KINDS
 from core.memory_bank import BACKBONES, BackboneUnavailable, imagenet_weights_path
 from core.errors import InputError
-from core.runs import list_runs, read_status
+from core.runs import RUN_NAME_LIMIT, list_runs, phase, rename_run, run_name
 from dashboard import figures, jobs, state
 
 CORESET_CHOICES = (0.01, 0.02, 0.05, 0.1, 0.25)
@@ -53,8 +54,8 @@ with model_column:
     runs = [run for run in all_runs if run.usable]
     options = {state.DEMO_MODEL.label: state.DEMO_MODEL}
     for run in runs:
-        options[f"Run {run.run_id} ({run.manifest['model_kind'].upper()})"] = state.ModelChoice(str(run.path),
-                                                                                              f"Run {run.run_id}")
+        options[f"{run_name(run)} ({run.manifest['model_kind'].upper()}, {run.run_id})"] = state.ModelChoice(
+            str(run.path), run_name(run))
     for run in all_runs:
         if run.problem:  # a damaged or tampered run is skipped, never loaded: say so in one line
             st.caption(f":material/block: Run {run.run_id} is skipped: {run.problem}")
@@ -108,48 +109,59 @@ with model_column:
         st.caption("Training runs in the background on this server: switch pages or reload, it keeps going.")
 
 
+PHASE_ICONS = {"running": ":material/autorenew:", "finished": ":material/check_circle:",
+               "cancelled": ":material/cancel:", "failed": ":material/error:",
+               "interrupted": ":material/warning:", "damaged": ":material/block:"}
+
+
 @st.fragment(run_every=2)
-def training_progress() -> None:
-    active = jobs.active_runs(state.RUNS_ROOT)
-    last = st.session_state.get("last_training")
-    shown = {run.run_id: run.path for run in active}
-    if last and last not in shown and (state.RUNS_ROOT / last).is_dir():
-        shown[last] = state.RUNS_ROOT / last
-    if not shown:
+def run_list() -> None:
+    """Every run with its state, which stays visible after a reload; a running one with its live loss curve."""
+    runs = [run for run in list_runs(state.RUNS_ROOT, usable_only=False) if run.status.get("state")]
+    if not runs:
         return
-    st.subheader("Training")
-    for run_id, path in shown.items():
-        status = read_status(path)
-        epoch, epochs = int(status.get("epoch", 0)), max(int(status.get("epochs", 1)), 1)
-        phase = status.get("state", "queued")
-        if phase in ("queued", "loading", "training"):
-            text = f"{run_id}: epoch {epoch}/{epochs}"
-            if "loss" in status:
-                text += (f" · loss {status['loss']:.5f} · val loss {status['val_loss']:.5f}"
-                         f" · at most {status.get('seconds_left', 0):.0f} s left")
-            st.progress(min(epoch / epochs, 1.0), text=text)
-            if st.button("Cancel", key=f"cancel-{run_id}"):
-                jobs.cancel(Path(path))
-        elif phase == "complete":
-            st.success(f"{run_id}: finished in {status.get('training_seconds', 0):.0f} s. "
-                       "Pick it under Trained model to use it.")
-            st.plotly_chart(figures.loss_figure(status.get("history", {})), width="stretch",
-                            key=f"loss-{run_id}")
-        elif phase == "cancelled":
-            st.warning(f"{run_id}: cancelled.")
-        else:
-            st.error(f"{run_id}: training failed — {status.get('message', 'unknown error')}")
+    st.subheader("Runs")
+    for run in runs:
+        current = phase(run)
+        if current == "running" and not jobs.is_alive(run.run_id) and run.status.get("pid") == os.getpid():
+            current = "interrupted"   # its thread in this server died without a word
+        status = run.status
+        with st.container(border=True):
+            head, rename, delete = st.columns([3, 2, 1])
+            detail = {
+                "running": f"epoch {status.get('epoch', 0)}/{status.get('epochs', '?')}",
+                "finished": f"in {status.get('training_seconds', 0):.0f} s",
+                "cancelled": status.get("message", ""),
+                "failed": status.get("message", "unknown error"),
+                "interrupted": f"at epoch {status.get('epoch', 0)}; its training process stopped, it cannot be used",
+                "damaged": run.problem,
+            }[current]
+            head.markdown(f"{PHASE_ICONS[current]} **{run_name(run)}**  \n"
+                          f"{current} · {status.get('model_kind', '?').upper()} · {detail}  \n`{run.run_id}`")
+            new_name = rename.text_input("Name", value=run_name(run), key=f"name-{run.run_id}",
+                                         max_chars=RUN_NAME_LIMIT, label_visibility="collapsed")
+            if new_name != run_name(run):
+                try:
+                    rename_run(run.path, new_name)
+                except ValueError as error:
+                    rename.error(str(error))
+            if current == "running":
+                if delete.button("Cancel", key=f"cancel-{run.run_id}", icon=":material/stop:"):
+                    jobs.cancel(Path(run.path))
+                epochs = max(int(status.get("epochs", 1) or 1), 1)
+                st.progress(min(int(status.get("epoch", 0)) / epochs, 1.0),
+                            text=(f"loss {status['loss']:.5f} · val loss {status['val_loss']:.5f} · at most "
+                                  f"{status.get('seconds_left', 0):.0f} s left") if "loss" in status else
+                            status.get("message", "waiting"))
+            elif delete.button("Delete", key=f"delete-{run.run_id}", icon=":material/delete:"):
+                jobs.delete_run(state.RUNS_ROOT, run.run_id)
+                st.rerun()
+            history = status.get("history") or {}
+            if current in ("running", "finished") and history.get("loss"):
+                st.plotly_chart(figures.loss_figure(history), width="stretch", key=f"loss-{run.run_id}")
 
 
-training_progress()
-
-for run in jobs.interrupted_runs(state.RUNS_ROOT):
-    note, delete = st.columns([4, 1])
-    note.warning(f"Run {run.run_id} was interrupted at epoch {run.status.get('epoch', 0)} "
-                 f"(its training process stopped: {run.status.get('message', 'no message')}). It cannot be used.")
-    if delete.button("Delete", key=f"delete-{run.run_id}", icon=":material/delete:"):
-        jobs.delete_run(state.RUNS_ROOT, run.run_id)
-        st.rerun()
+run_list()
 
 st.subheader("Summary")
 space = state.workspace()

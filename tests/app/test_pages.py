@@ -329,3 +329,32 @@ def test_a_good_part_gets_the_same_heat_map_alone_and_in_a_mixed_batch():
     assert first[caption] == second[caption]
     assert len(set(second.values())) == len(defects) + 1   # the pictures do differ from one another
     assert any("fixed by the run" in item.value for item in mixed.caption)
+
+
+def test_runs_keep_their_final_state_after_a_reload_and_can_be_named_and_deleted(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    import dashboard.state
+    from core.runs import read_status
+
+    runs = tmp_path / "runs"
+    finished = runs / "20260101-000000-ncae-aaaa"
+    shutil.copytree(ROOT / "assets" / "demo_model", finished)
+    for name, state in (("20260102-000000-ncae-bbbb", "cancelled"), ("20260103-000000-cae-cccc", "training")):
+        (runs / name).mkdir()
+        # the "training" one names no living process: a killed training
+        (runs / name / "status.json").write_text(json.dumps({"state": state, "epoch": 4, "epochs": 60,
+                                                             "model_kind": name.split("-")[2],
+                                                             "message": "Training was cancelled."}))
+    monkeypatch.setattr(dashboard.state, "RUNS_ROOT", runs)
+    app = open_page()
+    text = " ".join(item.value for item in app.markdown)
+    assert "finished" in text and "cancelled" in text and "interrupted" in text
+    app.text_input(key="name-20260101-000000-ncae-aaaa").set_value("Line 3 impellers").run()
+    assert read_status(finished)["name"] == "Line 3 impellers"
+    reloaded = open_page()   # a new session: what is on disk is what it shows
+    assert any(option.startswith("Line 3 impellers (NCAE") for option in reloaded.selectbox[0].options)
+    assert "interrupted" in " ".join(item.value for item in reloaded.markdown)
+    reloaded.button(key="delete-20260102-000000-ncae-bbbb").click().run()
+    assert not (runs / "20260102-000000-ncae-bbbb").exists() and finished.exists()
