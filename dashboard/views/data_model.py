@@ -139,7 +139,8 @@ def run_list() -> None:
             head.markdown(f"{PHASE_ICONS[current]} **{run_name(run)}**  \n"
                           f"{current} · {status.get('model_kind', '?').upper()} · {detail}  \n`{run.run_id}`")
             new_name = rename.text_input("Name", value=run_name(run), key=f"name-{run.run_id}",
-                                         max_chars=RUN_NAME_LIMIT, label_visibility="collapsed")
+                                         max_chars=RUN_NAME_LIMIT, label_visibility="collapsed",
+                                         help="Type a new name and press Enter to rename the run.")
             if new_name != run_name(run):
                 try:
                     rename_run(run.path, new_name)
@@ -157,8 +158,11 @@ def run_list() -> None:
                 jobs.delete_run(state.RUNS_ROOT, run.run_id)
                 st.rerun()
             history = status.get("history") or {}
-            if current in ("running", "finished") and history.get("loss"):
+            if current == "running" and history.get("loss"):
                 st.plotly_chart(figures.loss_figure(history), width="stretch", key=f"loss-{run.run_id}")
+            elif current == "finished" and history.get("loss"):
+                with st.expander("Loss curve"):
+                    st.plotly_chart(figures.loss_figure(history), width="stretch", key=f"loss-{run.run_id}")
 
 
 run_list()
