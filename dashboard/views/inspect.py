@@ -13,6 +13,7 @@ from core.decision import VERDICTS
 from core.pipeline import judged_rows, score_sources
 from core.runs import scores_csv
 from dashboard import state
+from dashboard.detail import detail_from_arrays, open_dialog
 from dashboard.images import heat_picture
 from dashboard.maps import picture_scales
 
@@ -84,8 +85,19 @@ for card, name in zip(cards, VERDICTS):
                 if name == "INVALID" else None)
 
 display_columns = ["path", "verdict", column, "reason"] + [c for c in state.score_columns(shown) if c != column]
-st.dataframe(shown[[c for c in display_columns if c in shown]], width="stretch", hide_index=True,
-             column_config={column: st.column_config.NumberColumn(format="%.5g")})
+selection = st.dataframe(shown[[c for c in display_columns if c in shown]], width="stretch", hide_index=True,
+                         column_config={column: st.column_config.NumberColumn(format="%.5g")},
+                         on_select="rerun", selection_mode="single-row", key="inspect_table")
+st.caption("Select a row for everything about that image: its pictures with their scales, every score and the verdict.")
+chosen = selection.selection.rows if selection and selection.selection else []
+if chosen and chosen[0] in scored.positions:   # unreadable files have no pictures, their reason is in the table
+    at = scored.positions.index(chosen[0])
+    row = results.iloc[chosen[0]]
+    open_dialog(detail_from_arrays(
+        space, row["path"], "uploaded", row["verdict"], row["reason"],
+        {name: float(row[name]) for name in state.score_columns(results)}, scored.images[at],
+        scored.anomaly_maps[at], None if scored.reconstructions is None else scored.reconstructions[at],
+        None if scored.residuals is None else scored.residuals[at]), state.primary_column(space))
 st.download_button("Download scores.csv", scores_csv(shown), file_name="scores.csv", mime="text/csv")
 
 if len(scored.table):

@@ -7,6 +7,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import state
+from dashboard.detail import detail_for_row, open_dialog
 from dashboard.images import heat_colours, heat_picture, residual_picture, with_colour_bar
 from dashboard.maps import map_page, picture_scales
 
@@ -81,17 +82,5 @@ for index, row in enumerate(shown.itertuples()):
         cells[2].image(with_colour_bar(heat_colours(maps.anomaly_maps[index], scale), lambda t: heat_colours(t, 1.0),
                                        f"{scale:.3g}", "0"), clamp=True, width="stretch")
     cells[-1].image(heat(index), clamp=True, width="stretch")
-    if cells[0].button("View large", key=f"large-{row.path}"):
-        st.session_state["large_view"] = index
-
-if "large_view" in st.session_state and st.session_state["large_view"] < len(shown):
-    index = st.session_state.pop("large_view")
-
-    @st.dialog(f"{shown.iloc[index]['path']}", width="large")
-    def large() -> None:
-        left, right = st.columns(2)
-        left.image(maps.images[index], caption="original", clamp=True, width="stretch")
-        right.image(heat(index), caption="heat map with its colour scale (cyan: ground-truth outline)", clamp=True,
-                    width="stretch")
-
-    large()
+    if cells[0].button("Details", key=f"large-{row.path}", icon=":material/open_in_full:"):
+        open_dialog(detail_for_row(space, row.Index), state.primary_column(space))

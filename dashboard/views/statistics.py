@@ -4,6 +4,7 @@ import streamlit as st
 
 from core.supervised import SUPERVISED_WARNING, decision_boundary
 from dashboard import figures, state
+from dashboard.detail import detail_for_row, open_dialog
 from dashboard.maps import thumbnails
 
 st.title("Statistics")
@@ -27,15 +28,25 @@ if space.has_defects and x != y and st.toggle(
     fitted = decision_boundary(space.labelled, x, y)
     boundary = (fitted.x, fitted.y, fitted.probability)
 figure = figures.statistic_scatter(plot_table, x, y, colour_by, state.current_threshold(space), current, boundary)
-event = st.plotly_chart(figure, width="stretch", on_select="rerun", selection_mode="points", key="scatter")
+event = st.plotly_chart(figure, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
+                        key="scatter")
 st.caption(f"The orange line is the current threshold on {current} (set on the Threshold page), drawn when "
            f"{current} is on an axis." + (" The dashed white line is where the classifier's defect probability is "
                                           "50 %." if boundary is not None else ""))
 points = event.selection.points if event and event.selection else []
-if points:
-    picked = [int(point["customdata"][1]) for point in points if "customdata" in point][:12]
-    rows = space.table.loc[picked]
-    st.image(thumbnails(tuple(rows["source"])), caption=list(rows["path"]), width=140)
+picked = list(dict.fromkeys(int(point["customdata"][1]) for point in points if "customdata" in point))
+if len(picked) == 1:
+    open_dialog(detail_for_row(space, picked[0]), state.primary_column(space))
+elif picked:
+    st.caption(f"{len(picked)} images selected" + (" (the first 24 shown)" if len(picked) > 24 else "") +
+               ". Click a point, or Details under a picture, for everything about one image.")
+    rows = space.table.loc[picked[:24]]
+    slots = st.columns(6)
+    for position, (row, picture) in enumerate(zip(rows.itertuples(), thumbnails(tuple(rows["source"])))):
+        slot = slots[position % 6]
+        slot.image(picture, caption=f"{row.path} · {row.label or 'unlabelled'}", width="stretch")
+        if slot.button("Details", key=f"pick-{row.Index}", icon=":material/open_in_full:"):
+            open_dialog(detail_for_row(space, row.Index), state.primary_column(space))
 
 st.subheader("Which statistic separates good from defect?")
 if not space.has_defects:

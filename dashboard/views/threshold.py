@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.decision import Decision
 from dashboard import figures, state
+from dashboard.detail import detail_for_row, open_dialog
 from dashboard.maps import thumbnails
 
 st.title("Threshold")
@@ -136,9 +137,14 @@ def tuning() -> None:
     st.subheader(f"Misclassified at this threshold: {len(wrong)}")
     if len(wrong):
         shown = wrong.sort_values(column, ascending=False).head(24)
-        captions = [f"{'false reject' if row.label == 'good' else 'escape'} · {row.path} · {getattr(row, column):.4g}"
-                    for row in shown.itertuples()]
-        st.image(thumbnails(tuple(shown["source"])), caption=captions, width=120)
+        pictures = thumbnails(tuple(shown["source"]))
+        slots = st.columns(6)
+        for position, (row, picture) in enumerate(zip(shown.itertuples(), pictures)):
+            slot = slots[position % 6]
+            kind = "false reject" if row.label == "good" else "escape"
+            slot.image(picture, caption=f"{kind} · {row.path} · {getattr(row, column):.4g}", width="stretch")
+            if slot.button("Details", key=f"wrong-{row.path}", icon=":material/open_in_full:"):
+                open_dialog(detail_for_row(space, row.Index), primary)
 
     document = state.threshold_document(space, column, threshold, point, review_from)
     save_column, download_column = st.columns(2)

@@ -358,3 +358,30 @@ def test_runs_keep_their_final_state_after_a_reload_and_can_be_named_and_deleted
     assert "interrupted" in " ".join(item.value for item in reloaded.markdown)
     reloaded.button(key="delete-20260102-000000-ncae-bbbb").click().run()
     assert not (runs / "20260102-000000-ncae-bbbb").exists() and finished.exists()
+
+
+def _detail_text(app) -> str:
+    return " ".join(item.value for item in app.markdown)
+
+
+def test_details_open_from_the_gallery_and_from_a_misclassified_image(demo_scores):
+    app = open_page("residuals")
+    app.button(key=next(button.key for button in app.button if button.key.startswith("large-"))).click().run()
+    assert not app.exception
+    worst = demo_scores.sort_values("map_max", ascending=False).iloc[0]
+    text = _detail_text(app)
+    assert f"**{worst['path']}**" in text and "verdict: **NG**" in text and "≥ threshold" in text
+    frames = [frame.value for frame in app.dataframe]
+    scores = next(frame for frame in frames if "decides" in frame)
+    assert scores.loc[scores["score"] == "map_max", "value"].item() == pytest.approx(worst["map_max"], rel=1e-5)
+    assert scores.loc[scores["score"] == "map_max", "decides"].item() == "primary score"
+    assert len(app.get("image")) >= 8 * 4 + 4   # the gallery and the detail's four pictures
+
+    threshold = open_page("threshold")
+    detail_button = next(button for button in threshold.button if button.key and button.key.startswith("wrong-"))
+    detail_button.click().run()
+    assert not threshold.exception
+    path = detail_button.key.removeprefix("wrong-")
+    row = demo_scores.set_index("path").loc[path]
+    expected = "NG" if row["label"] == "good" else "OK"   # a false reject is NG, an escape OK
+    assert f"**{path}**" in _detail_text(threshold) and f"verdict: **{expected}**" in _detail_text(threshold)

@@ -1,0 +1,83 @@
+"""One detail view for an image, wherever it is clicked: pictures with their scales, every score, verdict, label.
+
+Pages open it from a gallery row, a misclassified thumbnail, a scatter point or an Inspect row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import state
+from dashboard.images import heat_colours, heat_picture, residual_picture, with_colour_bar
+from dashboard.maps import map_page, picture_scales
+
+
+@dataclass
+class Detail:
+    """Everything the view shows about one image."""
+
+    title: str
+    label: str
+    verdict: str
+    reason: str
+    pictures: list[tuple[str, np.ndarray]]
+    scores: dict[str, float]
+
+
+def detail_from_arrays(space, title: str, label: str, verdict: str, reason: str, scores: dict,
+                       image: np.ndarray, anomaly_map: np.ndarray, reconstruction: np.ndarray | None = None,
+                       residual: np.ndarray | None = None, mask: np.ndarray | None = None) -> Detail:
+    scales = picture_scales(space)
+    pictures = [("original", np.clip(image, 0, 1))]
+    if reconstruction is not None and residual is not None:
+        pictures += [("reconstruction", np.clip(reconstruction, 0, 1)),
+                     ("residual (red: brighter than expected, blue: darker)",
+                      residual_picture(residual, scales.residual or 1.0))]
+    else:
+        pictures.append(("anomaly map", with_colour_bar(heat_colours(anomaly_map, scales.anomaly),
+                                                        lambda t: heat_colours(t, 1.0), f"{scales.anomaly:.3g}", "0")))
+    pictures.append(("heat map (top of the scale: the reject threshold; cyan: ground-truth outline)",
+                     heat_picture(image, anomaly_map, scales.anomaly, mask)))
+    return Detail(title, label, verdict, reason, pictures, scores)
+
+
+def detail_for_row(space, index) -> Detail:
+    """The detail of one row of the workspace's score table, judged with the current decision."""
+    row = space.table.loc[index]
+    page = map_page(space.map_key(), (row["source"],), (row["mask"],))
+    decision = state.current_decision(space)
+    verdicts, reasons = decision.judge([row[decision.column]])
+    label = row["label"] or "unlabelled"
+    if row["label"] == "defect" and row["defect_type"]:
+        label = f"defect · {row['defect_type']}"
+    scores = {column: float(row[column]) for column in state.score_columns(space.table)}
+    return detail_from_arrays(space, row["path"], label, str(verdicts[0]), str(reasons[0]), scores,
+                              page.images[0], page.anomaly_maps[0],
+                              None if page.reconstructions is None else page.reconstructions[0],
+                              None if page.residuals is None else page.residuals[0], page.masks[0])
+
+
+def render(detail: Detail, primary: str) -> None:
+    """Draw a detail in the current container."""
+    reason = f" — {detail.reason}" if detail.reason else ""
+    st.markdown(f"**{detail.title}**  \nlabel: {detail.label} · verdict: **{detail.verdict}**{reason}")
+    for column, (caption, picture) in zip(st.columns(len(detail.pictures)), detail.pictures):
+        column.image(picture, caption=caption, clamp=True, width="stretch")
+    scores = pd.DataFrame({"score": list(detail.scores), "value": list(detail.scores.values())})
+    scores["decides"] = np.where(scores["score"] == primary, "primary score", "")
+    st.dataframe(scores, hide_index=True, width="stretch",
+                 column_config={"value": st.column_config.NumberColumn(format="%.5g")})
+
+
+def open_dialog(detail: Detail, primary: str) -> None:
+    """Show a detail in a large dialog over the page."""
+
+    @st.dialog(detail.title, width="large")
+    def dialog() -> None:
+        render(detail, primary)
+
+    dialog()
