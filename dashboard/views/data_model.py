@@ -171,11 +171,13 @@ st.subheader("Summary")
 space = state.workspace()
 if space is not None:
     summary = space.dataset.summary()
-    cards = st.columns(6)
-    state.metric_cards(cards, [
+    # two rows of three, so no label or value is cut off on a 1280 px screen
+    state.metric_cards(st.columns(3), [
         ("Training images (good)", summary["train_good"], "Good images the model learns from."),
         ("Test good", summary["test_good"], "Good images used to measure false rejects."),
         ("Test defect", summary["test_defect"], "Defect images used to measure escapes."),
+    ])
+    state.metric_cards(st.columns(3), [
         ("Input size", f"{space.manifest['input_size']} px", "Images are resized to this square size."),
         ("Model", space.manifest["model_kind"].upper(), "NCAE: neighbour-convolution autoencoder; CAE: plain."),
         ("Detector", "autoencoder" if space.is_autoencoder else "memory bank", space.choice.label),

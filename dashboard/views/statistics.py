@@ -5,6 +5,7 @@ import streamlit as st
 from core.supervised import SUPERVISED_WARNING, decision_boundary
 from dashboard import figures, state
 from dashboard.detail import detail_for_row, open_dialog
+from dashboard.words import meaning
 from dashboard.maps import thumbnails
 
 st.title("Statistics")
@@ -52,8 +53,16 @@ st.subheader("Which statistic separates good from defect?")
 if not space.has_defects:
     st.info("The ranking needs defect samples; this data set has only good images.")
 else:
-    st.dataframe(state.statistic_ranking(space).rename(columns={"image_auroc": "AUROC", "image_auprc": "AUPRC", "best_f1": "best F1",
-                                         "best_f1_threshold": "at threshold"}),
-                 hide_index=True, width="stretch",
-                 column_config={name: st.column_config.NumberColumn(format="%.4f")
-                                for name in ("AUROC", "AUPRC", "best F1")})
+    ranking = state.statistic_ranking(space).rename(columns={
+        "image_auroc": "AUROC", "image_auprc": "AUPRC", "best_f1": "best F1",
+        "best_f1_threshold": "threshold for best F1"})
+    ranking["meaning"] = ranking["statistic"].map(meaning)
+    st.dataframe(ranking, hide_index=True, width="stretch", column_config={
+        "AUROC": st.column_config.NumberColumn(format="%.4f", help="Chance that a defect scores above a good "
+                                               "part: 1 is perfect, 0.5 is guessing."),
+        "AUPRC": st.column_config.NumberColumn(format="%.4f", help="Average precision over all thresholds."),
+        "best F1": st.column_config.NumberColumn(format="%.4f", help="Best balance of precision and recall."),
+        "threshold for best F1": st.column_config.NumberColumn(format="%.5g"),
+        "meaning": st.column_config.TextColumn(width="large")})
+    st.caption("Measured on these test images, to look at — not to choose by: the score that decides by default "
+               "was fixed in advance across many image sets.")

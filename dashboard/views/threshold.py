@@ -8,6 +8,7 @@ import streamlit as st
 from core.decision import Decision
 from dashboard import figures, state
 from dashboard.detail import detail_for_row, open_dialog
+from dashboard.words import PRESET_MEANINGS, meaning
 from dashboard.maps import thumbnails
 
 st.title("Threshold")
@@ -35,7 +36,7 @@ if column != st.session_state.get("score_column"):
     st.session_state["score_column"] = column
     state.forget_threshold()
 default = state.default_decision(space, column)
-st.caption(f"Default threshold {default.threshold:.6g}: {default.basis}.")
+st.caption(f"**{column}**: {meaning(column)}. Default threshold {default.threshold:.6g}: {default.basis}.")
 table = state.threshold_table(space, column)
 if not table.n_defect:
     st.info("This data set has no defect samples, so recall, precision, F1 and the ROC and PR curves cannot be "
@@ -75,17 +76,20 @@ with st.expander("Presets", expanded=True):
     if table.n_defect:
         presets["Zero escape"] = table.zero_escape_threshold
     for slot, (name, compute) in zip(preset_columns, presets.items()):
-        slot.button(name, on_click=lambda compute=compute: set_threshold(compute()), width="stretch")
+        slot.button(name, on_click=lambda compute=compute: set_threshold(compute()), width="stretch",
+                    help=PRESET_MEANINGS[name])
     rate_column, cost_a, cost_b, cost_button = st.columns([2, 1, 1, 1])
     with rate_column:
         target_rate = st.number_input("Target false-reject rate (%)", 0.0, 100.0, 5.0, 0.5, key="target_rate")
         st.button("Set by false-reject rate", width="stretch", key="preset_frr",
+                  help="the lowest threshold that rejects at most this share of the good test images",
                   on_click=lambda: set_threshold(table.target_false_reject_threshold(target_rate / 100)))
     escape_cost = cost_a.number_input("Cost of an escape", 0.0, value=10.0, step=1.0, key="escape_cost")
     reject_cost = cost_b.number_input("Cost of a false reject", 0.0, value=1.0, step=1.0, key="reject_cost")
     with cost_button:
         st.write("")
         st.button("Minimum cost", width="stretch", key="preset_cost",
+                  help="the threshold with the lowest total cost of escapes and false rejects on these test images",
                   on_click=lambda: set_threshold(table.minimum_cost_threshold(escape_cost, reject_cost)))
 
 

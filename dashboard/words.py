@@ -1,0 +1,29 @@
+"""Plain words for every score and preset, in one place, so every page explains them the same way."""
+
+SCORE_MEANINGS = {
+    "mean": "average size of the reconstruction error over the image (|x − x̂|)",
+    "std": "how much the error varies across the image",
+    "var": "the square of std",
+    "kurtosis": "how concentrated the error is in a few pixels; describes shape, not size",
+    "skewness": "how lopsided the error's distribution is; describes shape, not size",
+    "range": "largest error minus smallest error",
+    "min": "smallest error of any pixel",
+    "max": "largest error of any single pixel",
+    "cumsum": "total error summed over all pixels (grows with image size)",
+    "entropy": "how spread out the error values are (in bits)",
+    "mse": "mean squared error over the image",
+    "stat_distance": "how far the image's error statistics lie above those of good parts (fused; not a default)",
+    "map_max": "peak of the lightly smoothed error map: the worst spot in the image",
+    "patch_score": "distance of the most unusual patch to its nearest good patch (memory bank)",
+}
+
+PRESET_MEANINGS = {
+    "Run default": "the threshold stored with the run: at most 1 % false rejects on held-out good images",
+    "Best F1": "the threshold with the best balance of precision and recall on these test images",
+    "Youden's J": "the threshold that maximises recall minus the false-reject rate on these test images",
+    "Zero escape": "the highest threshold that still rejects every known defect",
+}
+
+
+def meaning(column: str) -> str:
+    return SCORE_MEANINGS.get(column, "")
