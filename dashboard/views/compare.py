@@ -48,9 +48,13 @@ except (ValueError, InputError) as error:
     st.stop()
 rows = pd.DataFrame([{"detector": name, **{label: values.get(key) for key, label in FIGURE_COLUMNS.items()}}
                      for name, values in quick["figures"].items()])
-st.dataframe(rows, hide_index=True, width="stretch",
-             column_config={label: st.column_config.NumberColumn(format="%.4f") for label in FIGURE_COLUMNS.values()
-                            if label != "images/s"} | {"images/s": st.column_config.NumberColumn(format="%.0f")})
+# "—" where a figure does not exist (the supervised reference has no pixel maps), never "None"
+formats = {label: "{:.4f}" for label in FIGURE_COLUMNS.values()} | {"images/s": "{:.0f}"}
+st.dataframe(rows.style.format(formats, na_rep="—"), hide_index=True, width="stretch", column_config={
+    "pixel AUROC": st.column_config.Column(help="How well the anomaly map marks the defective pixels themselves."),
+    "AUPRO": st.column_config.Column(help="Area under the per-region overlap curve up to 30 % false-positive "
+                                          "pixels: each defect region counts equally, small or large."),
+    "images/s": st.column_config.Column(help="Scoring speed on this machine.")})
 st.plotly_chart(figures.roc_comparison(quick["curves"]), width="stretch", key="compare_roc")
 if quick["folds"]:
     st.warning(SUPERVISED_WARNING, icon=":material/warning:")

@@ -85,8 +85,9 @@ for card, name in zip(cards, VERDICTS):
                 if name == "INVALID" else None)
 
 display_columns = ["path", "verdict", column, "reason"] + [c for c in state.score_columns(shown) if c != column]
-selection = st.dataframe(shown[[c for c in display_columns if c in shown]], width="stretch", hide_index=True,
-                         column_config={column: st.column_config.NumberColumn(format="%.5g")},
+visible = shown[[c for c in display_columns if c in shown]]
+numbers = {name: "{:.5g}" for name in state.score_columns(visible)}
+selection = st.dataframe(visible.style.format(numbers, na_rep="—"), width="stretch", hide_index=True,
                          on_select="rerun", selection_mode="single-row", key="inspect_table")
 st.caption("Select a row for everything about that image: its pictures with their scales, every score and the verdict.")
 chosen = selection.selection.rows if selection and selection.selection else []

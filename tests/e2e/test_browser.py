@@ -183,3 +183,21 @@ def test_the_downloaded_report_reads_on_paper(page, server, tmp_path):
     viewer.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
     viewer.pdf(path=str(ARTIFACTS / "report.pdf"), format="A4")   # print stylesheet: A4, no chart cut
     viewer.close()
+
+
+PAGES = ("", "residuals", "statistics", "threshold", "compare", "inspect", "report")
+TITLES = {"": "Data & Model", "residuals": "Residuals", "statistics": "Statistics", "threshold": "Threshold",
+          "compare": "Compare", "inspect": "Inspect", "report": "Report"}
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_every_page_opens_without_an_error_at_common_screen_widths(page, server, width):
+    page.set_viewport_size({"width": width, "height": 1000})
+    for name in PAGES:
+        page.goto(f"{server}/{name}", wait_until="networkidle")
+        expect(page.get_by_role("heading", name=TITLES[name]).first).to_be_visible(timeout=180_000)
+        expect(page.locator('[data-testid="stSpinner"]')).to_have_count(0, timeout=180_000)
+        page.wait_for_load_state("networkidle")
+        assert page.locator('[data-testid="stException"]').count() == 0, name
+        page.screenshot(path=str(ARTIFACTS / f"page-{name or 'data_model'}-{width}.png"), full_page=True)
+    page.set_viewport_size({"width": 1500, "height": 1100})
