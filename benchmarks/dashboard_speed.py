@@ -5,7 +5,9 @@
 - slider move: the server-side work the Threshold page's fragment does per move (metrics, ROC, PR,
   histogram, confusion matrix, misclassified rows) on a 10,000-image score table;
 - cold start: from launching ``streamlit run`` to the Threshold page showing its metrics in Chromium,
-  once with an empty demo cache (demo set generated and scored) and once with it warm.
+  once with an empty demo cache (demo set generated and scored) and once with it warm;
+- Compare's first visit: on a fresh server (warm demo cache), from opening the Compare page to its ROC
+  chart of every detector.
 """
 
 from __future__ import annotations
@@ -79,6 +81,40 @@ def cold_start(cache_dir: str) -> float:
         server.wait(timeout=20)
 
 
+def compare_first_visit(cache_dir: str) -> float:
+    """Seconds from opening /compare on a fresh server to the ROC chart of every detector."""
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = os.environ | {"RESIDUAL_LAB_CACHE": cache_dir}
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+                               "--server.port", str(port), "--server.headless", "true"],
+                              cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                                 args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page()
+            started = time.perf_counter()
+            page.goto(f"{url}/compare")
+            page.get_by_text("ROC by detector").first.wait_for(timeout=300_000)
+            elapsed = time.perf_counter() - started
+            browser.close()
+        return round(elapsed, 1)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-browser", action="store_true", help="only the slider-move figure")
@@ -88,6 +124,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as cache:
             result["cold_start_seconds_empty_demo_cache"] = cold_start(cache)
             result["cold_start_seconds_warm_demo_cache"] = cold_start(cache)
+            result["compare_first_visit_seconds"] = compare_first_visit(cache)
     print(json.dumps(result, indent=2))
 
 

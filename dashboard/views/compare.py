@@ -17,7 +17,7 @@ FIGURE_COLUMNS = {"image_auroc": "image AUROC", "image_auprc": "AUPRC", "best_f1
                   "pixel_auroc": "pixel AUROC", "pixel_aupro": "AUPRO", "scoring_images_per_second": "images/s"}
 
 
-@st.cache_data(show_spinner="Scoring the test images with every detector…", max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=8)  # the page's progress box says what is happening
 def quick_comparison(bundle_path: str, model_sha256: str, kind: str, location: str, fingerprint: str):
     autoencoder = state.load_detector(bundle_path, model_sha256)
     bank_choice = state.DetectorChoice("memory_bank", "encoder", DEFAULT_CORESET_RATIO)
@@ -40,12 +40,23 @@ st.caption("No training: the chosen model as it is, a memory bank built on its e
            f"images, and the supervised reference cross-validated on its residual statistics. The autoencoder is "
            f"judged on the `{AUTOENCODER_SCORE_COLUMN}` column, fixed in advance.")
 data, model = state.data_choice(), state.model_choice()
-try:
-    quick = quick_comparison(model.path, space.manifest["model_sha256"], data.kind, data.location,
-                             space.fingerprint)
-except (ValueError, InputError) as error:
-    st.error(str(error))
-    st.stop()
+# each step says what it does; both results are cached per data set and model, so only a first visit waits
+with st.status("Comparing the detectors on this data…") as progress:
+    try:
+        progress.update(label="Step 1 of 2: building the memory bank from the good training images "
+                              "(once per data set and model)…")
+        state.active_detector(model.path, space.manifest["model_sha256"], data.kind, data.location,
+                              space.fingerprint, state.DetectorChoice("memory_bank", "encoder", DEFAULT_CORESET_RATIO))
+        progress.update(label="Step 2 of 2: scoring the test images with each detector and cross-validating the "
+                              "supervised reference…")
+        quick = quick_comparison(model.path, space.manifest["model_sha256"], data.kind, data.location,
+                                 space.fingerprint)
+    except (ValueError, InputError) as error:
+        progress.update(label="The comparison could not be made", state="error")
+        st.error(str(error))
+        st.stop()
+    progress.update(label="Comparison ready: every detector on the same test images", state="complete",
+                    expanded=False)
 rows = pd.DataFrame([{"detector": name, **{label: values.get(key) for key, label in FIGURE_COLUMNS.items()}}
                      for name, values in quick["figures"].items()])
 # "—" where a figure does not exist (the supervised reference has no pixel maps), never "None"
