@@ -195,8 +195,13 @@ if space is not None:
     mismatch = state.training_data_mismatch(space)
     if mismatch:
         st.warning(mismatch, icon=":material/warning:")
-    if summary["defect_types"]:
-        st.bar_chart(summary["defect_types"], horizontal=True, height=220)
+    counts = summary["defect_types"]
+    if counts and len(set(counts.values())) == 1:
+        st.caption(f"Test defects: {next(iter(counts.values()))} images of each of {len(counts)} types "
+                   f"({', '.join(counts)}).")
+    elif counts:
+        st.markdown("**Test defect images by type**")
+        st.bar_chart(counts, horizontal=True, height=220, x_label="images", y_label="defect type")
     if space.errors:
         with st.expander(f"{len(space.errors)} image(s) could not be read"):
             for message in space.errors.values():

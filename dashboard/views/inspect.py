@@ -87,7 +87,11 @@ for card, name in zip(cards, VERDICTS):
 display_columns = ["path", "verdict", column, "reason"] + [c for c in state.score_columns(shown) if c != column]
 visible = shown[[c for c in display_columns if c in shown]]
 numbers = {name: "{:.5g}" for name in state.score_columns(visible)}
-selection = st.dataframe(visible.style.format(numbers, na_rep="—"), width="stretch", hide_index=True,
+VERDICT_STYLES = {"OK": "color: #3fb68b; font-weight: 600", "REVIEW": "color: #f5a623; font-weight: 600",
+                  "NG": "color: #e5534b; font-weight: 600", "INVALID": "color: #e5534b; font-weight: 600"}
+styled = visible.style.format(numbers, na_rep="—").map(lambda verdict: VERDICT_STYLES.get(verdict, ""),
+                                                         subset=["verdict"])
+selection = st.dataframe(styled, width="stretch", hide_index=True,
                          on_select="rerun", selection_mode="single-row", key="inspect_table")
 st.caption("Select a row for everything about that image: its pictures with their scales, every score and the verdict.")
 chosen = selection.selection.rows if selection and selection.selection else []

@@ -27,7 +27,7 @@ types = filters[1].multiselect("Defect type", sorted(t for t in space.table["def
 sort_by = filters[2].selectbox("Sort by", state.score_columns(space.table), index=state.score_columns(space.table)
                                .index(state.current_column(space)), key="res_sort")
 descending = filters[3].toggle("Highest first", value=True, key="res_desc")
-per_image = filters[4].toggle("Per-image colour scale", value=False, key="res_scale",
+per_image = filters[4].toggle("Own scale", value=False, key="res_scale",
                               help="Off: the run's own scale, the same for every image and page, so a good part "
                                    "looks calm. On: each picture stretched to its own maximum.")
 
