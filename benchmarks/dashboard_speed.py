@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -48,14 +49,13 @@ def slider_move(count: int = 10_000, moves: int = 50) -> dict:
             "p95_ms": round(float(np.quantile(timings, 0.95)) * 1000, 1)}
 
 
-def cold_start(cache_dir: str) -> float:
-    from playwright.sync_api import sync_playwright
-
+@contextlib.contextmanager
+def _dashboard(cache_dir: str):
+    """A fresh ``streamlit run`` of the dashboard on a free port; yields its address once it is healthy."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     environment = os.environ | {"RESIDUAL_LAB_CACHE": cache_dir}
-    started = time.perf_counter()
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
                                "--server.port", str(port), "--server.headless", "true"],
                               cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -67,52 +67,41 @@ def cold_start(cache_dir: str) -> float:
                 break
             except OSError:
                 time.sleep(0.1)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                                 args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            page = browser.new_page()
-            page.goto(f"{url}/threshold")
-            page.locator('[data-testid="stMetricValue"]').first.wait_for(timeout=120_000)
-            elapsed = time.perf_counter() - started
-            browser.close()
-        return round(elapsed, 1)
+        yield url
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+@contextlib.contextmanager
+def _chromium_page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
+def cold_start(cache_dir: str) -> float:
+    """Seconds from launching the server to the Threshold page showing its metrics."""
+    started = time.perf_counter()
+    with _dashboard(cache_dir) as url, _chromium_page() as page:
+        page.goto(f"{url}/threshold")
+        page.locator('[data-testid="stMetricValue"]').first.wait_for(timeout=120_000)
+        return round(time.perf_counter() - started, 1)
 
 
 def compare_first_visit(cache_dir: str) -> float:
     """Seconds from opening /compare on a fresh server to the ROC chart of every detector."""
-    from playwright.sync_api import sync_playwright
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    environment = os.environ | {"RESIDUAL_LAB_CACHE": cache_dir}
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-                               "--server.port", str(port), "--server.headless", "true"],
-                              cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                                 args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            page = browser.new_page()
-            started = time.perf_counter()
-            page.goto(f"{url}/compare")
-            page.get_by_text("ROC by detector").first.wait_for(timeout=300_000)
-            elapsed = time.perf_counter() - started
-            browser.close()
-        return round(elapsed, 1)
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+    with _dashboard(cache_dir) as url, _chromium_page() as page:
+        started = time.perf_counter()
+        page.goto(f"{url}/compare")
+        page.get_by_text("ROC by detector").first.wait_for(timeout=300_000)
+        return round(time.perf_counter() - started, 1)
 
 
 def main() -> None:
