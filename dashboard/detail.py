@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import state
+from dashboard import workspace
 from dashboard.images import heat_colours, heat_picture, residual_picture, with_colour_bar
 from dashboard.maps import map_page, picture_scales
 
@@ -49,12 +49,12 @@ def detail_for_row(space, index) -> Detail:
     """The detail of one row of the workspace's score table, judged with the current decision."""
     row = space.table.loc[index]
     page = map_page(space.map_key(), (row["source"],), (row["mask"],))
-    decision = state.current_decision(space)
+    decision = workspace.current_decision(space)
     verdicts, reasons = decision.judge([row[decision.column]])
     label = row["label"] or "unlabelled"
     if row["label"] == "defect" and row["defect_type"]:
         label = f"defect · {row['defect_type']}"
-    scores = {column: float(row[column]) for column in state.score_columns(space.table)}
+    scores = {column: float(row[column]) for column in workspace.score_columns(space.table)}
     return detail_from_arrays(space, row["path"], label, str(verdicts[0]), str(reasons[0]), scores,
                               page.images[0], page.anomaly_maps[0],
                               None if page.reconstructions is None else page.reconstructions[0],

@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from core.images import decode_image
-from dashboard import state
+from dashboard import resources
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -28,9 +28,9 @@ class MapPage:
 
 
 @st.cache_data(show_spinner="Computing anomaly maps…", max_entries=32)
-def map_page(detector_key: tuple, sources: tuple[str, ...], masks: tuple[str, ...]) -> MapPage:
-    """Maps for a page of files; ``detector_key`` is :meth:`state.Workspace.map_key`."""
-    detector = state.active_detector(*detector_key)
+def map_page(detector_key: resources.DetectorKey, sources: tuple[str, ...], masks: tuple[str, ...]) -> MapPage:
+    """Maps for a page of files; ``detector_key`` is :meth:`workspace.Workspace.map_key`."""
+    detector = resources.active_detector(detector_key)
     size = int(detector.input_size)
     images = np.stack([decode_image(source, size) for source in sources]) if sources else np.zeros((0, size, size))
     result = detector.score(images, with_maps=True)
@@ -40,7 +40,7 @@ def map_page(detector_key: tuple, sources: tuple[str, ...], masks: tuple[str, ..
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def global_map_scale(detector_key: tuple, sources: tuple[str, ...], signed: bool = False) -> float:
+def global_map_scale(detector_key: resources.DetectorKey, sources: tuple[str, ...], signed: bool = False) -> float:
     """One colour scale for the whole set: the 99.9th percentile over a sample of up to 48 images.
 
     ``signed`` measures |residual| (autoencoders only) instead of the anomaly map.

@@ -11,24 +11,27 @@ from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS
 from core.errors import InputError
 from core.memory_bank import MEMORY_BANK_COLUMN
 from core.supervised import SUPERVISED_WARNING
-from dashboard import figures, jobs, state
+from dashboard import figures, jobs, resources, session, workspace
 
 FIGURE_COLUMNS = {"image_auroc": "image AUROC", "image_auprc": "AUPRC", "best_f1": "best F1",
                   "pixel_auroc": "pixel AUROC", "pixel_aupro": "AUPRO", "scoring_images_per_second": "images/s"}
 
 
+BANK_ON_ENCODER = session.DetectorChoice("memory_bank", "encoder", DEFAULT_CORESET_RATIO)
+
+
 @st.cache_data(show_spinner=False, max_entries=8)  # the page's progress box says what is happening
-def quick_comparison(bundle_path: str, model_sha256: str, kind: str, location: str, fingerprint: str):
-    autoencoder = state.load_detector(bundle_path, model_sha256)
-    bank_choice = state.DetectorChoice("memory_bank", "encoder", DEFAULT_CORESET_RATIO)
-    bank = state.active_detector(bundle_path, model_sha256, kind, location, fingerprint, bank_choice)
-    test = load_test_images(state.load_dataset(kind, location), int(autoencoder.input_size))
+def quick_comparison(bank_key: resources.DetectorKey):
+    autoencoder = resources.load_detector(bank_key.bundle_path, bank_key.model_sha256)
+    bank = resources.active_detector(bank_key)
+    test = load_test_images(resources.load_dataset(bank_key.data_kind, bank_key.data_location),
+                            int(autoencoder.input_size))
     return compare_fitted({DETECTOR_LABELS[autoencoder.model]: (autoencoder, AUTOENCODER_SCORE_COLUMN),
                            DETECTOR_LABELS[f"memory_bank_{autoencoder.model}"]: (bank, MEMORY_BANK_COLUMN)}, test)
 
 
 st.title("Compare")
-space = state.workspace()
+space = workspace.current()
 if space is None:
     st.stop()
 if not space.has_defects:
@@ -39,18 +42,16 @@ st.subheader("On this data, with the current model")
 st.caption("No training: the chosen model as it is, a memory bank built on its encoder from the good training "
            f"images, and the supervised reference cross-validated on its residual statistics. The autoencoder is "
            f"judged on the `{AUTOENCODER_SCORE_COLUMN}` column, fixed in advance.")
-data, model = state.data_choice(), state.model_choice()
+data, model = session.data_choice(), session.model_choice()
 # each step says what it does; both results are cached per data set and model, so only a first visit waits
 with st.status("Comparing the detectors on this data…") as progress:
     try:
         progress.update(label="Step 1 of 2: building the memory bank from the good training images "
                               "(once per data set and model)…")
-        state.active_detector(model.path, space.manifest["model_sha256"], data.kind, data.location,
-                              space.fingerprint, state.DetectorChoice("memory_bank", "encoder", DEFAULT_CORESET_RATIO))
+        resources.active_detector(space.map_key(BANK_ON_ENCODER))
         progress.update(label="Step 2 of 2: scoring the test images with each detector and cross-validating the "
                               "supervised reference…")
-        quick = quick_comparison(model.path, space.manifest["model_sha256"], data.kind, data.location,
-                                 space.fingerprint)
+        quick = quick_comparison(space.map_key(BANK_ON_ENCODER))
     except (ValueError, InputError) as error:
         progress.update(label="The comparison could not be made", state="error")
         st.error(str(error))
@@ -84,12 +85,12 @@ settings = st.columns([1, 1, 2])
 seeds = settings[0].number_input("Seeds", 1, 10, 3, key="compare_seeds")
 epochs = settings[1].number_input("Maximum epochs", 1, 500, DEFAULT_EPOCHS, key="compare_epochs")
 if settings[2].button("Start the comparison", type="primary"):
-    jobs.start_comparison(state.RUNS_ROOT, data.kind, data.location, data.label, int(seeds), int(epochs))
+    jobs.start_comparison(resources.RUNS_ROOT, data.kind, data.location, data.label, int(seeds), int(epochs))
 
 
 @st.fragment(run_every=3)
 def saved_comparisons() -> None:
-    found = jobs.comparisons(state.RUNS_ROOT)
+    found = jobs.comparisons(resources.RUNS_ROOT)
     if not found:
         st.caption("No comparison has been run on this server yet.")
         return

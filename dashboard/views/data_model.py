@@ -10,7 +10,7 @@ from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS, DEFAULT_INPUT_S
 from core.memory_bank import BACKBONES, BackboneUnavailable, imagenet_weights_path
 from core.errors import InputError
 from core.runs import RUN_NAME_LIMIT, list_runs, phase, rename_run, run_name
-from dashboard import figures, jobs, state
+from dashboard import figures, jobs, resources, session, workspace
 
 CORESET_CHOICES = (0.01, 0.02, 0.05, 0.1, 0.25)
 
@@ -20,18 +20,18 @@ data_column, model_column = st.columns(2)
 with data_column:
     st.subheader("Data")
     source = st.radio("Source", ["Built-in demo set", "Folder on the server", "Upload a .zip"], horizontal=True,
-                      index={"demo": 0, "folder": 1, "zip": 2}[state.data_choice().kind], key="data_source")
+                      index={"demo": 0, "folder": 1, "zip": 2}[session.data_choice().kind], key="data_source")
     if source == "Built-in demo set":
-        if state.data_choice().kind != "demo":
-            state.choose_data(state.DEMO_DATA)
+        if session.data_choice().kind != "demo":
+            session.choose_data(session.DEMO_DATA)
     elif source == "Folder on the server":
-        folder = st.text_input("Folder path", value=state.data_choice().location if state.data_choice().kind == "folder"
+        folder = st.text_input("Folder path", value=session.data_choice().location if session.data_choice().kind == "folder"
                                else "", placeholder="/data/casting", help="MVTec AD, casting or flat layout.")
         if st.button("Use this folder", disabled=not folder.strip()):
             try:
-                allowed = state.allowed_data_folder(folder.strip())
+                allowed = resources.allowed_data_folder(folder.strip())
                 open_dataset(allowed).close()
-                state.choose_data(state.DataChoice("folder", str(allowed), folder.strip()))
+                session.choose_data(session.DataChoice("folder", str(allowed), folder.strip()))
             except InputError as error:
                 st.error(str(error))
             except OSError as error:  # unreadable, not a folder, gone meanwhile: one sentence, no paths of ours
@@ -39,47 +39,47 @@ with data_column:
     else:
         upload = st.file_uploader("Data set .zip (MVTec, casting or flat layout)", type=["zip"], key="dataset_zip")
         if upload is not None:
-            path = state.save_uploaded_zip(upload.getvalue())
+            path = resources.save_uploaded_zip(upload.getvalue())
             try:
                 open_dataset(path).close()
-                if state.data_choice().location != str(path):
-                    state.choose_data(state.DataChoice("zip", str(path), upload.name))
+                if session.data_choice().location != str(path):
+                    session.choose_data(session.DataChoice("zip", str(path), upload.name))
             except InputError as error:
                 st.error(str(error).replace(str(path), upload.name).replace(path.name, upload.name))
-    st.caption(f"In use: **{state.data_choice().label}**")
+    st.caption(f"In use: **{session.data_choice().label}**")
 
 with model_column:
     st.subheader("Model")
-    all_runs = list_runs(state.RUNS_ROOT, usable_only=False)
+    all_runs = list_runs(resources.RUNS_ROOT, usable_only=False)
     runs = [run for run in all_runs if run.usable]
-    options = {state.DEMO_MODEL.label: state.DEMO_MODEL}
+    options = {session.DEMO_MODEL.label: session.DEMO_MODEL}
     for run in runs:
-        options[f"{run_name(run)} ({run.manifest['model_kind'].upper()}, {run.run_id})"] = state.ModelChoice(
+        options[f"{run_name(run)} ({run.manifest['model_kind'].upper()}, {run.run_id})"] = session.ModelChoice(
             str(run.path), run_name(run))
     for run in all_runs:
         if run.problem:  # a damaged or tampered run is skipped, never loaded: say so in one line
             st.caption(f":material/block: Run {run.run_id} is skipped: {run.problem}")
     labels = list(options)
-    current = next((label for label, choice in options.items() if choice.path == state.model_choice().path), labels[0])
+    current = next((label for label, choice in options.items() if choice.path == session.model_choice().path), labels[0])
     picked = st.selectbox("Trained model", labels, index=labels.index(current),
                           help="The shipped demo model or a run trained here (runs/).")
-    if options[picked].path != state.model_choice().path:
-        state.choose_model(options[picked])
+    if options[picked].path != session.model_choice().path:
+        session.choose_model(options[picked])
 
     detector_kind = st.radio(
         "Detector", ["autoencoder", "memory_bank"], horizontal=True, key="detector_kind",
-        index=0 if state.detector_choice().kind == "autoencoder" else 1,
+        index=0 if session.detector_choice().kind == "autoencoder" else 1,
         format_func={"autoencoder": "Autoencoder residuals", "memory_bank": "Memory bank (PatchCore-style)"}.get,
         help="Autoencoder: scores are statistics of x − x̂. Memory bank: each patch's distance to the nearest "
              "good patch, with the model's encoder (or an ImageNet CNN) as the feature extractor.")
     if detector_kind == "autoencoder":
-        state.choose_detector(state.AUTOENCODER)
+        session.choose_detector(session.AUTOENCODER)
     else:
         backbone = st.selectbox("Backbone", BACKBONES, key="detector_backbone",
                                 format_func=lambda name: "the model's encoder" if name == "encoder"
                                 else f"ImageNet {name} (weights from disk)")
         ratio = st.select_slider("Memory bank size (share of good patches kept)", CORESET_CHOICES,
-                                 value=state.detector_choice().coreset_ratio if state.detector_choice().kind ==
+                                 value=session.detector_choice().coreset_ratio if session.detector_choice().kind ==
                                  "memory_bank" else DEFAULT_CORESET_RATIO, format_func="{:.0%}".format,
                                  key="detector_ratio")
         if backbone != "encoder":
@@ -88,7 +88,7 @@ with model_column:
             except BackboneUnavailable as error:
                 st.warning(f"{error} Using the model's encoder instead.")
                 backbone = "encoder"
-        state.choose_detector(state.DetectorChoice("memory_bank", backbone, float(ratio)))
+        session.choose_detector(session.DetectorChoice("memory_bank", backbone, float(ratio)))
 
     with st.expander("Train a new model", expanded=False):
         kind = st.radio("Network", MODEL_KINDS, format_func=str.upper, horizontal=True, key="train_kind")
@@ -99,9 +99,9 @@ with model_column:
         busy = bool(mine) and jobs.is_alive(mine)
         if st.button("Start training", type="primary", disabled=busy,
                      help="One training per browser session at a time." if busy else None):
-            choice = state.data_choice()
+            choice = session.data_choice()
             try:
-                run_dir = jobs.start_training(state.RUNS_ROOT, choice.kind, choice.location, kind, int(epochs),
+                run_dir = jobs.start_training(resources.RUNS_ROOT, choice.kind, choice.location, kind, int(epochs),
                                               int(size), int(seed))
                 st.session_state["last_training"] = run_dir.name
             except jobs.TooManyJobs as error:
@@ -117,7 +117,7 @@ PHASE_ICONS = {"running": ":material/autorenew:", "finished": ":material/check_c
 @st.fragment(run_every=2)
 def run_list() -> None:
     """Every run with its state, which stays visible after a reload; a running one with its live loss curve."""
-    runs = [run for run in list_runs(state.RUNS_ROOT, usable_only=False) if run.status.get("state")]
+    runs = [run for run in list_runs(resources.RUNS_ROOT, usable_only=False) if run.status.get("state")]
     if not runs:
         return
     st.subheader("Runs")
@@ -155,7 +155,7 @@ def run_list() -> None:
                                   f"{status.get('seconds_left', 0):.0f} s left") if "loss" in status else
                             status.get("message", "waiting"))
             elif delete.button("Delete", key=f"delete-{run.run_id}", icon=":material/delete:"):
-                jobs.delete_run(state.RUNS_ROOT, run.run_id)
+                jobs.delete_run(resources.RUNS_ROOT, run.run_id)
                 st.rerun()
             history = status.get("history") or {}
             if current == "running" and history.get("loss"):
@@ -168,16 +168,16 @@ def run_list() -> None:
 run_list()
 
 st.subheader("Summary")
-space = state.workspace()
+space = workspace.current()
 if space is not None:
     summary = space.dataset.summary()
     # two rows of three, so no label or value is cut off on a 1280 px screen
-    state.metric_cards(st.columns(3), [
+    workspace.metric_cards(st.columns(3), [
         ("Training images (good)", summary["train_good"], "Good images the model learns from."),
         ("Test good", summary["test_good"], "Good images used to measure false rejects."),
         ("Test defect", summary["test_defect"], "Defect images used to measure escapes."),
     ])
-    state.metric_cards(st.columns(3), [
+    workspace.metric_cards(st.columns(3), [
         ("Input size", f"{space.manifest['input_size']} px", "Images are resized to this square size."),
         ("Model", space.manifest["model_kind"].upper(), "NCAE: neighbour-convolution autoencoder; CAE: plain."),
         ("Detector", "autoencoder" if space.is_autoencoder else "memory bank", space.choice.label),
@@ -192,7 +192,7 @@ if space is not None:
                    "checked, and the Threshold page starts from the good test images. Train it again to get both.")
     for note in space.dataset.notes:
         st.info(note, icon=":material/info:")
-    mismatch = state.training_data_mismatch(space)
+    mismatch = workspace.training_data_mismatch(space)
     if mismatch:
         st.warning(mismatch, icon=":material/warning:")
     counts = summary["defect_types"]

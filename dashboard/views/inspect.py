@@ -12,7 +12,7 @@ from core.images import is_image_name
 from core.decision import VERDICTS
 from core.pipeline import judged_rows, score_sources
 from core.runs import scores_csv
-from dashboard import state
+from dashboard import workspace
 from dashboard.detail import detail_from_arrays, open_dialog
 from dashboard.images import heat_picture
 from dashboard.maps import picture_scales
@@ -21,10 +21,10 @@ MAX_FILES = 500
 MAX_HEAT_MAPS = 60
 
 st.title("Inspect")
-space = state.workspace()
+space = workspace.current()
 if space is None:
     st.stop()
-decision = state.current_decision(space)
+decision = workspace.current_decision(space)
 column = decision.column
 st.caption(f"Judged with **{decision.describe()}** ({decision.basis}). Images that fail the frame check "
            "(blank, saturated, noise, far from the training images' brightness or size) are INVALID. "
@@ -84,9 +84,9 @@ for card, name in zip(cards, VERDICTS):
                 help="INVALID counts as a reject: the frame check refused the image or it could not be read."
                 if name == "INVALID" else None)
 
-display_columns = ["path", "verdict", column, "reason"] + [c for c in state.score_columns(shown) if c != column]
+display_columns = ["path", "verdict", column, "reason"] + [c for c in workspace.score_columns(shown) if c != column]
 visible = shown[[c for c in display_columns if c in shown]]
-numbers = {name: "{:.5g}" for name in state.score_columns(visible)}
+numbers = {name: "{:.5g}" for name in workspace.score_columns(visible)}
 VERDICT_STYLES = {"OK": "color: #3fb68b; font-weight: 600", "REVIEW": "color: #f5a623; font-weight: 600",
                   "NG": "color: #e5534b; font-weight: 600", "INVALID": "color: #e5534b; font-weight: 600"}
 styled = visible.style.format(numbers, na_rep="—").map(lambda verdict: VERDICT_STYLES.get(verdict, ""),
@@ -100,9 +100,9 @@ if chosen and chosen[0] in scored.positions:   # unreadable files have no pictur
     row = results.iloc[chosen[0]]
     open_dialog(detail_from_arrays(
         space, row["path"], "uploaded", row["verdict"], row["reason"],
-        {name: float(row[name]) for name in state.score_columns(results)}, scored.images[at],
+        {name: float(row[name]) for name in workspace.score_columns(results)}, scored.images[at],
         scored.anomaly_maps[at], None if scored.reconstructions is None else scored.reconstructions[at],
-        None if scored.residuals is None else scored.residuals[at]), state.primary_column(space))
+        None if scored.residuals is None else scored.residuals[at]), workspace.primary_column(space))
 st.download_button("Download scores.csv", scores_csv(shown), file_name="scores.csv", mime="text/csv")
 
 if len(scored.table):

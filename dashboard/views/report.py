@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 import streamlit.components.v1 as components
 
-from dashboard import figures, state
+from dashboard import figures, session, workspace
 from dashboard.images import data_uri, heat_picture, residual_picture
 from dashboard.maps import map_page, picture_scales
 from dashboard.report import build_report, metric_rows
@@ -12,16 +12,16 @@ from dashboard.report import build_report, metric_rows
 EXAMPLES = 8
 
 st.title("Report")
-space = state.workspace()
+space = workspace.current()
 if space is None:
     st.stop()
-decision = state.current_decision(space)
+decision = workspace.current_decision(space)
 column = decision.column
 st.write(f"The report uses the current decision: **{decision.describe()}** ({decision.basis}).")
 
 
 def make_report() -> str:
-    table = state.threshold_table(space, column)
+    table = workspace.threshold_table(space, column)
     point = table.at(decision.threshold)
     labelled = space.labelled
     charts = [figures.score_histogram(labelled[column], labelled["label"], decision.threshold, column,
@@ -29,7 +29,7 @@ def make_report() -> str:
     ranking = None
     if table.n_good and table.n_defect:
         charts = [figures.roc_figure(table, point), figures.pr_figure(table, point)] + charts
-        ranking = state.statistic_ranking(space).rename(columns={
+        ranking = workspace.statistic_ranking(space).rename(columns={
             "statistic": "score", "image_auroc": "AUROC", "image_auprc": "AUPRC", "best_f1": "best F1",
             "best_f1_threshold": "threshold for best F1"})
     charts.append(figures.statistic_scatter(space.table.assign(
@@ -57,11 +57,11 @@ def make_report() -> str:
                   "review band (REVIEW) from": decision.review_from, "detector": space.choice.label},
         metrics=metric_rows(point),
         per_type=figures.defect_type_table(space.table, column, decision),
-        data_summary={"data set": state.data_choice().label, "layout": summary["layout"],
+        data_summary={"data set": session.data_choice().label, "layout": summary["layout"],
                       "good training images": summary["train_good"], "good test images": summary["test_good"],
                       "defective test images": summary["test_defect"],
                       "defect types": summary["defect_types"], "images with a defect outline": summary["masks"]},
-        model_summary={"model": state.model_choice().label, "kind": space.manifest["model_kind"].upper(),
+        model_summary={"model": session.model_choice().label, "kind": space.manifest["model_kind"].upper(),
                        "input size": f"{space.manifest['input_size']} px", "created": space.manifest.get("created"),
                        "model SHA-256": space.manifest["model_sha256"]},
         ranking=ranking, figures=[figures.for_print(chart) for chart in charts], examples=examples)

@@ -6,7 +6,7 @@ With a memory bank selected there is no reconstruction; the page shows its patch
 import numpy as np
 import streamlit as st
 
-from dashboard import state
+from dashboard import workspace
 from dashboard.detail import detail_for_row, open_dialog
 from dashboard.images import heat_colours, heat_picture, residual_picture, with_colour_bar
 from dashboard.maps import map_page, picture_scales
@@ -14,7 +14,7 @@ from dashboard.maps import map_page, picture_scales
 PAGE_SIZE = 8
 
 st.title("Residuals")
-space = state.workspace()
+space = workspace.current()
 if space is None:
     st.stop()
 key = space.map_key()
@@ -24,8 +24,8 @@ filters = st.columns([1, 2, 1, 1, 1])
 labels = filters[0].multiselect("Label", sorted(space.table["label"].replace("", "unknown").unique()), key="res_labels")
 types = filters[1].multiselect("Defect type", sorted(t for t in space.table["defect_type"].unique() if t),
                                key="res_types")
-sort_by = filters[2].selectbox("Sort by", state.score_columns(space.table), index=state.score_columns(space.table)
-                               .index(state.current_column(space)), key="res_sort")
+sort_by = filters[2].selectbox("Sort by", workspace.score_columns(space.table), index=workspace.score_columns(space.table)
+                               .index(workspace.current_column(space)), key="res_sort")
 descending = filters[3].toggle("Highest first", value=True, key="res_desc")
 per_image = filters[4].toggle("Own scale", value=False, key="res_scale",
                               help="Off: the run's own scale, the same for every image and page, so a good part "
@@ -83,4 +83,4 @@ for index, row in enumerate(shown.itertuples()):
                                        f"{scale:.3g}", "0"), clamp=True, width="stretch")
     cells[-1].image(heat(index), clamp=True, width="stretch")
     if cells[0].button("Details", key=f"large-{row.path}", icon=":material/open_in_full:"):
-        open_dialog(detail_for_row(space, row.Index), state.primary_column(space))
+        open_dialog(detail_for_row(space, row.Index), workspace.primary_column(space))

@@ -3,17 +3,17 @@
 import streamlit as st
 
 from core.supervised import SUPERVISED_WARNING, decision_boundary
-from dashboard import figures, state
+from dashboard import figures, workspace
 from dashboard.detail import detail_for_row, open_dialog
 from dashboard.words import meaning
 from dashboard.maps import thumbnails
 
 st.title("Statistics")
-space = state.workspace()
+space = workspace.current()
 if space is None:
     st.stop()
-columns = state.score_columns(space.table)
-current = state.current_column(space)
+columns = workspace.score_columns(space.table)
+current = workspace.current_column(space)
 
 controls = st.columns(3)
 x = controls[0].selectbox("x axis", columns, index=columns.index("mean") if "mean" in columns else 0, key="stat_x")
@@ -28,7 +28,7 @@ if space.has_defects and x != y and st.toggle(
     st.warning(SUPERVISED_WARNING, icon=":material/warning:")
     fitted = decision_boundary(space.labelled, x, y)
     boundary = (fitted.x, fitted.y, fitted.probability)
-figure = figures.statistic_scatter(plot_table, x, y, colour_by, state.current_threshold(space), current, boundary)
+figure = figures.statistic_scatter(plot_table, x, y, colour_by, workspace.current_threshold(space), current, boundary)
 event = st.plotly_chart(figure, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
                         key="scatter")
 st.caption(f"The orange line is the current threshold on {current} (set on the Threshold page), drawn when "
@@ -37,7 +37,7 @@ st.caption(f"The orange line is the current threshold on {current} (set on the T
 points = event.selection.points if event and event.selection else []
 picked = list(dict.fromkeys(int(point["customdata"][1]) for point in points if "customdata" in point))
 if len(picked) == 1:
-    open_dialog(detail_for_row(space, picked[0]), state.primary_column(space))
+    open_dialog(detail_for_row(space, picked[0]), workspace.primary_column(space))
 elif picked:
     st.caption(f"{len(picked)} images selected" + (" (the first 24 shown)" if len(picked) > 24 else "") +
                ". Click a point, or Details under a picture, for everything about one image.")
@@ -47,13 +47,13 @@ elif picked:
         slot = slots[position % 6]
         slot.image(picture, caption=f"{row.path} · {row.label or 'unlabelled'}", width="stretch")
         if slot.button("Details", key=f"pick-{row.Index}", icon=":material/open_in_full:"):
-            open_dialog(detail_for_row(space, row.Index), state.primary_column(space))
+            open_dialog(detail_for_row(space, row.Index), workspace.primary_column(space))
 
 st.subheader("Which statistic separates good from defect?")
 if not space.has_defects:
     st.info("The ranking needs defect samples; this data set has only good images.")
 else:
-    ranking = state.statistic_ranking(space).rename(columns={
+    ranking = workspace.statistic_ranking(space).rename(columns={
         "image_auroc": "AUROC", "image_auprc": "AUPRC", "best_f1": "best F1",
         "best_f1_threshold": "threshold for best F1"})
     ranking["meaning"] = ranking["statistic"].map(meaning)

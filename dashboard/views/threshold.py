@@ -6,19 +6,19 @@ import numpy as np
 import streamlit as st
 
 from core.decision import Decision
-from dashboard import figures, state
+from dashboard import figures, session, workspace
 from dashboard.detail import detail_for_row, open_dialog
 from dashboard.words import PRESET_MEANINGS, meaning
 from dashboard.maps import thumbnails
 
 st.title("Threshold")
-space = state.workspace()
+space = workspace.current()
 if space is None:
     st.stop()
 
-columns = state.score_columns(space.table)
-primary = state.primary_column(space)
-aurocs = state.column_aurocs(space)
+columns = workspace.score_columns(space.table)
+primary = workspace.primary_column(space)
+aurocs = workspace.column_aurocs(space)
 
 
 def column_label(name: str) -> str:
@@ -27,17 +27,17 @@ def column_label(name: str) -> str:
     return f"{name}{role}{auroc}"
 
 
-column = st.selectbox("Score column", columns, index=columns.index(state.current_column(space)),
+column = st.selectbox("Score column", columns, index=columns.index(workspace.current_column(space)),
                       format_func=column_label,
                       help="Higher = more anomalous. A part is rejected (NG) when its score ≥ the threshold. The "
                            "primary score was fixed in advance across many image sets; the AUROC shown for each "
                            "column is measured on these test images and is never used to pick one for you.")
 if column != st.session_state.get("score_column"):
     st.session_state["score_column"] = column
-    state.forget_threshold()
-default = state.default_decision(space, column)
+    session.forget_threshold()
+default = workspace.default_decision(space, column)
 st.caption(f"**{column}**: {meaning(column)}. Default threshold {default.threshold:.6g}: {default.basis}.")
-table = state.threshold_table(space, column)
+table = workspace.threshold_table(space, column)
 if not table.n_defect:
     st.info("This data set has no defect samples, so recall, precision, F1 and the ROC and PR curves cannot be "
             "computed. Only the false-reject rate (good parts rejected) is shown; pick a threshold by the "
@@ -64,7 +64,7 @@ def from_input() -> None:
 
 
 if "threshold_slider" not in st.session_state or "threshold" not in st.session_state:
-    set_threshold(state.current_threshold(space))
+    set_threshold(workspace.current_threshold(space))
 
 
 with st.expander("Presets", expanded=True):
@@ -116,13 +116,13 @@ def tuning() -> None:
     view = figures.threshold_view(table, labelled[column], labelled["label"], column, threshold, review_from)
     point = view["point"]
     cards = st.columns(6)
-    state.metric_cards(cards, [
-        ("Precision", state.percent(point.precision), "Of the parts rejected, the share that are defects."),
-        ("Recall", state.percent(point.recall), "Of the defects, the share rejected (caught)."),
+    workspace.metric_cards(cards, [
+        ("Precision", workspace.percent(point.precision), "Of the parts rejected, the share that are defects."),
+        ("Recall", workspace.percent(point.recall), "Of the defects, the share rejected (caught)."),
         ("F1", "—" if point.f1 != point.f1 else f"{point.f1:.3f}", "Harmonic mean of precision and recall."),
-        ("Accuracy", state.percent(point.accuracy), "Share of all parts judged correctly."),
-        ("False-reject rate", state.percent(point.false_reject_rate), "Good parts rejected."),
-        ("Escape rate", state.percent(point.escape_rate), "Defects accepted."),
+        ("Accuracy", workspace.percent(point.accuracy), "Share of all parts judged correctly."),
+        ("False-reject rate", workspace.percent(point.false_reject_rate), "Good parts rejected."),
+        ("Escape rate", workspace.percent(point.escape_rate), "Defects accepted."),
     ])
     if review_from is not None:
         verdicts = Decision(column, threshold, review_from).verdicts(scores)
@@ -150,10 +150,10 @@ def tuning() -> None:
             if slot.button("Details", key=f"wrong-{row.path}", icon=":material/open_in_full:"):
                 open_dialog(detail_for_row(space, row.Index), primary)
 
-    document = state.threshold_document(space, column, threshold, point, review_from)
+    document = workspace.threshold_document(space, column, threshold, point, review_from)
     save_column, download_column = st.columns(2)
     if save_column.button("Save threshold to the run", help="Writes threshold.json next to a saved run's model."):
-        message = state.save_threshold(document)
+        message = workspace.save_threshold(document)
         if message.startswith("Saved"):
             save_column.success(message)
         else:

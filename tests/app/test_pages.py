@@ -228,11 +228,11 @@ def test_saving_a_threshold_to_a_run_says_so_and_nothing_else(tmp_path, monkeypa
     """A bare expression once made Streamlit print its own documentation under the button."""
     import shutil
 
-    import dashboard.state
+    import dashboard.resources
 
     run = tmp_path / "runs" / "20260101-000000-ncae-copy"
     shutil.copytree(ROOT / "assets" / "demo_model", run)
-    monkeypatch.setattr(dashboard.state, "RUNS_ROOT", tmp_path / "runs")
+    monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", tmp_path / "runs")
     app = open_page()
     app.selectbox[0].set_value(next(option for option in app.selectbox[0].options if "copy" in option)).run()
     app.switch_page("views/threshold.py").run()
@@ -251,14 +251,14 @@ def test_a_damaged_run_is_listed_with_a_note_and_every_page_still_opens(tmp_path
     import json
     import shutil
 
-    import dashboard.state
+    import dashboard.resources
 
     damaged = tmp_path / "runs" / "20260101-000000-ncae-dead"
     shutil.copytree(ROOT / "assets" / "demo_model", damaged)
     manifest = json.loads((damaged / "manifest.json").read_text())
     manifest["model_kind"] = 5
     (damaged / "manifest.json").write_text(json.dumps(manifest))
-    monkeypatch.setattr(dashboard.state, "RUNS_ROOT", tmp_path / "runs")
+    monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", tmp_path / "runs")
     app = open_page()
     assert any("20260101-000000-ncae-dead is skipped" in caption.value for caption in app.caption)
     assert not any("dead" in option for option in app.selectbox[0].options)
@@ -335,7 +335,7 @@ def test_runs_keep_their_final_state_after_a_reload_and_can_be_named_and_deleted
     import json
     import shutil
 
-    import dashboard.state
+    import dashboard.resources
     from core.runs import read_status
 
     runs = tmp_path / "runs"
@@ -347,7 +347,7 @@ def test_runs_keep_their_final_state_after_a_reload_and_can_be_named_and_deleted
         (runs / name / "status.json").write_text(json.dumps({"state": state, "epoch": 4, "epochs": 60,
                                                              "model_kind": name.split("-")[2],
                                                              "message": "Training was cancelled."}))
-    monkeypatch.setattr(dashboard.state, "RUNS_ROOT", runs)
+    monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", runs)
     app = open_page()
     text = " ".join(item.value for item in app.markdown)
     assert "finished" in text and "cancelled" in text and "interrupted" in text

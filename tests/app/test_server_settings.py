@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import InputError
-from dashboard import state
+from dashboard import resources
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,23 +22,23 @@ def test_the_server_listens_on_this_machine_only_and_hides_error_details():
 
 
 def test_folders_outside_the_data_roots_are_refused(tmp_path, monkeypatch):
-    monkeypatch.setenv(state.DATA_ROOTS_VARIABLE, str(tmp_path / "data"))
+    monkeypatch.setenv(resources.DATA_ROOTS_VARIABLE, str(tmp_path / "data"))
     (tmp_path / "data" / "set").mkdir(parents=True)
-    assert state.allowed_data_folder(str(tmp_path / "data" / "set")) == (tmp_path / "data" / "set").resolve()
+    assert resources.allowed_data_folder(str(tmp_path / "data" / "set")) == (tmp_path / "data" / "set").resolve()
     for outside in ("/etc", str(tmp_path / "data" / ".." / "elsewhere"), str(tmp_path)):
         with pytest.raises(InputError, match="outside the folders this server may read"):
-            state.allowed_data_folder(outside)
+            resources.allowed_data_folder(outside)
     (tmp_path / "data" / "link").symlink_to("/etc")
     with pytest.raises(InputError):
-        state.allowed_data_folder(str(tmp_path / "data" / "link"))
+        resources.allowed_data_folder(str(tmp_path / "data" / "link"))
 
 
 def test_uploaded_zips_older_than_a_day_are_removed(tmp_path, monkeypatch):
-    monkeypatch.setattr(state, "UPLOAD_ROOT", tmp_path)
+    monkeypatch.setattr(resources, "UPLOAD_ROOT", tmp_path)
     old, fresh = tmp_path / "old.zip", tmp_path / "fresh.zip"
     old.write_bytes(b"x")
     fresh.write_bytes(b"y")
     now = time.time()
-    os.utime(old, (now - state.UPLOAD_LIFETIME_SECONDS - 60,) * 2)
-    state.remove_old_uploads(now)
+    os.utime(old, (now - resources.UPLOAD_LIFETIME_SECONDS - 60,) * 2)
+    resources.remove_old_uploads(now)
     assert not old.exists() and fresh.exists()

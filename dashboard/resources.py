@@ -1,0 +1,142 @@
+"""What the server keeps for every session: where things live, cached data sets, models and scores.
+
+Models and memory banks are cached per server (``st.cache_resource``; a detector guards its own
+inference with a lock and is never trained in place), score tables per content (``st.cache_data``).
+A :class:`DetectorKey` names everything that identifies the detector a page shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from core.datasets import Dataset, open_dataset
+from core.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_BUNDLE = ROOT / "assets" / "demo_model"
+SAMPLES = ROOT / "assets" / "samples"
+RUNS_ROOT = Path(os.environ.get("RESIDUAL_LAB_RUNS", ROOT / "runs"))
+UPLOAD_ROOT = Path(tempfile.gettempdir()) / "residual-lab-uploads"
+UPLOAD_LIFETIME_SECONDS = 24 * 3600
+# folders on the server that the folder box may open: os.pathsep-separated; default the home folder and the project
+DATA_ROOTS_VARIABLE = "RESIDUAL_LAB_DATA_ROOTS"
+
+
+@dataclass(frozen=True)
+class DetectorKey:
+    """The model, the data and the detector choice: everything a cached detector or map depends on."""
+
+    bundle_path: str
+    model_sha256: str
+    data_kind: str
+    data_location: str
+    fingerprint: str
+    choice: object   # a session.DetectorChoice
+
+
+def data_roots() -> list[Path]:
+    configured = os.environ.get(DATA_ROOTS_VARIABLE, "")
+    roots = [Path(part) for part in configured.split(os.pathsep) if part.strip()] or [Path.home(), ROOT]
+    return [root.resolve() for root in roots]
+
+
+def allowed_data_folder(text: str) -> Path:
+    """The folder a user typed, resolved, if it lies inside an allowed data root; :class:`InputError` if not."""
+    path = Path(text).expanduser().resolve()
+    if not any(path == root or root in path.parents for root in data_roots()):
+        raise InputError(f"{text}: outside the folders this server may read "
+                         f"(set {DATA_ROOTS_VARIABLE} to allow more).")
+    return path
+
+
+def save_uploaded_zip(content: bytes) -> Path:
+    """Keep an uploaded data set zip outside the project tree, named by its content; uploads older
+    than a day are removed on the way."""
+    remove_old_uploads()
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    path = UPLOAD_ROOT / f"{digest}.zip"
+    if not path.exists():
+        from core.files import atomic_write_bytes
+
+        atomic_write_bytes(path, content)
+    return path
+
+
+def remove_old_uploads(now: float | None = None) -> None:
+    now = time.time() if now is None else now
+    if not UPLOAD_ROOT.is_dir():
+        return
+    for path in UPLOAD_ROOT.iterdir():
+        try:
+            if path.is_file() and now - path.stat().st_mtime > UPLOAD_LIFETIME_SECONDS:
+                path.unlink()
+        except OSError:  # another server process removed it first
+            pass
+
+
+@st.cache_resource(show_spinner="Opening the data set…", max_entries=8)
+def load_dataset(kind: str, location: str) -> Dataset:
+    return open_dataset("demo" if kind == "demo" else location)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def load_detector(bundle_path: str, model_sha256: str):
+    from core.bundles import load_bundle
+
+    return load_bundle(bundle_path)
+
+
+@st.cache_resource(show_spinner="Building the memory bank from the good training images…", max_entries=4)
+def load_memory_bank(key: DetectorKey):
+    """A memory bank fitted on the data set's good training images (never shared mutable state)."""
+    from core.memory_bank import MemoryBankDetector
+
+    autoencoder = load_detector(key.bundle_path, key.model_sha256)
+    dataset = load_dataset(key.data_kind, key.data_location)
+    detector = MemoryBankDetector(autoencoder, backbone=key.choice.backbone, coreset_ratio=key.choice.coreset_ratio)
+    if not dataset.train_good:
+        raise InputError(f"{dataset.root}: the memory bank needs good training images, and this data set has none.")
+    good = dataset.load(dataset.train_good, detector.input_size).images
+    return detector.fit(good)
+
+
+def active_detector(key: DetectorKey):
+    """The detector the pages show: the autoencoder itself or a memory bank built for this data."""
+    if key.choice.kind == "autoencoder":
+        return load_detector(key.bundle_path, key.model_sha256)
+    from core.memory_bank import BackboneUnavailable
+
+    try:
+        return load_memory_bank(key)
+    except BackboneUnavailable as error:  # the weights went away after the choice was made
+        raise InputError(str(error)) from None
+
+
+@st.cache_data(show_spinner="Scoring the test images…", max_entries=16)
+def score_table(key: DetectorKey):
+    """The data set's test images (or all of them) scored by the active detector, with their files."""
+    from core.pipeline import score_samples
+
+    detector = active_detector(key)
+    dataset = load_dataset(key.data_kind, key.data_location)
+    scored = score_samples(detector, dataset, dataset.test or dataset.samples)
+    table = scored.table
+    table["source"] = [str(sample.path) for sample in scored.kept_samples]
+    table["mask"] = [str(sample.mask_path or "") for sample in scored.kept_samples]
+    return table, scored.errors
+
+
+def fingerprint(dataset: Dataset) -> str:
+    """Changes whenever a file of the data set is added, removed or rewritten."""
+    digest = hashlib.sha256()
+    for sample in dataset.samples:
+        stat = sample.path.stat()
+        digest.update(f"{sample.path}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()

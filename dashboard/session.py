@@ -1,0 +1,86 @@
+"""One browser session's choices: which data, which model, which detector; and forgetting the threshold.
+
+Kept in ``st.session_state``, so two people looking at the same server do not change each other's view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from core.defaults import DEFAULT_CORESET_RATIO
+from dashboard.resources import DEMO_BUNDLE
+
+
+@dataclass(frozen=True)
+class DataChoice:
+    kind: str          # "demo", "folder" or "zip"
+    location: str      # folder path or the saved zip's path; "" for the demo
+    label: str
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    path: str
+    label: str
+
+
+@dataclass(frozen=True)
+class DetectorChoice:
+    kind: str                  # "autoencoder" or "memory_bank"
+    backbone: str = "encoder"  # memory bank only
+    coreset_ratio: float = DEFAULT_CORESET_RATIO
+
+    @property
+    def label(self) -> str:
+        if self.kind == "autoencoder":
+            return "Autoencoder residuals"
+        where = "the model's encoder" if self.backbone == "encoder" else f"ImageNet {self.backbone}"
+        return f"Memory bank on {where} (coreset {self.coreset_ratio:.0%})"
+
+
+DEMO_DATA = DataChoice("demo", "", "Built-in demo set (synthetic cast impellers)")
+DEMO_MODEL = ModelChoice(str(DEMO_BUNDLE), "Demo NCAE (assets/demo_model)")
+AUTOENCODER = DetectorChoice("autoencoder")
+
+
+def data_choice() -> DataChoice:
+    return st.session_state.setdefault("data_choice", DEMO_DATA)
+
+
+def model_choice() -> ModelChoice:
+    return st.session_state.setdefault("model_choice", DEMO_MODEL)
+
+
+def detector_choice() -> DetectorChoice:
+    return st.session_state.setdefault("detector_choice", AUTOENCODER)
+
+
+def choose_detector(choice: DetectorChoice) -> None:
+    if choice != detector_choice():
+        st.session_state["detector_choice"] = choice
+        forget_threshold(column_too=True)
+
+
+def choose_data(choice: DataChoice) -> None:
+    st.session_state["data_choice"] = choice
+    forget_threshold(column_too=True)
+
+
+def choose_model(choice: ModelChoice) -> None:
+    st.session_state["model_choice"] = choice
+    forget_threshold(column_too=True)
+
+
+def forget_threshold(column_too: bool = False) -> None:
+    """Back to the defaults: the run's threshold (and, with ``column_too``, its primary column)."""
+    for key in ("threshold", "threshold_input", "threshold_slider", "review_from", "review_slider"):
+        st.session_state.pop(key, None)
+    if column_too:
+        st.session_state.pop("score_column", None)
+
+
+def current_review_from() -> float | None:
+    value = st.session_state.get("review_from")
+    return None if value is None else float(value)

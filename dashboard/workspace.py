@@ -1,0 +1,197 @@
+"""The workspace every page works on: the chosen data scored by the chosen detector, and the decision.
+
+A page starts with ``space = workspace.current()``; ``None`` means the page has already told the user
+what is wrong. The decision (column, threshold, band) the Threshold page sets lives here too, built
+from the session's choices and the run's own default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.bundles import read_manifest
+from core.datasets import Dataset
+from core.decision import DEFAULT_FALSE_REJECT_RATE, Decision
+from core.decision import default_decision as core_default_decision
+from core.detector import SCORE_COLUMNS
+from core.errors import InputError
+from core.memory_bank import MEMORY_BANK_COLUMN
+from core.metrics import ThresholdTable
+from dashboard import resources, session
+from dashboard.resources import DEMO_BUNDLE, DetectorKey
+from dashboard.session import AUTOENCODER, DetectorChoice, current_review_from, data_choice, model_choice
+
+
+@dataclass
+class Workspace:
+    """Everything a page needs about the current data, model and scores."""
+
+    dataset: Dataset
+    detector: object          # the active detector: the autoencoder or a memory bank
+    manifest: dict            # the autoencoder bundle's manifest
+    table: pd.DataFrame
+    errors: dict[str, str]
+    choice: DetectorChoice = AUTOENCODER
+    fingerprint: str = ""
+
+    @property
+    def is_autoencoder(self) -> bool:
+        return self.choice.kind == "autoencoder"
+
+    def map_key(self, choice: DetectorChoice | None = None) -> DetectorKey:
+        """Everything that identifies the active detector (or ``choice`` on the same data and model)."""
+        data = data_choice()
+        return DetectorKey(model_choice().path, self.manifest["model_sha256"], data.kind, data.location,
+                           self.fingerprint, choice or self.choice)
+
+    @property
+    def labelled(self) -> pd.DataFrame:
+        return self.table[self.table["label"].isin(["good", "defect"])]
+
+    @property
+    def has_defects(self) -> bool:
+        return bool((self.table["label"] == "defect").any())
+
+
+def current() -> Workspace | None:
+    """The scored current selection, or ``None`` after telling the user what is wrong."""
+    try:
+        data, model, choice = data_choice(), model_choice(), session.detector_choice()
+        manifest = read_manifest(model.path)
+        dataset = resources.load_dataset(data.kind, data.location)
+        key = DetectorKey(model.path, manifest["model_sha256"], data.kind, data.location,
+                          resources.fingerprint(dataset), choice)
+        detector = resources.active_detector(key)
+        table, errors = resources.score_table(key)
+    except InputError as error:
+        st.error(f"{error} Choose another data set, model or detector on the Data & Model page.")
+        return None
+    if table.empty:
+        st.warning("None of the test images could be read. Choose another data set on the Data & Model page.")
+        return None
+    return Workspace(dataset, detector, manifest, table, errors, choice, key.fingerprint)
+
+
+# -- threshold state ------------------------------------------------------------------------------
+
+ALL_SCORE_COLUMNS = (*SCORE_COLUMNS, MEMORY_BANK_COLUMN)
+
+
+def score_columns(table: pd.DataFrame) -> list[str]:
+    return [column for column in ALL_SCORE_COLUMNS if column in table.columns]
+
+
+def primary_column(space: "Workspace") -> str:
+    """The detector's primary score, fixed in advance (core.decision); never picked by test AUROC."""
+    return space.detector.primary_score
+
+
+def default_decision(space: "Workspace", column: str) -> Decision:
+    """The run's own decision on its primary column; for another column, 1 % false rejects on the
+    good images shown (no defect labels used), said as such."""
+    run_default = getattr(space.detector, "default_decision_", None)
+    if run_default is not None and run_default.column == column:
+        return run_default
+    good = space.labelled.loc[space.labelled["label"] == "good", column].to_numpy()
+    if not len(good):
+        good = space.table[column].to_numpy()
+    decision = core_default_decision(good, column, DEFAULT_FALSE_REJECT_RATE)
+    return Decision(column, decision.threshold, None,
+                    f"at most {DEFAULT_FALSE_REJECT_RATE:.0%} false rejects on the {len(good)} good images of this "
+                    "data set (this column has no threshold stored in the run)")
+
+
+def threshold_table(space: Workspace, column: str) -> ThresholdTable:
+    labelled = space.labelled
+    return ThresholdTable(labelled[column].to_numpy(), labelled["label"].to_numpy())
+
+
+def current_column(space: Workspace) -> str:
+    columns = score_columns(space.table)
+    column = st.session_state.get("score_column")
+    if column not in columns:
+        column = primary_column(space)
+        st.session_state["score_column"] = column
+    return column
+
+
+def current_threshold(space: Workspace) -> float:
+    if "threshold" not in st.session_state:
+        st.session_state["threshold"] = default_decision(space, current_column(space)).threshold
+    return float(st.session_state["threshold"])
+
+
+def current_decision(space: Workspace) -> Decision:
+    """The accept/reject rule set on the Threshold page (the run's default before the user has been there)."""
+    column, threshold = current_column(space), current_threshold(space)
+    default = default_decision(space, column)
+    basis = default.basis if threshold == default.threshold else "set on the Threshold page"
+    return Decision(column, threshold, current_review_from(), basis)
+
+
+def threshold_document(space: Workspace, column: str, threshold: float, point, review_from: float | None) -> dict:
+    from core.thresholds import threshold_document as build
+
+    model = model_choice()
+    run = {"id": Path(model.path).name, "path": model.path, "model_kind": space.manifest["model_kind"],
+           "model_sha256": space.manifest["model_sha256"], "data": data_choice().label,
+           "detector": space.choice.label}
+    return build(run, column, threshold, point, review_from)
+
+
+def save_threshold(document: dict) -> str:
+    """Write threshold.json into the current run folder; the shipped demo model is left untouched."""
+    from core.files import atomic_write_json
+
+    model = Path(model_choice().path)
+    if model.resolve() == DEMO_BUNDLE.resolve():
+        return ("The demo model is part of the app and is not changed; use the download button, "
+                "or train a run on the Data & Model page to save thresholds with it.")
+    atomic_write_json(model / "threshold.json", document)
+    return f"Saved {model / 'threshold.json'}."
+
+
+def metric_cards(columns, items) -> None:
+    for column, (label, value, help_text) in zip(columns, items):
+        column.metric(label, value, help=help_text)
+
+
+def percent(value: float) -> str:
+    return "—" if value != value else f"{value * 100:.1f} %"
+
+
+def column_aurocs(space: Workspace) -> dict[str, float | None]:
+    """Image AUROC of every score column on the labelled images shown; ``None`` without both classes."""
+    ranking = statistic_ranking(space)
+    return {name: (None if auroc != auroc or auroc is None else float(auroc))
+            for name, auroc in zip(ranking["statistic"], ranking["image_auroc"])}
+
+
+def statistic_ranking(space: Workspace) -> pd.DataFrame:
+    """AUROC, AUPRC and best F1 of every score column, best separating first."""
+    from core.metrics import threshold_summary
+
+    labelled = space.labelled
+    rows = [{"statistic": column, **threshold_summary(labelled[column], labelled["label"])}
+            for column in score_columns(space.table)]
+    return pd.DataFrame(rows).sort_values("image_auroc", ascending=False)
+
+
+def training_data_mismatch(space: "Workspace") -> str:
+    """A sentence when the model was trained on other data than the data set in use, else ``""``."""
+    trained_on = space.manifest.get("training_data", {})
+    data = data_choice()
+    if Path(model_choice().path).resolve() == DEMO_BUNDLE.resolve():
+        same = data.kind == "demo"
+    else:
+        source = trained_on.get("source", "")
+        same = bool(source) and Path(source).resolve() == Path(space.dataset.root).resolve()
+    if same:
+        return ""
+    return (f"The model was trained on other data ({trained_on.get('layout', '?')} layout, "
+            f"{trained_on.get('train_good', '?')} good images) than the data set in use; its scores and default "
+            "threshold may not fit these images.")
