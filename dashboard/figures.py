@@ -14,6 +14,8 @@ DEFECT_COLOUR = "#e5534b"
 THRESHOLD_COLOUR = "#f5a623"
 REVIEW_COLOUR = "#8b949e"
 TEMPLATE = "plotly_dark"
+# Okabe and Ito's palette: distinguishable with every common colour-vision deficiency
+DISTINCT_COLOURS = ("#56B4E9", "#E69F00", "#CC79A7", "#009E73", "#F0E442", "#D55E00", "#0072B2")
 
 
 def _layout(figure: go.Figure, title: str, height: int = 360) -> go.Figure:
@@ -111,10 +113,16 @@ def statistic_scatter(table: pd.DataFrame, x: str, y: str, colour_by: str = "lab
                                     hovertemplate="%{customdata[0]}<br>" + f"{x} " + "%{x:.5g}<br>" + f"{y} "
                                                   + "%{y:.5g}<extra></extra>",
                                     legendgroup=str(group)), row=2, col=1)
-        figure.add_trace(go.Histogram(x=part[x], marker_color=colour, opacity=0.6, showlegend=False,
-                                      legendgroup=str(group), hoverinfo="skip"), row=1, col=1)
-        figure.add_trace(go.Histogram(y=part[y], marker_color=colour, opacity=0.6, showlegend=False,
-                                      legendgroup=str(group), hoverinfo="skip"), row=2, col=2)
+        if len(palette) <= 2:
+            figure.add_trace(go.Histogram(x=part[x], marker_color=colour, opacity=0.6, showlegend=False,
+                                          legendgroup=str(group), hoverinfo="skip"), row=1, col=1)
+            figure.add_trace(go.Histogram(y=part[y], marker_color=colour, opacity=0.6, showlegend=False,
+                                          legendgroup=str(group), hoverinfo="skip"), row=2, col=2)
+        else:  # many overlapping histograms cannot be read; one box per group can
+            figure.add_trace(go.Box(x=part[x], marker_color=colour, showlegend=False, name=str(group),
+                                    legendgroup=str(group), hoverinfo="skip", boxpoints=False), row=1, col=1)
+            figure.add_trace(go.Box(y=part[y], marker_color=colour, showlegend=False, name=str(group),
+                                    legendgroup=str(group), hoverinfo="skip", boxpoints=False), row=2, col=2)
     if boundary is not None:
         grid_x, grid_y, probability = boundary
         figure.add_trace(go.Contour(x=grid_x, y=grid_y, z=probability, contours=dict(start=0.5, end=0.5, coloring="none"),
@@ -136,9 +144,12 @@ def roc_comparison(curves: dict[str, tuple[np.ndarray, np.ndarray, float]]) -> g
     """One ROC curve per detector on one plot; ``curves`` maps a name to ``(fpr, tpr, auroc)``."""
     figure = go.Figure()
     figure.add_trace(_chance_line())
-    for (name, (fpr, tpr, auroc)), colour in zip(curves.items(), _palette(list(curves)).values()):
+    for index, (name, (fpr, tpr, auroc)) in enumerate(curves.items()):
+        # colours that stay apart for colour-blind readers too; the supervised references are dashed
+        dash = "dash" if name.lower().startswith("supervised") else "solid"
         figure.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"{name} (AUROC {auroc:.3f})",
-                                    line=dict(color=colour, width=2, shape="hv")))
+                                    line=dict(color=DISTINCT_COLOURS[index % len(DISTINCT_COLOURS)], width=2,
+                                              shape="hv", dash=dash)))
     _roc_axes(figure)
     return _layout(figure, "ROC by detector", height=460)
 
@@ -156,7 +167,7 @@ def loss_figure(history: dict) -> go.Figure:
 
 def _palette(groups: list[str]) -> dict[str, str]:
     fixed = {"good": GOOD_COLOUR, "defect": DEFECT_COLOUR, "unknown": REVIEW_COLOUR}
-    others = ["#e5534b", "#d29922", "#a371f7", "#f778ba", "#56d4dd", "#db6d28", "#8ddb8c"]
+    others = [colour for colour in DISTINCT_COLOURS if colour != "#009E73"]   # green means good
     palette, cursor = {}, 0
     for group in groups:
         if group in fixed:
