@@ -16,7 +16,7 @@ import platform
 import tempfile
 from pathlib import Path
 
-from core.decision import Decision
+from core.decision import Decision, is_finite_number
 from core.defaults import MODEL_KINDS
 from core.errors import BundleError
 from core.files import atomic_write_json
@@ -128,8 +128,7 @@ def manifest_problem(manifest: dict) -> str:
         return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
     def is_number(value, low=-float("inf")):
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value \
-            and low <= value < float("inf")
+        return is_finite_number(value) and low <= value
 
     if manifest["model_kind"] not in MODEL_KINDS:
         return f"unknown model kind {manifest['model_kind']!r}."

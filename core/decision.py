@@ -44,18 +44,19 @@ PRIMARY_SCORE = "map_max"
 DEFAULT_FALSE_REJECT_RATE = 0.01
 
 
-def finite_number(value, what: str) -> float:
-    """``value`` as a float, or ``ValueError`` naming ``what`` when it is not a finite number.
+def is_finite_number(value) -> bool:
+    """Whether ``value`` is a finite int or float. ``True``/``False`` are not numbers here: in a file a
+    person or a program wrote, they are a mistake, not 1 and 0."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+            and math.isfinite(float(value)))
 
-    ``True``/``False`` are refused although Python counts them as numbers: in a threshold file
-    they are a mistake, not 1 and 0.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{what} must be a number, got {value!r}.")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{what} must be a finite number, got {value!r}.")
-    return number
+
+def finite_number(value, what: str) -> float:
+    """``value`` as a float, or ``ValueError`` naming ``what`` when it is not a finite number."""
+    if not is_finite_number(value):
+        kind = "a finite number" if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+        raise ValueError(f"{what} must be {kind}, got {value!r}.")
+    return float(value)
 
 
 @dataclass(frozen=True)

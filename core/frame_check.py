@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from core.decision import is_finite_number
+
 CLIP_LOW, CLIP_HIGH = 0.5 / 255, 254.5 / 255
 PIXEL_FACTOR = 16.0
 ASPECT_FACTOR = 1.5
@@ -142,22 +144,18 @@ class FrameLimits:
             value = payload.get(key)
             if value is None and optional:
                 return None
-            if not isinstance(value, list) or len(value) != 2 or not all(_finite(item) for item in value) \
+            if not isinstance(value, list) or len(value) != 2 or not all(is_finite_number(item) for item in value) \
                     or value[0] > value[1]:
                 raise ValueError(f"frame limit {key!r} must be two finite numbers, low first.")
             return float(value[0]), float(value[1])
 
         single = {}
         for key in ("roughness_max", "clipped_max"):
-            if not _finite(payload.get(key)) or payload[key] < 0:
+            if not is_finite_number(payload.get(key)) or payload[key] < 0:
                 raise ValueError(f"frame limit {key!r} must be a finite number, zero or more.")
             single[key] = float(payload[key])
         return cls(pair("brightness"), pair("contrast"), single["roughness_max"], single["clipped_max"],
                    pair("aspect", True), pair("pixels", True))
-
-
-def _finite(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _pixels_text(pixels: tuple[float, float]) -> str:

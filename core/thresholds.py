@@ -6,7 +6,7 @@ import datetime as _dt
 import json
 from pathlib import Path
 
-from core.decision import Decision
+from core.decision import Decision, finite_number
 from core.errors import InputError
 from core.metrics import OperatingPoint
 
@@ -57,7 +57,7 @@ def read_threshold_file(path: str | Path) -> dict:
     try:
         decision = Decision(document["score_column"], document["threshold"],
                             None if band is None else band["review_from"])
-        if band is not None and Decision(decision.column, band["reject_from"]).threshold != decision.threshold:
+        if band is not None and finite_number(band["reject_from"], "The end of the review band") != decision.threshold:
             raise ValueError(f"the review band ends at {band['reject_from']!r}, not at the threshold "
                              f"{decision.threshold:g}")
     except ValueError as error:
