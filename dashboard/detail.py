@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import workspace
-from dashboard.images import heat_colours, heat_picture, residual_picture, with_colour_bar
+from dashboard.images import anomaly_picture, heat_picture, residual_picture
 from dashboard.maps import map_page, picture_scales
 
 
@@ -38,8 +38,7 @@ def detail_from_arrays(space, title: str, label: str, verdict: str, reason: str,
                      ("residual (red: brighter than expected, blue: darker)",
                       residual_picture(residual, scales.residual or 1.0))]
     else:
-        pictures.append(("anomaly map", with_colour_bar(heat_colours(anomaly_map, scales.anomaly),
-                                                        lambda t: heat_colours(t, 1.0), f"{scales.anomaly:.3g}", "0")))
+        pictures.append(("anomaly map", anomaly_picture(anomaly_map, scales.anomaly)))
     pictures.append(("heat map (top of the scale: the reject threshold; cyan: ground-truth outline)",
                      heat_picture(image, anomaly_map, scales.anomaly, mask)))
     return Detail(title, label, verdict, reason, pictures, scores)

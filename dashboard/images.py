@@ -63,6 +63,11 @@ def heat_picture(image: np.ndarray, anomaly: np.ndarray, vmax: float, mask: np.n
                            f"{vmax:.3g}", "0", top_label)
 
 
+def anomaly_picture(anomaly: np.ndarray, vmax: float) -> np.ndarray:
+    """The anomaly map alone on the heat scale, with its colour bar from 0 to ``vmax``."""
+    return with_colour_bar(heat_colours(anomaly, vmax), lambda t: heat_colours(t, 1.0), f"{vmax:.3g}", "0")
+
+
 def residual_picture(residual: np.ndarray, vmax: float) -> np.ndarray:
     """:func:`signed_colours` with its colour bar: +``vmax`` (brighter, red) to −``vmax`` (darker, blue)."""
     return with_colour_bar(signed_colours(residual, vmax), lambda t: signed_colours(2 * t - 1, 1.0),

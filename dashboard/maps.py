@@ -58,6 +58,12 @@ class PictureScales:
     anomaly: float
     residual: float | None
     source: str
+    fixed_by_run: bool
+
+    @property
+    def top_label(self) -> str:
+        """What the top of the heat scale means, written beside the colour bar."""
+        return "reject" if self.fixed_by_run else ""
 
 
 def picture_scales(space) -> PictureScales:
@@ -66,8 +72,8 @@ def picture_scales(space) -> PictureScales:
     scales = getattr(space.detector, "map_scales_", None)
     if scales and "anomaly" in scales:
         return PictureScales(scales["anomaly"], scales.get("residual"),
-                             "fixed by the run: the top of the heat scale is its reject threshold")
+                             "fixed by the run: the top of the heat scale is its reject threshold", True)
     key, sources = space.map_key(), tuple(space.table["source"])
     residual = global_map_scale(key, sources, signed=True) if space.is_autoencoder else None
     return PictureScales(global_map_scale(key, sources), residual,
-                         "the 99.9th percentile of this data set's maps (this run has no fixed scale)")
+                         "the 99.9th percentile of this data set's maps (this run has no fixed scale)", False)

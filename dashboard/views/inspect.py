@@ -113,8 +113,7 @@ if len(scored.table):
     # maps follow the readable images in input order
     judged = results.iloc[scored.positions]
     shown_maps = min(len(judged), MAX_HEAT_MAPS)
-    top = "" if scales.source.startswith("the 99.9th") else "reject"
-    pictures = [heat_picture(scored.images[i], scored.anomaly_maps[i], scales.anomaly, None, top)
+    pictures = [heat_picture(scored.images[i], scored.anomaly_maps[i], scales.anomaly, None, scales.top_label)
                 for i in range(shown_maps)]
     captions = [f"{row.verdict} · {row.path}" for row in judged.head(shown_maps).itertuples()]
     st.image(pictures, caption=captions, width=240, clamp=True)

@@ -8,7 +8,7 @@ import streamlit as st
 
 from dashboard import workspace
 from dashboard.detail import detail_for_row, open_dialog
-from dashboard.images import heat_colours, heat_picture, residual_picture, with_colour_bar
+from dashboard.images import anomaly_picture, heat_picture, residual_picture
 from dashboard.maps import map_page, picture_scales
 
 PAGE_SIZE = 8
@@ -61,8 +61,8 @@ def map_scale(index: int) -> float:
 
 
 def heat(index: int):
-    top = "" if per_image or scales.source.startswith("the 99.9th") else "reject"
-    return heat_picture(maps.images[index], maps.anomaly_maps[index], map_scale(index), maps.masks[index], top)
+    return heat_picture(maps.images[index], maps.anomaly_maps[index], map_scale(index), maps.masks[index],
+                        "" if per_image else scales.top_label)
 
 
 for column, title in zip(st.columns(widths), titles):
@@ -79,8 +79,7 @@ for index, row in enumerate(shown.itertuples()):
         cells[3].image(residual_picture(maps.residuals[index], residual_scale or 1.0), clamp=True, width="stretch")
     else:
         scale = map_scale(index)
-        cells[2].image(with_colour_bar(heat_colours(maps.anomaly_maps[index], scale), lambda t: heat_colours(t, 1.0),
-                                       f"{scale:.3g}", "0"), clamp=True, width="stretch")
+        cells[2].image(anomaly_picture(maps.anomaly_maps[index], scale), clamp=True, width="stretch")
     cells[-1].image(heat(index), clamp=True, width="stretch")
     if cells[0].button("Details", key=f"large-{row.path}", icon=":material/open_in_full:"):
         open_dialog(detail_for_row(space, row.Index), workspace.primary_column(space))
