@@ -219,7 +219,7 @@ def _score(arguments) -> int:
 
         import_tensorflow_quietly()
         from core.bundles import load_bundle
-        from core.pipeline import stream_judged_rows
+        from core.pipeline import UNREADABLE, stream_judged_rows
 
         detector = load_bundle(arguments.run)
         if threshold is not None:
@@ -241,7 +241,7 @@ def _score(arguments) -> int:
             for chunk in stream_judged_rows(detector, items, decision):
                 handle.write(scores_csv(chunk, header=counts["rows"] == 0))
                 counts["rows"] += len(chunk)
-                unreadable = chunk["reason"].str.startswith("unreadable: ")
+                unreadable = chunk["reason"].str.startswith(UNREADABLE)
                 counts["unreadable"] += int(unreadable.sum())
                 problems += chunk.loc[unreadable, "reason"].tolist()
                 if "verdict" in chunk:
@@ -251,7 +251,7 @@ def _score(arguments) -> int:
                 raise InputError("there are no images to score in the given data.")
             if counts["unreadable"] == counts["rows"]:
                 # raising inside the block removes the partial file: nothing is left behind
-                first = problems[0].removeprefix("unreadable: ")
+                first = problems[0].removeprefix(UNREADABLE)
                 raise InputError(first if counts["rows"] == 1 else
                                  f"none of the {counts['rows']} given images could be read ({first})")
     finally:

@@ -19,6 +19,7 @@ from core.images import decode_many
 from core.metrics import pixel_aupro, pixel_auroc, threshold_summary
 from core.runs import owner_fields, write_status
 
+UNREADABLE = "unreadable: "  # how a reason starts when the file itself could not be read
 SCORE_BATCH = 256  # images decoded and scored at a time: memory stays flat however many there are
 
 IDENTITY_COLUMNS = ("path", "label", "defect_type")
@@ -33,7 +34,6 @@ class ScoredSet:
     """
 
     table: pd.DataFrame
-    errors: dict[str, str] = field(default_factory=dict)
     anomaly_maps: np.ndarray | None = None
     residuals: np.ndarray | None = None
     reconstructions: np.ndarray | None = None
@@ -42,6 +42,12 @@ class ScoredSet:
     frame_reasons: list[str] = field(default_factory=list)
     unreadable: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=[*IDENTITY_COLUMNS, "reason"]))
     positions: list[int] = field(default_factory=list)   # input position of each table row
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """Each unreadable input's name and why it could not be read."""
+        return {path: reason.removeprefix(UNREADABLE) for path, reason in
+                zip(self.unreadable["path"], self.unreadable["reason"])}
 
 
 def train_run(dataset: Dataset, run_dir: str | Path, detector: ResidualDetector,
@@ -117,12 +123,10 @@ def score_items(detector, items: list[ScoreItem], with_maps: bool = False) -> Sc
     failed = [items[index] for index in decoded.errors]
     unreadable = pd.DataFrame({"path": [item.name for item in failed], "label": [item.label for item in failed],
                                "defect_type": [item.defect_type for item in failed],
-                               "reason": [f"unreadable: {decoded.errors[index]}" for index in decoded.errors]},
+                               "reason": [UNREADABLE + decoded.errors[index] for index in decoded.errors]},
                               columns=[*IDENTITY_COLUMNS, "reason"])
-    return ScoredSet(table, {items[index].name: message for index, message in decoded.errors.items()},
-                     result.anomaly_maps, result.residuals, result.reconstructions,
-                     decoded.images if with_maps else None, [], reasons, unreadable,
-                     positions=list(decoded.kept))
+    return ScoredSet(table, result.anomaly_maps, result.residuals, result.reconstructions,
+                     decoded.images if with_maps else None, [], reasons, unreadable, list(decoded.kept))
 
 
 def frame_limits_of(detector):
