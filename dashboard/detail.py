@@ -80,3 +80,18 @@ def open_dialog(detail: Detail, primary: str) -> None:
         render(detail, primary)
 
     dialog()
+
+
+def thumbnail_grid(space, rows: pd.DataFrame, pictures, headline, key: str, primary: str, per_row: int = 4) -> None:
+    """Thumbnails with a short headline and the file's path on separate lines, each with a Details button.
+
+    Four to a row, so that a path such as ``test/scratch/011.png`` fits on one line at 1280 px
+    instead of breaking mid-word.
+    """
+    slots = st.columns(per_row)
+    for position, (row, picture) in enumerate(zip(rows.itertuples(), pictures)):
+        slot = slots[position % per_row]
+        slot.image(picture, width="stretch")
+        slot.caption(f"{headline(row)}  \n`{row.path}`")
+        if slot.button("Details", key=f"{key}-{row.path}", icon=":material/open_in_full:"):
+            open_dialog(detail_for_row(space, row.Index), primary)

@@ -19,6 +19,7 @@ from dashboard.maps import picture_scales
 
 MAX_FILES = 500
 MAX_HEAT_MAPS = 60
+MAX_REASONS_LISTED = 20
 
 st.title("Inspect")
 space = workspace.current()
@@ -94,6 +95,14 @@ styled = visible.style.format(numbers, na_rep="—").map(lambda verdict: VERDICT
 selection = st.dataframe(styled, width="stretch", hide_index=True,
                          on_select="rerun", selection_mode="single-row", key="inspect_table")
 st.caption("Select a row for everything about that image: its pictures with their scales, every score and the verdict.")
+# a long reason does not fit its table cell; the refused images' reasons are spelled out in full here
+refused = shown[shown["verdict"] == "INVALID"]
+if len(refused):
+    lines = [f"`{str(row.path).replace('`', chr(39))}`: {row.reason}"
+             for row in refused.head(MAX_REASONS_LISTED).itertuples()]
+    st.markdown("**Why INVALID**  \n" + "  \n".join(lines) +
+        (f"  \n… and {len(refused) - MAX_REASONS_LISTED} more (see the reason column)."
+         if len(refused) > MAX_REASONS_LISTED else ""))
 chosen = selection.selection.rows if selection and selection.selection else []
 if chosen and chosen[0] in scored.positions:   # unreadable files have no pictures, their reason is in the table
     at = scored.positions.index(chosen[0])

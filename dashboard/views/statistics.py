@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.supervised import SUPERVISED_WARNING, decision_boundary
 from dashboard import figures, workspace
-from dashboard.detail import detail_for_row, open_dialog
+from dashboard.detail import detail_for_row, open_dialog, thumbnail_grid
 from dashboard.words import meaning
 from dashboard.maps import thumbnails
 
@@ -42,12 +42,8 @@ elif picked:
     st.caption(f"{len(picked)} images selected" + (" (the first 24 shown)" if len(picked) > 24 else "") +
                ". Click a point, or Details under a picture, for everything about one image.")
     rows = space.table.loc[picked[:24]]
-    slots = st.columns(6)
-    for position, (row, picture) in enumerate(zip(rows.itertuples(), thumbnails(tuple(rows["source"])))):
-        slot = slots[position % 6]
-        slot.image(picture, caption=f"{row.path} · {row.label or 'unlabelled'}", width="stretch")
-        if slot.button("Details", key=f"pick-{row.Index}", icon=":material/open_in_full:"):
-            open_dialog(detail_for_row(space, row.Index), workspace.primary_column(space))
+    thumbnail_grid(space, rows, thumbnails(tuple(rows["source"])), key="pick", primary=workspace.primary_column(space),
+                   headline=lambda row: row.label or "unlabelled")
 
 st.subheader("Which statistic separates good from defect?")
 if not space.has_defects:
@@ -57,12 +53,10 @@ else:
         "image_auroc": "AUROC", "image_auprc": "AUPRC", "best_f1": "best F1",
         "best_f1_threshold": "threshold for best F1"})
     ranking["meaning"] = ranking["statistic"].map(meaning)
-    st.dataframe(ranking, hide_index=True, width="stretch", column_config={
-        "AUROC": st.column_config.NumberColumn(format="%.4f", help="Chance that a defect scores above a good "
-                                               "part: 1 is perfect, 0.5 is guessing."),
-        "AUPRC": st.column_config.NumberColumn(format="%.4f", help="Average precision over all thresholds."),
-        "best F1": st.column_config.NumberColumn(format="%.4f", help="Best balance of precision and recall."),
-        "threshold for best F1": st.column_config.NumberColumn(format="%.5g"),
-        "meaning": st.column_config.TextColumn(width="large")})
+    # a static table: the meanings wrap instead of being cut off, and every row shows without scrolling
+    st.table(ranking.style.hide(axis="index").format(
+        {"AUROC": "{:.4f}", "AUPRC": "{:.4f}", "best F1": "{:.4f}", "threshold for best F1": "{:.5g}"}, na_rep="—"))
+    st.caption("AUROC: the chance that a defect scores above a good part (1 is perfect, 0.5 is guessing). AUPRC: "
+               "average precision over all thresholds. Best F1: the best balance of precision and recall.")
     st.caption("Measured on these test images, to look at — not to choose by: the score that decides by default "
                "was fixed in advance across many image sets.")

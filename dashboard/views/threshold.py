@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.decision import Decision
 from dashboard import figures, session, workspace
-from dashboard.detail import detail_for_row, open_dialog
+from dashboard.detail import thumbnail_grid
 from dashboard.words import PRESET_MEANINGS, meaning
 from dashboard.maps import thumbnails
 
@@ -142,13 +142,8 @@ def tuning() -> None:
     if len(wrong):
         shown = wrong.sort_values(column, ascending=False).head(24)
         pictures = thumbnails(tuple(shown["source"]))
-        slots = st.columns(6)
-        for position, (row, picture) in enumerate(zip(shown.itertuples(), pictures)):
-            slot = slots[position % 6]
-            kind = "false reject" if row.label == "good" else "escape"
-            slot.image(picture, caption=f"{kind} · {row.path} · {getattr(row, column):.4g}", width="stretch")
-            if slot.button("Details", key=f"wrong-{row.path}", icon=":material/open_in_full:"):
-                open_dialog(detail_for_row(space, row.Index), primary)
+        thumbnail_grid(space, shown, pictures, key="wrong", primary=primary, headline=lambda row: (
+            f"{'false reject' if row.label == 'good' else 'escape'} · {getattr(row, column):.4g}"))
 
     document = workspace.threshold_document(space, column, threshold, point, review_from)
     save_column, download_column = st.columns(2)

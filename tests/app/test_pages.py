@@ -131,6 +131,9 @@ def test_inspect_gives_the_cores_verdicts_and_rejects_dead_and_corrupt_frames():
     reasons = dict(zip(table["path"], table["reason"]))
     assert reasons["broken.png"].startswith("unreadable: broken.png:") and "corrupt" in reasons["broken.png"]
     assert "blank" in reasons["black.png"]
+    # a table cell cuts a long reason off; the page spells each refused image's reason out in full
+    why = next(item.value for item in app.markdown if item.value.startswith("**Why INVALID**"))
+    assert f"`black.png`: {reasons['black.png']}" in why and f"`broken.png`: {reasons['broken.png']}" in why
     assert metrics(app)["INVALID"] == "2"
     assert metrics(app)["OK"] == str(list(expected.values()).count("OK"))
     download = app.get("download_button")[0]
@@ -168,7 +171,7 @@ def test_residuals_gallery_shows_four_pictures_per_image_worst_first(demo_scores
 def test_statistics_ranking_lists_every_score_best_first():
     app = open_page("statistics")
     assert not app.exception
-    ranking = app.dataframe[0].value
+    ranking = app.table[0].value
     assert ranking.iloc[0]["AUROC"] >= ranking["AUROC"].max() - 1e-12
     assert len(ranking) == 13  # eleven statistics, stat_distance and map_max
 

@@ -31,6 +31,21 @@ if not CHROMIUM.exists():
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 
+def whole_page_screenshot(page, path: Path) -> None:
+    """Screenshot the whole page, not just the first screen.
+
+    Streamlit scrolls inside its own main container, so Playwright's ``full_page`` stops at the
+    window's height; the window is stretched to the content's height for the shot, then restored.
+    """
+    viewport = page.viewport_size
+    height = page.evaluate("""() => Math.max(...[...document.querySelectorAll('[data-testid="stMain"], '
+        + '[data-testid="stAppViewContainer"], section.main')].map(element => element.scrollHeight), 0)""")
+    page.set_viewport_size({"width": viewport["width"], "height": min(max(height, viewport["height"]), 12_000)})
+    page.wait_for_timeout(300)  # plotly re-lays its charts out for the new window size
+    page.screenshot(path=str(path))
+    page.set_viewport_size(viewport)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -96,7 +111,7 @@ def test_threshold_slider_changes_the_metrics(page, server):
         page.wait_for_timeout(150)
     expect(recall).not_to_have_text(before, timeout=30_000)
     page.wait_for_load_state("networkidle")
-    page.screenshot(path=str(ARTIFACTS / "threshold.png"), full_page=True)
+    whole_page_screenshot(page, ARTIFACTS / "threshold.png")
 
 
 def core_verdicts(paths) -> dict:
@@ -130,7 +145,7 @@ def test_dropped_images_get_the_cores_verdicts(page, server, tmp_path):
         assert _metric(page, name).inner_text() == "1", name
     expect(page.locator('[data-testid="stImage"] img').nth(1)).to_be_visible(timeout=30_000)
     page.wait_for_load_state("networkidle")
-    page.screenshot(path=str(ARTIFACTS / "inspect.png"), full_page=True)
+    whole_page_screenshot(page, ARTIFACTS / "inspect.png")
 
 
 def test_compare_page_shows_every_detector_and_their_roc_curves(page, server):
@@ -139,7 +154,7 @@ def test_compare_page_shows_every_detector_and_their_roc_curves(page, server):
     for name in ("NCAE residual (map_max)", "Memory bank on NCAE encoder", "Supervised: gradient boosting"):
         expect(page.get_by_text(re.compile(re.escape(name) + r" \(AUROC 0\.\d{3}\)")).first).to_be_visible()
     page.wait_for_load_state("networkidle")
-    page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+    whole_page_screenshot(page, ARTIFACTS / "compare.png")
 
 
 def _luminance(colour: str) -> float:
@@ -199,5 +214,5 @@ def test_every_page_opens_without_an_error_at_common_screen_widths(page, server,
         expect(page.locator('[data-testid="stSpinner"]')).to_have_count(0, timeout=180_000)
         page.wait_for_load_state("networkidle")
         assert page.locator('[data-testid="stException"]').count() == 0, name
-        page.screenshot(path=str(ARTIFACTS / f"page-{name or 'data_model'}-{width}.png"), full_page=True)
+        whole_page_screenshot(page, ARTIFACTS / f"page-{name or 'data_model'}-{width}.png")
     page.set_viewport_size({"width": 1500, "height": 1100})

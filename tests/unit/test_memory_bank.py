@@ -30,6 +30,30 @@ def test_coreset_keeps_the_requested_share_and_covers_every_cluster():
     assert clusters == set(range(6))  # an ordinary random 1 % sample of 18 could miss a cluster
 
 
+def _plain_k_center(points: np.ndarray, target: int, first: int) -> list[int]:
+    """The textbook greedy loop, every row's distance updated every step: what the pruned loop must equal."""
+    nearest = np.full(len(points), np.inf)
+    chosen = [first]
+    while True:
+        nearest = np.minimum(nearest, ((points - points[chosen[-1]]) ** 2).sum(axis=1))
+        if len(chosen) == target:
+            return chosen
+        chosen.append(int(np.argmax(nearest)))
+
+
+@pytest.mark.parametrize("spread", ["clustered", "uniform"])
+def test_pruned_coreset_chooses_exactly_what_the_textbook_loop_chooses(spread):
+    # clustered rows let whole clusters be skipped; uniform 24-d rows force the full-pass fallback
+    rng = np.random.default_rng(3)
+    if spread == "clustered":
+        points = np.concatenate([centre + rng.normal(0, 1, (400, 8)) for centre in rng.normal(0, 5, (12, 8))])
+    else:
+        points = rng.uniform(0, 1, (3000, 24))
+    points = points.astype(np.float32)
+    chosen = greedy_coreset(points, 0.1, start=7)
+    assert chosen.tolist() == _plain_k_center(points.astype(np.float64), len(chosen), 7)
+
+
 def test_image_score_is_the_worst_patch_distance_with_the_papers_reweighting():
     bank = np.array([[0.0, 0.0], [10.0, 0.0]])
     search = NearestNeighbors(n_neighbors=1).fit(bank)
