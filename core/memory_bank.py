@@ -22,7 +22,6 @@ the weights file is already on disk (:func:`imagenet_weights_path`) — nothing 
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from core.defaults import DEFAULT_CORESET_RATIO
+from core.features import keras_models_folder
 from core.detector import ScoreResult, map_scales, smoothed_maps
 
 MEMORY_BANK_COLUMN = "patch_score"
@@ -59,11 +59,6 @@ IMAGENET_BACKBONES = {
 
 class BackboneUnavailable(RuntimeError):
     """The requested ImageNet weights are not on this machine; the message says where to put them."""
-
-
-def keras_models_folder() -> Path:
-    """Where Keras keeps downloaded weights: ``$KERAS_HOME/models`` or ``~/.keras/models``."""
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
 
 def imagenet_weights_path(backbone: str) -> Path:

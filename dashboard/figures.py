@@ -161,7 +161,8 @@ def loss_figure(history: dict) -> go.Figure:
         figure.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, mode="lines+markers", name=key,
                                     line=dict(color=colour)))
     figure.update_xaxes(title="epoch")
-    figure.update_yaxes(title="loss", type="log")
+    # one tick per power of ten: plotly's default log ticks label 2 and 5 between them, which reads as "5, 2, 0.01"
+    figure.update_yaxes(title="loss", type="log", dtick=1, tickformat="g")
     return _layout(figure, "Training loss", height=300)
 
 

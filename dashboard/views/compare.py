@@ -60,6 +60,8 @@ with st.status("Comparing the detectors on this data…") as progress:
                     expanded=False)
 rows = pd.DataFrame([{"detector": name, **{label: values.get(key) for key, label in FIGURE_COLUMNS.items()}}
                      for name, values in quick["figures"].items()])
+# None (no such figure) as NaN, so the styler shows "—" for it
+rows[list(FIGURE_COLUMNS.values())] = rows[list(FIGURE_COLUMNS.values())].apply(pd.to_numeric, errors="coerce")
 # "—" where a figure does not exist (the supervised reference has no pixel maps), never "None"
 formats = {label: "{:.4f}" for label in FIGURE_COLUMNS.values()} | {"images/s": "{:.0f}"}
 st.dataframe(rows.style.format(formats, na_rep="—"), hide_index=True, width="stretch", column_config={

@@ -54,7 +54,7 @@ else:
         "best_f1_threshold": "threshold for best F1"})
     ranking["meaning"] = ranking["statistic"].map(meaning)
     # a static table: the meanings wrap instead of being cut off, and every row shows without scrolling
-    st.table(ranking.style.hide(axis="index").format(
+    st.table(ranking.set_index("statistic").style.format(
         {"AUROC": "{:.4f}", "AUPRC": "{:.4f}", "best F1": "{:.4f}", "threshold for best F1": "{:.5g}"}, na_rep="—"))
     st.caption("AUROC: the chance that a defect scores above a good part (1 is perfect, 0.5 is guessing). AUPRC: "
                "average precision over all thresholds. Best F1: the best balance of precision and recall.")

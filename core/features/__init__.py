@@ -1,0 +1,9 @@
+"""Pretrained feature extractors for the detectors, with their weights read from disk only (never downloaded)."""
+
+import os
+from pathlib import Path
+
+
+def keras_models_folder() -> Path:
+    """Where Keras keeps weights files: ``$KERAS_HOME/models`` or ``~/.keras/models``."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"

@@ -1,0 +1,135 @@
+"""The ImageNet backbone that ships in a pip package: read without PyTorch, without running its pickle."""
+
+import os
+import pickle
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.features import efficientnet_lite
+from core.features.torch_weights import (LEGACY_MAGIC_NUMBER, LEGACY_PROTOCOL_VERSION, DamagedWeightsFile,
+                                         UnsafeWeightsFile, read_legacy_state_dict)
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+@pytest.fixture(scope="module")
+def keras_home(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("keras_home")
+    before = os.environ.get("KERAS_HOME")
+    os.environ["KERAS_HOME"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("KERAS_HOME")
+    else:
+        os.environ["KERAS_HOME"] = before
+
+
+@pytest.fixture(scope="module")
+def classifier(keras_home):
+    return efficientnet_lite.efficientnet_lite0(include_top=True)
+
+
+def _centre_crop(picture: np.ndarray) -> np.ndarray:
+    """ImageNet evaluation's preprocessing: short side to 256 px, centre 224 px, RGB in [0, 1]."""
+    image = Image.fromarray(picture).convert("RGB")
+    scale = 256 / min(image.size)
+    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
+    left, top = (image.width - 224) // 2, (image.height - 224) // 2
+    return np.asarray(image.crop((left, top, left + 224, top + 224)), np.float32) / 255.0
+
+
+# ImageNet class indices: 281-285 the domestic cats; 967 espresso, 968 cup, 504 coffee mug;
+# 657 missile, 744 projectile, 812 space shuttle
+@pytest.mark.parametrize("photo, expected", [("chelsea", {281, 282, 283, 284, 285}), ("coffee", {967, 968, 504}),
+                                             ("rocket", {657, 744, 812})])
+def test_converted_network_names_known_photographs_in_its_top_five(classifier, photo, expected):
+    logits = np.asarray(classifier.predict_on_batch(_centre_crop(getattr(skimage_data, photo)())[None]))[0]
+    top_five = set(np.argsort(logits)[::-1][:5].tolist())
+    assert top_five & expected, (photo, sorted(top_five))
+    assert int(np.argmax(logits)) in expected
+
+
+def test_conversion_is_cached_by_the_source_files_hash_and_reloads_the_same(classifier, keras_home):
+    cached = efficientnet_lite.converted_weights_path(efficientnet_lite.source_weights_path())
+    assert cached.parent == keras_home / "models" and cached.is_file()
+    assert [path.name for path in cached.parent.iterdir()] == [cached.name]   # no temporary left behind
+    again = efficientnet_lite.efficientnet_lite0(include_top=True)
+    probe = np.random.default_rng(0).uniform(0, 1, (1, 96, 96, 3)).astype(np.float32)
+    np.testing.assert_allclose(again.predict_on_batch(probe), classifier.predict_on_batch(probe), rtol=1e-5, atol=1e-5)
+
+
+def _legacy_file(payload: bytes, keys=(), storages=b"") -> bytes:
+    header = b"".join(pickle.dumps(value, protocol=2) for value in (
+        LEGACY_MAGIC_NUMBER, LEGACY_PROTOCOL_VERSION, {"little_endian": True, "protocol_version": 1001}))
+    return header + payload + pickle.dumps(list(keys), protocol=2) + storages
+
+
+class _RunsACommand:
+    def __reduce__(self):
+        return (os.system, ("touch pwned-by-weights",))
+
+
+def test_unpickler_refuses_any_other_global_without_running_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    hostile = tmp_path / "hostile.pth"
+    hostile.write_bytes(_legacy_file(pickle.dumps({"conv.weight": _RunsACommand()}, protocol=2)))
+    with pytest.raises(UnsafeWeightsFile, match="system"):
+        read_legacy_state_dict(hostile)
+    assert not (tmp_path / "pwned-by-weights").exists()
+    # the key list after the state dict is read with the same refusal
+    sneaky = tmp_path / "sneaky.pth"
+    sneaky.write_bytes(_legacy_file(pickle.dumps({}, protocol=2), keys=[_RunsACommand()]))
+    with pytest.raises(UnsafeWeightsFile):
+        read_legacy_state_dict(sneaky)
+    assert not (tmp_path / "pwned-by-weights").exists()
+
+
+def test_a_truncated_or_foreign_file_is_refused_in_one_sentence(tmp_path):
+    source = efficientnet_lite.source_weights_path().read_bytes()
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(source[:len(source) // 2])
+    with pytest.raises(DamagedWeightsFile, match="truncated|disagrees"):
+        read_legacy_state_dict(truncated)
+    foreign = tmp_path / "foreign.pth"
+    foreign.write_bytes(b"PK\x03\x04" + bytes(100))      # a zip-format torch.save file, or anything else
+    with pytest.raises(DamagedWeightsFile):
+        read_legacy_state_dict(foreign)
+
+
+def test_state_dict_tensors_keep_their_shapes_and_values(tmp_path):
+    state = read_legacy_state_dict(efficientnet_lite.source_weights_path())
+    assert len(state) == 296
+    assert state["_conv_stem.weight"].shape == (32, 3, 3, 3) and state["_fc.weight"].shape == (1000, 1280)
+    assert all(np.isfinite(value).all() for value in state.values())
+    variances = state["_bn0.running_var"]      # a wrong byte offset would not give non-negative variances
+    assert (variances >= 0).all() and (variances > 0).mean() > 0.8
+
+
+def _unicode(text: str) -> bytes:
+    return b"X" + struct.pack("<I", len(text)) + text.encode()
+
+
+def _int(value: int) -> bytes:
+    return b"J" + struct.pack("<i", value)
+
+
+def test_legacy_storage_bytes_are_cut_into_tensors_with_their_strides(tmp_path):
+    # what torch.save writes for {"w": t}, t a 2×3 float tensor stored transposed (strides (1, 2)) at
+    # offset 1 of a 7-float storage; written opcode by opcode, as no torch is installed to write it
+    storage = (b"(" + _unicode("storage") + b"ctorch\nFloatStorage\n" + _unicode("k0") + _unicode("cpu") + _int(7)
+               + b"Nt" + b"Q")
+    tensor = (b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage + _int(1) + _int(2) + _int(3) + b"\x86"
+              + _int(1) + _int(2) + b"\x86" + b"\x89" + b"}" + b"tR")
+    payload = b"\x80\x02}" + _unicode("w") + tensor + b"s."
+    values = np.arange(7, dtype="<f4")
+    path = tmp_path / "strided.pth"
+    path.write_bytes(_legacy_file(payload, ["k0"], struct.pack("<q", 7) + values.tobytes()))
+    np.testing.assert_array_equal(read_legacy_state_dict(path)["w"], np.array([[1, 3, 5], [2, 4, 6]], np.float32))
+    # the same tensor claiming a 3×3 shape reaches past the storage's end: refused, not read out of bounds
+    path.write_bytes(_legacy_file(payload.replace(_int(2) + _int(3) + b"\x86", _int(3) + _int(3) + b"\x86"),
+                                  ["k0"], struct.pack("<q", 7) + values.tobytes()))
+    with pytest.raises(DamagedWeightsFile, match="outside"):
+        read_legacy_state_dict(path)
