@@ -1,8 +1,9 @@
 """Detectors side by side on one data set, over several seeds: ``python -m core compare``.
 
 Every seed trains the NCAE and the CAE with the *same* settings (nothing is tuned for one side
-only), builds a memory bank on each one's encoder, and cross-validates the supervised reference
-on the NCAE's residual statistics. All of them are scored on the same labelled test images.
+only), builds a memory bank on each one's encoder and one on EfficientNet-Lite0's ImageNet
+features (at 224 px), and cross-validates the supervised reference on the NCAE's residual
+statistics. All of them are scored on the same labelled test images.
 
 The autoencoders are judged on their primary score, fixed in advance (:data:`AUTOENCODER_SCORE_COLUMN`,
 see :mod:`core.decision`),
@@ -23,7 +24,7 @@ from core.datasets import Dataset
 from core.decision import PRIMARY_SCORE
 from core.detector import ResidualDetector
 from core.errors import DatasetError
-from core.memory_bank import MEMORY_BANK_COLUMN, MemoryBankDetector
+from core.memory_bank import MEMORY_BANK_COLUMN, PACKAGED_BACKBONE, MemoryBankDetector
 from core.metrics import ThresholdTable, pixel_aupro, pixel_auroc, threshold_summary
 from core.residuals import STATISTIC_NAMES
 from core.supervised import CLASSIFIERS, MIN_PER_CLASS, SUPERVISED_WARNING, cross_validate
@@ -34,6 +35,7 @@ DETECTOR_LABELS = {
     "cae": f"CAE residual ({AUTOENCODER_SCORE_COLUMN})",
     "memory_bank_ncae": "Memory bank on NCAE encoder",
     "memory_bank_cae": "Memory bank on CAE encoder",
+    "memory_bank_imagenet": "Memory bank on EfficientNet-Lite0 (ImageNet)",
     "logistic_regression": "Supervised: logistic regression",
     "gradient_boosting": "Supervised: gradient boosting",
 }
@@ -81,6 +83,9 @@ def compare_detectors(dataset: Dataset, seeds: int = 3, autoencoder_params: dict
     if len(good) == 0:
         raise DatasetError(f"{dataset.root}: none of the good training images could be read.")
     test = load_test_images(dataset, size)
+    imagenet_size = MemoryBankDetector(backbone=PACKAGED_BACKBONE).input_size
+    imagenet_good = dataset.load(dataset.train_good, imagenet_size).images
+    imagenet_test = load_test_images(dataset, imagenet_size)
     runs: dict[str, list[dict]] = {name: [] for name in DETECTOR_LABELS}
     per_column: dict[str, list[dict]] = {"ncae": [], "cae": []}
 
@@ -99,6 +104,12 @@ def compare_detectors(dataset: Dataset, seeds: int = 3, autoencoder_params: dict
             runs[f"memory_bank_{kind}"].append(figures | {"training_seconds": bank.training_seconds_, "seed": seed})
 
             if kind == "ncae":
+                progress(f"seed {seed + 1}/{seeds}: memory bank on EfficientNet-Lite0 ImageNet features")
+                bank = MemoryBankDetector(**(memory_bank_params | {"backbone": PACKAGED_BACKBONE, "seed": seed}))
+                bank.fit(imagenet_good)
+                figures, _ = evaluate_detector(bank, imagenet_test, MEMORY_BANK_COLUMN)
+                runs["memory_bank_imagenet"].append(figures | {"training_seconds": bank.training_seconds_,
+                                                               "seed": seed})
                 for classifier in CLASSIFIERS:
                     figures, _ = supervised_figures(result.table, test.labels, classifier, folds, seed)
                     runs[classifier].append(figures | {"seed": seed})

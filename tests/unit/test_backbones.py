@@ -133,3 +133,40 @@ def test_legacy_storage_bytes_are_cut_into_tensors_with_their_strides(tmp_path):
                                   ["k0"], struct.pack("<q", 7) + values.tobytes()))
     with pytest.raises(DamagedWeightsFile, match="outside"):
         read_legacy_state_dict(path)
+
+
+def test_border_calibration_puts_border_and_inner_patches_of_good_images_on_one_scale():
+    from core.memory_bank import BorderCalibration, border_rings
+
+    rng = np.random.default_rng(0)
+    rings = border_rings(12, 12, 4)
+    # good images: patches near the border sit farther from the bank (padding), as a CNN's do
+    good = rng.gamma(4.0, 0.25, (30, 12, 12)) * (1 + 1.5 * (rings == 0)) * (1 + 0.5 * (rings == 1))
+    calibration = BorderCalibration.fit(good[:20])
+    fresh = calibration.apply(good[20:])
+    assert abs(fresh[:, rings == 0].mean() - fresh[:, rings == 4].mean()) < 0.3
+    # raw maxima sit on the border ...
+    assert np.isin(good[20:].reshape(10, -1).argmax(1), np.flatnonzero(rings.ravel() == 0)).mean() > 0.8
+    # ... so an inner patch as far from the bank as the border's worst is a defect, and now outranks them
+    defect = good[20].copy()
+    defect[6, 6] = good[20].max()
+    assert calibration.apply(defect[None])[0].argmax() == 6 * 12 + 6
+
+
+def test_memory_bank_on_packaged_imagenet_features_finds_the_demo_defects(keras_home, small_demo_dir):
+    from core.compare import evaluate_detector, load_test_images
+    from core.datasets import open_dataset
+    from core.memory_bank import MEMORY_BANK_COLUMN, PACKAGED_BACKBONE, MemoryBankDetector
+
+    detector = MemoryBankDetector(backbone=PACKAGED_BACKBONE, coreset_ratio=0.1)
+    with open_dataset(small_demo_dir) as data:
+        good = data.load(data.train_good, detector.input_size).images
+        test = load_test_images(data, detector.input_size)
+    detector.fit(good)
+    assert detector.input_size == 224 and detector.border_calibration_ is not None
+    figures, result = evaluate_detector(detector, test, MEMORY_BANK_COLUMN)
+    assert figures["image_auroc"] > 0.9 and figures["pixel_auroc"] > 0.9
+    assert result.anomaly_maps.shape == (len(test.images), 224, 224)
+    # the default decision was set on held-out good images: it rejects few of the good test parts
+    good_scores = result.table[MEMORY_BANK_COLUMN].to_numpy()[test.labels == "good"]
+    assert (good_scores >= detector.default_decision_.threshold).mean() <= 0.34

@@ -54,6 +54,15 @@ def test_pruned_coreset_chooses_exactly_what_the_textbook_loop_chooses(spread):
     assert chosen.tolist() == _plain_k_center(points.astype(np.float64), len(chosen), 7)
 
 
+@pytest.mark.parametrize("count", [40, 3000])   # the clustered loop, and the full-pass fallback
+def test_coreset_never_picks_a_point_twice_among_near_duplicates(count):
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 100, (1, 16))
+    points = (base + rng.normal(0, 1e-5, (count, 16))).astype(np.float32)  # round-off beats their spacing
+    chosen = greedy_coreset(points, 0.5, start=0)
+    assert len(set(chosen.tolist())) == len(chosen) == count // 2
+
+
 def test_image_score_is_the_worst_patch_distance_with_the_papers_reweighting():
     bank = np.array([[0.0, 0.0], [10.0, 0.0]])
     search = NearestNeighbors(n_neighbors=1).fit(bank)
