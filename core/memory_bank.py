@@ -36,6 +36,10 @@ from core.detector import ScoreResult, map_scales, smoothed_maps
 
 MEMORY_BANK_COLUMN = "patch_score"
 BACKBONES = ("encoder", "efficientnet_lite0", "resnet50", "mobilenet_v2")
+BACKBONE_LABELS = {"encoder": "the model's encoder",
+                   "efficientnet_lite0": "EfficientNet-Lite0, ImageNet (installed with the app)",
+                   "resnet50": "ResNet-50, ImageNet (weights file on disk)",
+                   "mobilenet_v2": "MobileNetV2, ImageNet (weights file on disk)"}
 # the ImageNet backbone whose weights a pip package brings (requirements.txt), so it is always available
 PACKAGED_BACKBONE = "efficientnet_lite0"
 PACKAGED_FEATURE_LAYERS = ("block_2_out", "block_4_out")   # ends of stages 2 and 3: strides 4 and 8

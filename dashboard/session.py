@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from core.defaults import DEFAULT_CORESET_RATIO
+from core.memory_bank import BACKBONE_LABELS
 from dashboard.resources import DEMO_BUNDLE
 
 
@@ -36,8 +37,7 @@ class DetectorChoice:
     def label(self) -> str:
         if self.kind == "autoencoder":
             return "Autoencoder residuals"
-        where = "the model's encoder" if self.backbone == "encoder" else f"ImageNet {self.backbone}"
-        return f"Memory bank on {where} (coreset {self.coreset_ratio:.0%})"
+        return f"Memory bank on {BACKBONE_LABELS.get(self.backbone, self.backbone)} (coreset {self.coreset_ratio:.0%})"
 
 
 DEMO_DATA = DataChoice("demo", "", "Built-in demo set (synthetic cast impellers)")

@@ -14,7 +14,8 @@ SCORE_MEANINGS = {
     "mse": "mean squared error over the image",
     "stat_distance": "how far the image's error statistics lie above those of good parts (fused; not a default)",
     "map_max": "peak of the lightly smoothed error map: the worst spot in the image",
-    "patch_score": "distance of the most unusual patch to its nearest good patch (memory bank)",
+    "patch_score": "how far the most unusual patch lies from its nearest good patch, in units of what good "
+                   "images show there (memory bank)",
 }
 
 PRESET_MEANINGS = {

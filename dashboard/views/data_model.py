@@ -7,10 +7,18 @@ import streamlit as st
 
 from core.datasets import open_dataset
 from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, MODEL_KINDS
-from core.memory_bank import BACKBONES, BackboneUnavailable, imagenet_weights_path
+from core.memory_bank import BACKBONE_LABELS, BACKBONES, BackboneUnavailable, imagenet_weights_path
 from core.errors import InputError
 from core.runs import RUN_NAME_LIMIT, list_runs, phase, rename_run, run_name
 from dashboard import figures, jobs, resources, session, workspace
+
+# "good for" notes from the measured tables (README, "Which detector?")
+BACKBONE_HELP = (
+    "**The model's encoder**: fast (64 px), needs no download; good for plain parts and missing or extra pieces.  \n"
+    "**EfficientNet-Lite0, ImageNet**: installed with the app, works at 224 px; good for real surfaces "
+    "(brick, fabric, stone and wood photographs, and the demo: image AUROC about 0.99–1.00). "
+    "Slower: about 20 s to build on the demo and 11 images/s.  \n"
+    "**ResNet-50 / MobileNetV2**: only when their Keras ImageNet weights files are already on this machine.")
 
 CORESET_CHOICES = (0.01, 0.02, 0.05, 0.1, 0.25)
 
@@ -75,9 +83,8 @@ with model_column:
     if detector_kind == "autoencoder":
         session.choose_detector(session.AUTOENCODER)
     else:
-        backbone = st.selectbox("Backbone", BACKBONES, key="detector_backbone",
-                                format_func=lambda name: "the model's encoder" if name == "encoder"
-                                else f"ImageNet {name} (weights from disk)")
+        backbone = st.selectbox("Backbone", BACKBONES, key="detector_backbone", format_func=BACKBONE_LABELS.get,
+                                help=BACKBONE_HELP)
         ratio = st.select_slider("Memory bank size (share of good patches kept)", CORESET_CHOICES,
                                  value=session.detector_choice().coreset_ratio if session.detector_choice().kind ==
                                  "memory_bank" else DEFAULT_CORESET_RATIO, format_func="{:.0%}".format,
@@ -178,7 +185,7 @@ if space is not None:
         ("Test defect", summary["test_defect"], "Defect images used to measure escapes."),
     ])
     workspace.metric_cards(st.columns(3), [
-        ("Input size", f"{space.manifest['input_size']} px", "Images are resized to this square size."),
+        ("Input size", f"{space.detector.input_size} px", "The active detector resizes images to this square size."),
         ("Model", space.manifest["model_kind"].upper(), "NCAE: neighbour-convolution autoencoder; CAE: plain."),
         ("Detector", "autoencoder" if space.is_autoencoder else "memory bank", space.choice.label),
     ])
