@@ -22,7 +22,6 @@ import numpy as np
 
 from core.quiet import import_tensorflow_quietly
 
-GENERATED = ("casting", "texture", "object")
 
 
 def measure(root: Path, name: str, model: str) -> dict:
@@ -75,14 +74,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/recorded/primary_score.json"))
     arguments = parser.parse_args()
     import_tensorflow_quietly()
-    from benchmarks.real_photos import REAL_SETS, write_real_set
-    from core.synthetic import generate_demo_set
+    from benchmarks.real_photos import every_image_set
 
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        sets = {name: generate_demo_set(Path(scratch) / name, seed=0, style=name) for name in GENERATED}
-        sets |= {f"real:{name}": write_real_set(Path(scratch) / "real", name) for name in REAL_SETS}
-        for name, root in sets.items():
+        for name, root in every_image_set(Path(scratch)).items():
             for model in ("ncae", "cae"):
                 rows.append(measure(root, name, model))
                 print(json.dumps(rows[-1]), flush=True)

@@ -116,6 +116,17 @@ def write_real_sets(out: Path, seed: int = 0) -> dict[str, Path]:
     return {name: write_real_set(out, name, seed) for name in REAL_SETS}
 
 
+GENERATED = ("casting", "texture", "object")
+
+
+def every_image_set(out: Path) -> dict[str, Path]:
+    """The three generated sets and the four real-photograph ones (``real:NAME``), written under ``out``."""
+    from core.synthetic import generate_demo_set
+
+    sets = {name: generate_demo_set(Path(out) / name, seed=0, style=name) for name in GENERATED}
+    return sets | {f"real:{name}": write_real_set(Path(out) / "real", name) for name in REAL_SETS}
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)

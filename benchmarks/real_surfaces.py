@@ -22,7 +22,6 @@ import numpy as np
 
 from core.quiet import import_tensorflow_quietly
 
-GENERATED = ("casting", "texture", "object")
 FIGURES = ("image_auroc", "pixel_auroc", "pixel_aupro", "training_seconds", "scoring_images_per_second")
 
 
@@ -48,14 +47,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/recorded/real_surfaces.json"))
     arguments = parser.parse_args()
     import_tensorflow_quietly()
-    from benchmarks.real_photos import REAL_SETS, write_real_set
-    from core.synthetic import generate_demo_set
+    from benchmarks.real_photos import every_image_set
 
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        sets = {name: generate_demo_set(Path(scratch) / name, seed=0, style=name) for name in GENERATED}
-        sets |= {f"real:{name}": write_real_set(Path(scratch) / "real", name) for name in REAL_SETS}
-        for name, root in sets.items():
+        for name, root in every_image_set(Path(scratch)).items():
             runs = [measure(root, seed) for seed in range(arguments.seeds)]
             row = {"set": name, "detector": "memory bank on EfficientNet-Lite0 (ImageNet)"}
             for key in FIGURES:
