@@ -7,10 +7,10 @@ The recipe, step by step:
    position), one map is resampled to the other's grid (the coarser one's, or for
    EfficientNet-Lite0 the finer one's), and the two are concatenated: one feature vector per patch
    position.
-2. **Memory bank.** The patch features of the good training images (at most
-   :data:`MAX_BANK_CANDIDATES`, drawn at random), cut down by greedy coreset subsampling
-   (:func:`greedy_coreset`) to ``coreset_ratio`` of their number (at most :data:`MAX_BANK_SIZE`)
-   while keeping the bank's coverage of feature space. 15 % of the good images are held out of the
+2. **Memory bank.** The patch features of the good training images, cut down by greedy coreset
+   subsampling (:func:`greedy_coreset`) to ``coreset_ratio`` of their number while keeping the
+   bank's coverage of feature space. For ImageNet backbones at most :data:`MAX_BANK_CANDIDATES`
+   patches, drawn at random, are candidates, and at most :data:`MAX_BANK_SIZE` are kept. 15 % of the good images are held out of the
    bank to calibrate the scores and set the default decision.
 3. **Scores.** Each test patch's score is its distance to the nearest bank entry (a scikit-learn
    k-d tree or brute-force search, never a Python loop over pairs), rescaled by what held-out good
