@@ -30,7 +30,7 @@ def measure(root: Path, seed: int) -> dict:
     from core.datasets import open_dataset
     from core.memory_bank import MEMORY_BANK_COLUMN, PACKAGED_BACKBONE, MemoryBankDetector
 
-    detector = MemoryBankDetector(backbone=PACKAGED_BACKBONE, coreset_ratio=0.1, seed=seed)
+    detector = MemoryBankDetector(backbone=PACKAGED_BACKBONE, seed=seed)   # the default coreset ratio, as the app uses
     with open_dataset(root) as data:
         good = data.load(data.train_good, detector.input_size).images
         test = load_test_images(data, detector.input_size)
