@@ -160,7 +160,10 @@ def efficientnet_lite0(include_top: bool = False):
             assign_state_dict(full, read_legacy_state_dict(source))
         except (UnsafeWeightsFile, DamagedWeightsFile, KeyError, ValueError) as error:
             raise BackboneUnavailable(f"{source}: not usable as EfficientNet-Lite0 weights ({error})") from None
-        _save_atomically(full, cached)
+        try:
+            _save_atomically(full, cached)
+        except OSError:  # a read-only cache: use the converted weights in memory, convert again next time
+            pass
     if include_top:
         return full
     import keras

@@ -61,6 +61,15 @@ def test_conversion_is_cached_by_the_source_files_hash_and_reloads_the_same(clas
     np.testing.assert_allclose(again.predict_on_batch(probe), classifier.predict_on_batch(probe), rtol=1e-5, atol=1e-5)
 
 
+def test_a_damaged_cached_conversion_is_made_again(classifier, keras_home):
+    cached = efficientnet_lite.converted_weights_path(efficientnet_lite.source_weights_path())
+    cached.write_bytes(b"not an HDF5 file")
+    again = efficientnet_lite.efficientnet_lite0(include_top=True)
+    probe = np.random.default_rng(1).uniform(0, 1, (1, 64, 64, 3)).astype(np.float32)
+    np.testing.assert_allclose(again.predict_on_batch(probe), classifier.predict_on_batch(probe), rtol=1e-5, atol=1e-5)
+    assert cached.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+
+
 def _legacy_file(payload: bytes, keys=(), storages=b"") -> bytes:
     header = b"".join(pickle.dumps(value, protocol=2) for value in (
         LEGACY_MAGIC_NUMBER, LEGACY_PROTOCOL_VERSION, {"little_endian": True, "protocol_version": 1001}))
