@@ -28,3 +28,16 @@ PRESET_MEANINGS = {
 
 def meaning(column: str) -> str:
     return SCORE_MEANINGS.get(column, "")
+
+
+def with_dashes(frame, formats: dict[str, str]):
+    """A copy of ``frame`` where each column of ``formats`` that has a missing value is written out as
+    text, "—" for the missing ones. Streamlit's grid shows a missing number as "None" whatever a
+    styler's ``na_rep`` says; columns without gaps stay numbers (they sort as numbers)."""
+    import pandas as pd
+
+    frame = frame.copy()
+    for label, form in formats.items():
+        if label in frame and frame[label].isna().any():
+            frame[label] = [form.format(value) if pd.notna(value) else "—" for value in frame[label]]
+    return frame

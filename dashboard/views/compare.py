@@ -12,6 +12,7 @@ from core.errors import InputError
 from core.memory_bank import MEMORY_BANK_COLUMN
 from core.supervised import SUPERVISED_WARNING
 from dashboard import figures, jobs, resources, session, workspace
+from dashboard.words import with_dashes
 
 FIGURE_COLUMNS = {"image_auroc": "image AUROC", "image_auprc": "AUPRC", "best_f1": "best F1",
                   "pixel_auroc": "pixel AUROC", "pixel_aupro": "AUPRO", "scoring_images_per_second": "images/s"}
@@ -60,11 +61,11 @@ with st.status("Comparing the detectors on this data…") as progress:
                     expanded=False)
 rows = pd.DataFrame([{"detector": name, **{label: values.get(key) for key, label in FIGURE_COLUMNS.items()}}
                      for name, values in quick["figures"].items()])
-# None (no such figure) as NaN, so the styler shows "—" for it
-rows[list(FIGURE_COLUMNS.values())] = rows[list(FIGURE_COLUMNS.values())].apply(pd.to_numeric, errors="coerce")
 # "—" where a figure does not exist (the supervised reference has no pixel maps), never "None"
 formats = {label: "{:.4f}" for label in FIGURE_COLUMNS.values()} | {"images/s": "{:.0f}"}
-st.dataframe(rows.style.format(formats, na_rep="—"), hide_index=True, width="stretch", column_config={
+rows = with_dashes(rows, formats)
+st.dataframe(rows.style.format({label: form for label, form in formats.items() if rows[label].dtype != object}),
+             hide_index=True, width="stretch", column_config={
     "pixel AUROC": st.column_config.Column(help="How well the anomaly map marks the defective pixels themselves."),
     "AUPRO": st.column_config.Column(help="Area under the per-region overlap curve up to 30 % false-positive "
                                           "pixels: each defect region counts equally, small or large."),
@@ -81,7 +82,7 @@ if quick["folds"]:
 
 st.subheader("Trained from scratch, several seeds")
 st.caption("Trains the NCAE and the CAE with the same settings for every seed, builds a memory bank on each "
-           "encoder and cross-validates the supervised reference — what `python -m core compare` does. It runs "
+           "encoder and one on EfficientNet-Lite0's ImageNet features (224 px), and cross-validates the supervised reference — what `python -m core compare` does. It runs "
            "in the background; leave the page and come back.")
 settings = st.columns([1, 1, 2])
 seeds = settings[0].number_input("Seeds", 1, 10, 3, key="compare_seeds")

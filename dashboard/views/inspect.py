@@ -13,6 +13,7 @@ from core.decision import VERDICTS
 from core.pipeline import judged_rows, score_sources
 from core.runs import scores_csv
 from dashboard import workspace
+from dashboard.words import with_dashes
 from dashboard.detail import detail_from_arrays, open_dialog
 from dashboard.images import heat_picture
 from dashboard.maps import picture_scales
@@ -90,8 +91,10 @@ visible = shown[[c for c in display_columns if c in shown]]
 numbers = {name: "{:.5g}" for name in workspace.score_columns(visible)}
 VERDICT_STYLES = {"OK": "color: #3fb68b; font-weight: 600", "REVIEW": "color: #f5a623; font-weight: 600",
                   "NG": "color: #e5534b; font-weight: 600", "INVALID": "color: #e5534b; font-weight: 600"}
-styled = visible.style.format(numbers, na_rep="—").map(lambda verdict: VERDICT_STYLES.get(verdict, ""),
-                                                         subset=["verdict"])
+# unreadable files have no scores: "—", not "None"
+visible = with_dashes(visible, numbers)
+styled = visible.style.format({name: form for name, form in numbers.items() if visible[name].dtype != object}) \
+    .map(lambda verdict: VERDICT_STYLES.get(verdict, ""), subset=["verdict"])
 selection = st.dataframe(styled, width="stretch", hide_index=True,
                          on_select="rerun", selection_mode="single-row", key="inspect_table")
 st.caption("Select a row for everything about that image: its pictures with their scales, every score and the verdict.")

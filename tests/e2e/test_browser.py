@@ -38,8 +38,15 @@ def whole_page_screenshot(page, path: Path) -> None:
     window's height; the window is stretched to the content's height for the shot, then restored.
     """
     viewport = page.viewport_size
-    height = page.evaluate("""() => Math.max(...[...document.querySelectorAll('[data-testid="stMain"], '
-        + '[data-testid="stAppViewContainer"], section.main')].map(element => element.scrollHeight), 0)""")
+    measure = """() => Math.max(...[...document.querySelectorAll('[data-testid="stMain"], '
+        + '[data-testid="stAppViewContainer"], section.main')].map(element => element.scrollHeight), 0)"""
+    # the page may still be adding elements below the fold: wait until its height stops changing
+    height, previous = page.evaluate(measure), -1
+    for _ in range(20):
+        if height == previous:
+            break
+        page.wait_for_timeout(250)
+        height, previous = page.evaluate(measure), height
     page.set_viewport_size({"width": viewport["width"], "height": min(max(height, viewport["height"]), 12_000)})
     page.wait_for_timeout(300)  # plotly re-lays its charts out for the new window size
     page.screenshot(path=str(path))
@@ -212,6 +219,8 @@ def test_every_page_opens_without_an_error_at_common_screen_widths(page, server,
         page.goto(f"{server}/{name}", wait_until="networkidle")
         expect(page.get_by_role("heading", name=TITLES[name]).first).to_be_visible(timeout=180_000)
         expect(page.locator('[data-testid="stSpinner"]')).to_have_count(0, timeout=180_000)
+        # the script has finished (a progress box is not a spinner): the header's running indicator is gone
+        expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=180_000)
         page.wait_for_load_state("networkidle")
         assert page.locator('[data-testid="stException"]').count() == 0, name
         whole_page_screenshot(page, ARTIFACTS / f"page-{name or 'data_model'}-{width}.png")
