@@ -1,13 +1,14 @@
-"""The memory bank on ImageNet features (EfficientNet-Lite0 from its pip package) on every image set.
+"""The ImageNet-feature detectors (EfficientNet-Lite0 from its pip package) on every image set.
 
 Sets: the three the project generates (casting = the demo, texture, object) and four made from
 real photographs by :mod:`benchmarks.real_photos` (brick, burlap, granite, walnut). For each set
-and seed the detector is fitted on the good training images only; image AUROC, pixel AUROC,
-AUPRO, fitting time and scoring speed are measured on the test images, and mean ± std over the
-seeds is written to ``benchmarks/recorded/real_surfaces.json``. The autoencoders' figures on the
-same sets are in ``benchmarks/recorded/primary_score.json``.
+and seed the detector (the memory bank, or PaDiM) is fitted on the good training images only;
+image AUROC, pixel AUROC, AUPRO, fitting time and scoring speed are measured on the test images,
+and mean ± std over the seeds is written to ``benchmarks/recorded/real_surfaces.json`` (PaDiM:
+``real_surfaces_padim.json``). The autoencoders' figures on the same sets are in
+``benchmarks/recorded/primary_score.json``.
 
-    python -m benchmarks.real_surfaces [--seeds 3] [--out FILE]
+    python -m benchmarks.real_surfaces [--detector memory_bank|padim] [--seeds 3] [--out FILE]
 """
 
 from __future__ import annotations
@@ -25,43 +26,52 @@ from core.quiet import import_tensorflow_quietly
 FIGURES = ("image_auroc", "pixel_auroc", "pixel_aupro", "training_seconds", "scoring_images_per_second")
 
 
-def measure(root: Path, seed: int) -> dict:
+LABELS = {"memory_bank": "memory bank on EfficientNet-Lite0 (ImageNet)", "padim": "PaDiM on EfficientNet-Lite0 (ImageNet)"}
+
+
+def measure(root: Path, seed: int, kind: str) -> dict:
     from core.compare import evaluate_detector, load_test_images
     from core.datasets import open_dataset
-    from core.memory_bank import MEMORY_BANK_COLUMN, PACKAGED_BACKBONE, MemoryBankDetector
+    from core.memory_bank import PACKAGED_BACKBONE, MemoryBankDetector
+    from core.padim import PadimDetector
 
-    detector = MemoryBankDetector(backbone=PACKAGED_BACKBONE, seed=seed)   # the default coreset ratio, as the app uses
+    # the default coreset ratio, as the app uses
+    detector = (MemoryBankDetector(backbone=PACKAGED_BACKBONE, seed=seed) if kind == "memory_bank"
+                else PadimDetector(seed=seed))
     with open_dataset(root) as data:
         good = data.load(data.train_good, detector.input_size).images
         test = load_test_images(data, detector.input_size)
     started = time.perf_counter()
     detector.fit(good)
     seconds = time.perf_counter() - started
-    figures, _ = evaluate_detector(detector, test, MEMORY_BANK_COLUMN)
+    figures, _ = evaluate_detector(detector, test, detector.primary_score)
     return {key: float(value) for key, value in (figures | {"training_seconds": seconds}).items() if key in FIGURES}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/recorded/real_surfaces.json"))
+    parser.add_argument("--detector", choices=sorted(LABELS), default="memory_bank")
+    parser.add_argument("--out", type=Path)
     arguments = parser.parse_args()
+    suffix = "" if arguments.detector == "memory_bank" else f"_{arguments.detector}"
+    out = arguments.out or Path(f"benchmarks/recorded/real_surfaces{suffix}.json")
     import_tensorflow_quietly()
     from benchmarks.real_photos import every_image_set
 
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for name, root in every_image_set(Path(scratch)).items():
-            runs = [measure(root, seed) for seed in range(arguments.seeds)]
-            row = {"set": name, "detector": "memory bank on EfficientNet-Lite0 (ImageNet)"}
+            runs = [measure(root, seed, arguments.detector) for seed in range(arguments.seeds)]
+            row = {"set": name, "detector": LABELS[arguments.detector]}
             for key in FIGURES:
                 values = np.array([run[key] for run in runs])
                 row[key] = {"mean": round(float(values.mean()), 4), "std": round(float(values.std()), 4)}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.write_text(json.dumps({"command": f"python -m benchmarks.real_surfaces --seeds {arguments.seeds}",
-                                         "rows": rows}, indent=1) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = f"python -m benchmarks.real_surfaces --detector {arguments.detector} --seeds {arguments.seeds}"
+    out.write_text(json.dumps({"command": command, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

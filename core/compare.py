@@ -2,8 +2,9 @@
 
 Every seed trains the NCAE and the CAE with the *same* settings (nothing is tuned for one side
 only), builds a memory bank on each one's encoder and one on EfficientNet-Lite0's ImageNet
-features (at 224 px), and cross-validates the supervised reference on the NCAE's residual
-statistics. All of them are scored on the same labelled test images.
+features (at 224 px), fits PaDiM on the same features, and cross-validates the supervised
+reference on the NCAE's residual statistics. All of them are scored on the same labelled test
+images.
 
 The autoencoders are judged on their primary score, fixed in advance (:data:`AUTOENCODER_SCORE_COLUMN`,
 see :mod:`core.decision`),
@@ -25,6 +26,7 @@ from core.decision import PRIMARY_SCORE
 from core.detector import ResidualDetector
 from core.errors import DatasetError
 from core.memory_bank import MEMORY_BANK_COLUMN, PACKAGED_BACKBONE, MemoryBankDetector
+from core.padim import PADIM_COLUMN, PadimDetector
 from core.metrics import ThresholdTable, pixel_aupro, pixel_auroc, threshold_summary
 from core.residuals import STATISTIC_NAMES
 from core.supervised import CLASSIFIERS, MIN_PER_CLASS, SUPERVISED_WARNING, cross_validate
@@ -36,6 +38,7 @@ DETECTOR_LABELS = {
     "memory_bank_ncae": "Memory bank on NCAE encoder",
     "memory_bank_cae": "Memory bank on CAE encoder",
     "memory_bank_imagenet": "Memory bank on EfficientNet-Lite0 (ImageNet)",
+    "padim_imagenet": "PaDiM on EfficientNet-Lite0 (ImageNet)",
     "logistic_regression": "Supervised: logistic regression",
     "gradient_boosting": "Supervised: gradient boosting",
 }
@@ -110,6 +113,10 @@ def compare_detectors(dataset: Dataset, seeds: int = 3, autoencoder_params: dict
                 figures, _ = evaluate_detector(bank, imagenet_test, MEMORY_BANK_COLUMN)
                 runs["memory_bank_imagenet"].append(figures | {"training_seconds": bank.training_seconds_,
                                                                "seed": seed})
+                progress(f"seed {seed + 1}/{seeds}: PaDiM on EfficientNet-Lite0 ImageNet features")
+                padim = PadimDetector(seed=seed).fit(imagenet_good)
+                figures, _ = evaluate_detector(padim, imagenet_test, PADIM_COLUMN)
+                runs["padim_imagenet"].append(figures | {"training_seconds": padim.training_seconds_, "seed": seed})
                 for classifier in CLASSIFIERS:
                     figures, _ = supervised_figures(result.table, test.labels, classifier, folds, seed)
                     runs[classifier].append(figures | {"seed": seed})

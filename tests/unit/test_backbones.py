@@ -179,3 +179,24 @@ def test_memory_bank_on_packaged_imagenet_features_finds_the_demo_defects(keras_
     # the default decision was set on held-out good images: it rejects few of the good test parts
     good_scores = result.table[MEMORY_BANK_COLUMN].to_numpy()[test.labels == "good"]
     assert (good_scores >= detector.default_decision_.threshold).mean() <= 0.34
+
+
+def test_padim_on_packaged_features_finds_the_demo_defects_and_sets_its_own_threshold(keras_home, small_demo_dir):
+    from core.compare import evaluate_detector, load_test_images
+    from core.datasets import open_dataset
+    from core.padim import PADIM_COLUMN, PadimDetector
+
+    detector = PadimDetector()
+    with open_dataset(small_demo_dir) as data:
+        good = data.load(data.train_good, detector.input_size).images
+        test = load_test_images(data, detector.input_size)
+    detector.fit(good)
+    assert detector.precision_.shape == (*detector.grid_shape_, 64, 64)
+    figures, result = evaluate_detector(detector, test, PADIM_COLUMN)
+    assert figures["image_auroc"] > 0.9 and figures["pixel_auroc"] > 0.9
+    assert result.anomaly_maps.shape == (len(test.images), 224, 224)
+    scores = result.table[PADIM_COLUMN].to_numpy()
+    assert (scores[test.labels == "good"] >= detector.default_decision_.threshold).mean() <= 0.34
+    # a good image scores the same alone as in a batch: nothing is normalised per batch
+    alone = detector.score(test.images[:1]).table[PADIM_COLUMN].iloc[0]
+    assert alone == pytest.approx(scores[0], rel=1e-4)

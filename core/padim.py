@@ -1,0 +1,114 @@
+"""PaDiM ("a Patch Distribution Modeling Framework"), the memory bank's cheaper sibling.
+
+Instead of keeping good patches, PaDiM keeps one Gaussian per patch position: the mean and
+covariance of the good images' patch features there. A test patch's score is its Mahalanobis
+distance to its position's Gaussian; the image score is the largest one, the pixel map the score
+grid upsampled and smoothed. Fitting is one pass over the good images (no coreset search), and
+scoring is a fixed amount of arithmetic per patch, whatever the number of training images.
+
+Features are the memory bank's EfficientNet-Lite0 ImageNet features (224 px, strides 4 and 8, on
+the stride-4 grid; :mod:`core.memory_bank`). Each position's Gaussian pools the features of its
+3×3 neighbourhood of positions: with 50–200 training images, 64-dimensional covariances from one
+position alone are too noisy to invert. The border needs no calibration here: every position has
+its own Gaussian, padding effects included.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+
+from core.detector import ScoreResult, map_scales, smoothed_maps
+from core.memory_bank import PACKAGED_BACKBONE, imagenet_features, upsample_maps
+
+PADIM_COLUMN = "padim_score"
+
+
+class PadimDetector:
+    """Per-position Gaussians over ImageNet patch features; ``fit(good_images)``, ``score(images)``.
+
+    Parameters:
+        regularisation: added to each covariance's diagonal (the paper's ε), as a share of the
+            features' mean variance.
+        map_sigma: Gaussian smoothing of the pixel map in input pixels (``None``: σ = 4 at 224 px).
+    """
+
+    kind = "padim"
+    primary_score = PADIM_COLUMN
+    score_columns = (PADIM_COLUMN,)
+
+    def __init__(self, regularisation=0.01, map_sigma=None, seed=0):
+        self.regularisation = regularisation
+        self.map_sigma = map_sigma
+        self.seed = seed
+        self._lock = threading.Lock()
+
+    def get_params(self) -> dict:
+        return {"backbone": PACKAGED_BACKBONE, "regularisation": self.regularisation, "map_sigma": self.map_sigma,
+                "seed": self.seed}
+
+    @property
+    def input_size(self) -> int:
+        from core.features.efficientnet_lite import NATIVE_INPUT_SIZE
+
+        return NATIVE_INPUT_SIZE
+
+    def fit(self, good_images: np.ndarray, image_sizes=None) -> "PadimDetector":
+        """Fit the Gaussians on the good images, holding out 15 % (as the other detectors do) to set the
+        default decision from good images only."""
+        from scipy import ndimage
+
+        from core.decision import default_decision
+        from core.defaults import MIN_TRAINING_IMAGES
+        from core.frame_check import FrameLimits
+
+        started = time.perf_counter()
+        images = np.asarray(good_images, dtype=np.float32)
+        if len(images) < 2:
+            raise ValueError(f"PaDiM needs at least 2 good images, got {len(images)}.")
+        order = np.random.default_rng(int(self.seed)).permutation(len(images))
+        held_out_count = max(3, round(0.15 * len(images))) if len(images) >= MIN_TRAINING_IMAGES else 0
+        held_out, fitting = images[order[:held_out_count]], images[order[held_out_count:]]
+        self.extractor_ = imagenet_features(PACKAGED_BACKBONE)
+        with self._lock:
+            features = self.extractor_(fitting).astype(np.float64)
+        count, height, width, dim = features.shape
+        # moments pooled over each position's 3x3 neighbourhood of positions, over all images
+        mean = ndimage.uniform_filter(features.mean(axis=0), size=(3, 3, 1), mode="nearest")
+        second = np.einsum("nhwi,nhwj->hwij", features, features) / count
+        second = ndimage.uniform_filter(second, size=(3, 3, 1, 1), mode="nearest")
+        covariance = second - np.einsum("hwi,hwj->hwij", mean, mean)
+        ridge = float(self.regularisation) * float(np.mean(np.diagonal(covariance, axis1=2, axis2=3)))
+        covariance += ridge * np.eye(dim)
+        self.mean_ = mean.astype(np.float32)
+        self.precision_ = np.linalg.inv(covariance).astype(np.float32)
+        self.grid_shape_ = (height, width)
+        self.frame_limits_ = FrameLimits.fit(images, image_sizes)
+        self.default_decision_ = (default_decision(self.score(held_out).table[PADIM_COLUMN], PADIM_COLUMN)
+                                  if held_out_count else None)
+        self.map_scales_ = map_scales(self.default_decision_) if self.default_decision_ is not None else None
+        self.training_seconds_ = time.perf_counter() - started
+        return self
+
+    def score(self, images: np.ndarray, with_maps: bool = False, batch_size: int = 32) -> ScoreResult:
+        if not hasattr(self, "precision_"):
+            raise RuntimeError("This PadimDetector is not fitted yet; call fit() first.")
+        images = np.asarray(images, dtype=np.float32)
+        grids = [self._distance_grid(images[start:start + batch_size]) for start in range(0, len(images), batch_size)]
+        grids = np.concatenate(grids) if grids else np.zeros((0, *self.grid_shape_), np.float32)
+        table = pd.DataFrame({PADIM_COLUMN: grids.reshape(len(grids), -1).max(axis=1).astype(np.float64)
+                              if len(grids) else np.zeros(0)})
+        if not with_maps:
+            return ScoreResult(table)
+        sigma = 4.0 * self.input_size / 224 if self.map_sigma is None else float(self.map_sigma)
+        return ScoreResult(table, smoothed_maps(upsample_maps(grids, self.input_size), sigma))
+
+    def _distance_grid(self, images: np.ndarray) -> np.ndarray:
+        with self._lock:
+            features = self.extractor_(images)
+        difference = features - self.mean_
+        squared = np.einsum("nhwi,hwij,nhwj->nhw", difference, self.precision_, difference, optimize=True)
+        return np.sqrt(np.maximum(squared, 0.0)).astype(np.float32)
