@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from core.detector import ScoreResult, map_scales, smoothed_maps
-from core.memory_bank import PACKAGED_BACKBONE, imagenet_features, upsample_maps
+from core.memory_bank import PACKAGED_BACKBONE, held_out_split, imagenet_features, upsample_maps
 
 PADIM_COLUMN = "padim_score"
 
@@ -62,16 +62,14 @@ class PadimDetector:
         from scipy import ndimage
 
         from core.decision import default_decision
-        from core.defaults import MIN_TRAINING_IMAGES
         from core.frame_check import FrameLimits
 
         started = time.perf_counter()
         images = np.asarray(good_images, dtype=np.float32)
         if len(images) < 2:
             raise ValueError(f"PaDiM needs at least 2 good images, got {len(images)}.")
-        order = np.random.default_rng(int(self.seed)).permutation(len(images))
-        held_out_count = max(3, round(0.15 * len(images))) if len(images) >= MIN_TRAINING_IMAGES else 0
-        held_out, fitting = images[order[:held_out_count]], images[order[held_out_count:]]
+        held_out, fitting = held_out_split(images, int(self.seed))
+        held_out_count = len(held_out)
         self.extractor_ = imagenet_features(PACKAGED_BACKBONE)
         with self._lock:
             features = self.extractor_(fitting).astype(np.float64)
