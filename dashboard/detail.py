@@ -14,6 +14,7 @@ import streamlit as st
 from dashboard import workspace
 from dashboard.images import anomaly_picture, heat_picture, residual_picture
 from dashboard.maps import map_page, picture_scales
+from dashboard.words import as_code
 
 
 @dataclass
@@ -92,6 +93,6 @@ def thumbnail_grid(space, rows: pd.DataFrame, pictures, headline, key: str, prim
     for position, (row, picture) in enumerate(zip(rows.itertuples(), pictures)):
         slot = slots[position % per_row]
         slot.image(picture, width="stretch")
-        slot.caption(f"{headline(row)}  \n`{row.path}`")
+        slot.caption(f"{headline(row)}  \n{as_code(row.path)}")
         if slot.button("Details", key=f"{key}-{row.path}", icon=":material/open_in_full:"):
             open_dialog(detail_for_row(space, row.Index), primary)

@@ -41,3 +41,8 @@ def with_dashes(frame, formats: dict[str, str]):
         if label in frame and frame[label].isna().any():
             frame[label] = [form.format(value) if pd.notna(value) else "—" for value in frame[label]]
     return frame
+
+
+def as_code(text: str) -> str:
+    """``text`` as inline code in Markdown; a backtick in a file name would end the span, so it becomes '."""
+    return "`" + str(text).replace("`", "'") + "`"

@@ -13,7 +13,7 @@ from core.decision import VERDICTS
 from core.pipeline import judged_rows, score_sources
 from core.runs import scores_csv
 from dashboard import workspace
-from dashboard.words import with_dashes
+from dashboard.words import as_code, with_dashes
 from dashboard.detail import detail_from_arrays, open_dialog
 from dashboard.images import heat_picture
 from dashboard.maps import picture_scales
@@ -101,7 +101,7 @@ st.caption("Select a row for everything about that image: its pictures with thei
 # a long reason does not fit its table cell; the refused images' reasons are spelled out in full here
 refused = shown[shown["verdict"] == "INVALID"]
 if len(refused):
-    lines = [f"`{str(row.path).replace('`', chr(39))}`: {row.reason}"
+    lines = [f"{as_code(row.path)}: {row.reason}"
              for row in refused.head(MAX_REASONS_LISTED).itertuples()]
     st.markdown("**Why INVALID**  \n" + "  \n".join(lines) +
         (f"  \n… and {len(refused) - MAX_REASONS_LISTED} more (see the reason column)."
