@@ -107,14 +107,26 @@ def load_memory_bank(key: DetectorKey):
     return detector.fit(good)
 
 
+@st.cache_resource(show_spinner="Fitting PaDiM on the good training images…", max_entries=4)
+def load_padim(key: DetectorKey):
+    """PaDiM fitted on the data set's good training images."""
+    from core.padim import PadimDetector
+
+    dataset = load_dataset(key.data_kind, key.data_location)
+    if not dataset.train_good:
+        raise InputError(f"{dataset.root}: PaDiM needs good training images, and this data set has none.")
+    detector = PadimDetector()
+    return detector.fit(dataset.load(dataset.train_good, detector.input_size).images)
+
+
 def active_detector(key: DetectorKey):
-    """The detector the pages show: the autoencoder itself or a memory bank built for this data."""
+    """The detector the pages show: the autoencoder itself, or a memory bank or PaDiM built for this data."""
     if key.choice.kind == "autoencoder":
         return load_detector(key.bundle_path, key.model_sha256)
     from core.memory_bank import BackboneUnavailable
 
     try:
-        return load_memory_bank(key)
+        return load_padim(key) if key.choice.kind == "padim" else load_memory_bank(key)
     except BackboneUnavailable as error:  # the weights went away after the choice was made
         raise InputError(str(error)) from None
 

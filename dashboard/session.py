@@ -29,7 +29,7 @@ class ModelChoice:
 
 @dataclass(frozen=True)
 class DetectorChoice:
-    kind: str                  # "autoencoder" or "memory_bank"
+    kind: str                  # "autoencoder", "memory_bank" or "padim"
     backbone: str = "encoder"  # memory bank only
     coreset_ratio: float = DEFAULT_CORESET_RATIO
 
@@ -37,6 +37,8 @@ class DetectorChoice:
     def label(self) -> str:
         if self.kind == "autoencoder":
             return "Autoencoder residuals"
+        if self.kind == "padim":
+            return "PaDiM on EfficientNet-Lite0, ImageNet"
         return f"Memory bank on {BACKBONE_LABELS.get(self.backbone, self.backbone)} (coreset {self.coreset_ratio:.0%})"
 
 

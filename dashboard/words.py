@@ -16,6 +16,8 @@ SCORE_MEANINGS = {
     "map_max": "peak of the lightly smoothed error map: the worst spot in the image",
     "patch_score": "how far the most unusual patch lies from its nearest good patch, in units of what good "
                    "images show there (memory bank)",
+    "padim_score": "how unusual the most unusual patch is for its position in the image (Mahalanobis distance "
+                   "to the good images' patches there; PaDiM)",
 }
 
 PRESET_MEANINGS = {

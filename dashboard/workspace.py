@@ -20,6 +20,7 @@ from core.decision import default_decision as core_default_decision
 from core.detector import SCORE_COLUMNS
 from core.errors import InputError
 from core.memory_bank import MEMORY_BANK_COLUMN
+from core.padim import PADIM_COLUMN
 from core.metrics import ThresholdTable
 from dashboard import resources, session
 from dashboard.resources import DEMO_BUNDLE, DetectorKey
@@ -78,7 +79,7 @@ def current() -> Workspace | None:
 
 # -- threshold state ------------------------------------------------------------------------------
 
-ALL_SCORE_COLUMNS = (*SCORE_COLUMNS, MEMORY_BANK_COLUMN)
+ALL_SCORE_COLUMNS = (*SCORE_COLUMNS, MEMORY_BANK_COLUMN, PADIM_COLUMN)
 
 
 def score_columns(table: pd.DataFrame) -> list[str]:

@@ -32,9 +32,10 @@ def make_report() -> str:
         ranking = workspace.statistic_ranking(space).rename(columns={
             "statistic": "score", "image_auroc": "AUROC", "image_auprc": "AUPRC", "best_f1": "best F1",
             "best_f1_threshold": "threshold for best F1"})
-    charts.append(figures.statistic_scatter(space.table.assign(
-        defect_type=space.table["defect_type"].mask(space.table["label"] == "good", "good")), "mean", column,
-        "label", decision.threshold, column))
+    if "mean" in space.table:   # the residual statistics exist for the autoencoders only
+        charts.append(figures.statistic_scatter(space.table.assign(
+            defect_type=space.table["defect_type"].mask(space.table["label"] == "good", "good")), "mean", column,
+            "label", decision.threshold, column))
     picked = space.table.sort_values(column, ascending=False)
     picked = pd.concat([picked.head(EXAMPLES // 2), picked.tail(EXAMPLES // 2)])
     page = map_page(space.map_key(), tuple(picked["source"]), tuple(picked["mask"]))

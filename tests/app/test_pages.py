@@ -245,6 +245,27 @@ def test_memory_bank_on_the_packaged_imagenet_backbone_judges_the_demo(tmp_path,
     assert float(cards["Recall"].split()[0]) > 90 and float(cards["False-reject rate"].split()[0]) < 10
 
 
+def test_padim_judges_the_demo_on_every_page(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    app = open_page()
+    app.radio(key="detector_kind").set_value("padim").run()
+    assert not app.exception
+    assert metrics(app)["Detector"] == "PaDiM" and metrics(app)["Input size"] == "224 px"
+    app.switch_page("views/threshold.py").run()
+    assert not app.exception
+    assert app.session_state["score_column"] == "padim_score"
+    cards = metrics(app)
+    assert float(cards["Recall"].split()[0]) > 90 and float(cards["False-reject rate"].split()[0]) < 10
+    app.switch_page("views/residuals.py").run()
+    assert not app.exception
+    assert len(app.get("image")) == 8 * 3  # original, anomaly map, heat map
+    # the report needs no residual statistics (it once drew a "mean" scatter for every detector)
+    app.switch_page("views/report.py").run()
+    next(button for button in app.button if button.label == "Build report").click().run()
+    assert not app.exception
+    assert "padim_score" in app.session_state["report_html"]
+
+
 def test_saving_a_threshold_to_a_run_says_so_and_nothing_else(tmp_path, monkeypatch):
     """A bare expression once made Streamlit print its own documentation under the button."""
     import shutil
