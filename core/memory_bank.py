@@ -94,7 +94,16 @@ def imagenet_weights_path(backbone: str) -> Path:
 
 def greedy_coreset(features: np.ndarray, ratio: float, seed: int = 0, projection_dim: int = 128,
                    start: int | None = None) -> np.ndarray:
-    """Indices of a greedy k-center coreset holding ``ceil(ratio * n)`` of ``features``' rows.
+    """Indices of a greedy k-center coreset holding ``ceil(ratio * n)`` of ``features``' rows
+    (:func:`greedy_coreset_of_size` says how they are chosen)."""
+    if not 0 < ratio <= 1:
+        raise ValueError(f"`ratio` must be in (0, 1], got {ratio!r}.")
+    return greedy_coreset_of_size(features, max(1, math.ceil(ratio * len(features))), seed, projection_dim, start)
+
+
+def greedy_coreset_of_size(features: np.ndarray, size: int, seed: int = 0, projection_dim: int = 128,
+                           start: int | None = None) -> np.ndarray:
+    """Indices of a greedy k-center coreset of ``size`` of ``features``' rows (all of them if fewer).
 
     Starting from one random row, repeatedly add the row farthest from everything chosen so far, so
     the coreset covers the whole set (the largest distance from any row to the coreset is at most
@@ -104,9 +113,7 @@ def greedy_coreset(features: np.ndarray, ratio: float, seed: int = 0, projection
     """
     features = np.asarray(features, dtype=np.float32)
     count = len(features)
-    if not 0 < ratio <= 1:
-        raise ValueError(f"`ratio` must be in (0, 1], got {ratio!r}.")
-    target = max(1, math.ceil(ratio * count))
+    target = max(1, int(size))
     if target >= count:
         return np.arange(count)
     rng = np.random.default_rng(seed)
@@ -392,7 +399,8 @@ class MemoryBankDetector:
         # the encoder's 32-d patches are cheap to choose from in full (the demo: 207,872 in 3 s)
         candidates, target = bank_candidates(flat, float(self.coreset_ratio), int(self.seed),
                                              capped=self.backbone != "encoder")
-        keep = greedy_coreset(candidates, target / len(candidates), int(self.seed), int(self.projection_dim))
+        # by size, not by ratio: target / n * n can round up to one more than the cap allows
+        keep = greedy_coreset_of_size(candidates, target, int(self.seed), int(self.projection_dim))
         self.memory_bank_ = np.ascontiguousarray(candidates[keep])
         # a k-d tree answers the encoder's 32-d queries 1.6x faster than brute force (benchmarks/memory_bank_speed.py);
         # in more dimensions trees lose to brute force
@@ -404,23 +412,32 @@ class MemoryBankDetector:
         if held_out_count and self.backbone != "encoder":
             # ImageNet CNNs only: their deep receptive fields see the padding far in (brick 0.61 -> 1.00). On the
             # 64 px encoders it made no difference on the demo (3 seeds), so they keep the paper's scoring.
-            self.border_calibration_ = BorderCalibration.fit(self._patch_distances(held_out))
-        if held_out_count:
+            # One pass over the held-out images gives both the calibration and their scores under it.
+            grids = self._patch_distances(held_out)
+            self.border_calibration_ = BorderCalibration.fit(grids)
+            held_out_scores = self.border_calibration_.apply(grids).reshape(len(grids), -1).max(axis=1)
+            self.default_decision_ = default_decision(held_out_scores, MEMORY_BANK_COLUMN)
+        elif held_out_count:
             self.default_decision_ = default_decision(self.score(held_out).table[MEMORY_BANK_COLUMN], MEMORY_BANK_COLUMN)
         self.map_scales_ = map_scales(self.default_decision_) if self.default_decision_ is not None else None
         self.training_seconds_ = time.perf_counter() - started
         return self
 
     def _patch_distances(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Each patch's distance to its nearest bank entry, ``(n, grid h, grid w)``."""
-        parts = []
-        for start in range(0, len(images), batch_size):
-            with self._forward_lock():
-                features = self.extractor_(images[start:start + batch_size])
-            count, height, width, dim = features.shape
-            distances, _ = self.bank_search_.kneighbors(features.reshape(-1, dim), n_neighbors=1)
-            parts.append(distances[:, 0].reshape(count, height, width).astype(np.float32))
-        return np.concatenate(parts)
+        """Each patch's distance to its nearest bank entry, ``(n, grid h, grid w)``, uncalibrated."""
+        return np.concatenate([self._nearest_patches(images[start:start + batch_size])[0]
+                               for start in range(0, len(images), batch_size)])
+
+    def _nearest_patches(self, images: np.ndarray):
+        """Patch distance grids ``(n, h, w)``, the patch features ``(n, h, w, d)`` and each patch's nearest
+        bank entry ``(n, h * w)``."""
+        # the Keras forward pass is what threads must not share; the fitted tree is only read below
+        with self._forward_lock():
+            features = self.extractor_(images)
+        count, height, width, dim = features.shape
+        distances, nearest = self.bank_search_.kneighbors(features.reshape(-1, dim), n_neighbors=1)
+        grids = distances[:, 0].reshape(count, height, width).astype(np.float32)
+        return grids, features, nearest[:, 0].reshape(count, height * width)
 
     def score(self, images: np.ndarray, with_maps: bool = False, batch_size: int = 64) -> ScoreResult:
         self._check_fitted()
@@ -437,13 +454,8 @@ class MemoryBankDetector:
         return ScoreResult(table, np.concatenate(maps) if maps else np.zeros((0, size, size), np.float32))
 
     def _score_chunk(self, images: np.ndarray, with_maps: bool):
-        # the Keras forward pass is what threads must not share; the fitted tree is only read below
-        with self._forward_lock():
-            features = self.extractor_(images)
+        grids, features, nearest = self._nearest_patches(images)
         count, height, width, dim = features.shape
-        flat = features.reshape(-1, dim)
-        distances, nearest = self.bank_search_.kneighbors(flat, n_neighbors=1)
-        grids = distances[:, 0].reshape(count, height, width).astype(np.float32)
         calibration = getattr(self, "border_calibration_", None)
         if calibration is not None:
             grids = calibration.apply(grids)
@@ -451,7 +463,7 @@ class MemoryBankDetector:
         else:
             image_scores = reweighted_image_scores(grids.reshape(count, height * width),
                                                    features.reshape(count, height * width, dim),
-                                                   nearest[:, 0].reshape(count, height * width), self.memory_bank_,
+                                                   nearest, self.memory_bank_,
                                                    self.bank_search_, int(self.neighbours))
         if not with_maps:
             return image_scores, None

@@ -54,6 +54,17 @@ def test_pruned_coreset_chooses_exactly_what_the_textbook_loop_chooses(spread):
     assert chosen.tolist() == _plain_k_center(points.astype(np.float64), len(chosen), 7)
 
 
+def test_bank_keeps_exactly_the_capped_number_of_patches(monkeypatch):
+    import core.memory_bank as memory_bank
+
+    monkeypatch.setattr(memory_bank, "MAX_BANK_CANDIDATES", 3000)
+    monkeypatch.setattr(memory_bank, "MAX_BANK_SIZE", 3)       # 3 / 3000 * 3000 rounds up to 4 as a ratio
+    patches = np.random.default_rng(0).normal(size=(5000, 8)).astype(np.float32)
+    candidates, target = memory_bank.bank_candidates(patches, 0.5, seed=0)
+    assert candidates.shape == (3000, 8) and target == 3
+    assert len(memory_bank.greedy_coreset_of_size(candidates, target)) == 3
+
+
 @pytest.mark.parametrize("count", [40, 3000])   # the clustered loop, and the full-pass fallback
 def test_coreset_never_picks_a_point_twice_among_near_duplicates(count):
     rng = np.random.default_rng(0)
