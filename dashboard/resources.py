@@ -93,29 +93,20 @@ def load_detector(bundle_path: str, model_sha256: str):
     return load_bundle(bundle_path)
 
 
-@st.cache_resource(show_spinner="Building the memory bank from the good training images…", max_entries=4)
-def load_memory_bank(key: DetectorKey):
-    """A memory bank fitted on the data set's good training images (never shared mutable state)."""
+@st.cache_resource(show_spinner="Fitting the detector on the good training images…", max_entries=4)
+def fit_on_good_images(key: DetectorKey):
+    """A memory bank or PaDiM fitted on the data set's good training images (never shared mutable state)."""
     from core.memory_bank import MemoryBankDetector
-
-    autoencoder = load_detector(key.bundle_path, key.model_sha256)
-    dataset = load_dataset(key.data_kind, key.data_location)
-    detector = MemoryBankDetector(autoencoder, backbone=key.choice.backbone, coreset_ratio=key.choice.coreset_ratio)
-    if not dataset.train_good:
-        raise InputError(f"{dataset.root}: the memory bank needs good training images, and this data set has none.")
-    good = dataset.load(dataset.train_good, detector.input_size).images
-    return detector.fit(good)
-
-
-@st.cache_resource(show_spinner="Fitting PaDiM on the good training images…", max_entries=4)
-def load_padim(key: DetectorKey):
-    """PaDiM fitted on the data set's good training images."""
     from core.padim import PadimDetector
 
     dataset = load_dataset(key.data_kind, key.data_location)
+    if key.choice.kind == "padim":
+        detector = PadimDetector()
+    else:
+        detector = MemoryBankDetector(load_detector(key.bundle_path, key.model_sha256), backbone=key.choice.backbone,
+                                      coreset_ratio=key.choice.coreset_ratio)
     if not dataset.train_good:
-        raise InputError(f"{dataset.root}: PaDiM needs good training images, and this data set has none.")
-    detector = PadimDetector()
+        raise InputError(f"{dataset.root}: this detector needs good training images, and this data set has none.")
     return detector.fit(dataset.load(dataset.train_good, detector.input_size).images)
 
 
@@ -126,7 +117,7 @@ def active_detector(key: DetectorKey):
     from core.memory_bank import BackboneUnavailable
 
     try:
-        return load_padim(key) if key.choice.kind == "padim" else load_memory_bank(key)
+        return fit_on_good_images(key)
     except BackboneUnavailable as error:  # the weights went away after the choice was made
         raise InputError(str(error)) from None
 
