@@ -11,15 +11,13 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 
 from core.decision import Decision, is_finite_number
 from core.defaults import MODEL_KINDS
 from core.errors import BundleError
-from core.files import atomic_write_json
+from core.files import atomic_path, atomic_write_json
 from core.frame_check import FrameLimits
 from core.stat_distance import StatDistance
 
@@ -49,18 +47,11 @@ def save_bundle(detector, directory: str | Path, data_summary: dict | None = Non
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".model-", suffix=".keras")
-    os.close(descriptor)
-    try:
+    with atomic_path(directory / MODEL_FILE, suffix=".keras") as temporary:
         # a fresh, never-compiled twin: the bundle is for inference, and optimizer state would triple it
         network = keras.Model.from_config(detector.model_.get_config())
         network.set_weights(detector.model_.get_weights())
         network.save(temporary)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, directory / MODEL_FILE)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     manifest = {
         "format": BUNDLE_FORMAT,
         "model_kind": detector.model,

@@ -28,6 +28,24 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb"):
         raise
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".partial"):
+    """A temporary path beside ``path`` for a writer that wants a file name, not a handle (Keras'
+    ``save`` and ``save_weights``, which go by the ``suffix``); it replaces ``path`` only when the block
+    ends well."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(descriptor)
+    try:
+        yield temporary
+        os.chmod(temporary, 0o644)  # mkstemp makes 0600; a saved file should read like any other
+        os.replace(temporary, path)
+    except BaseException:
+        _remove_quietly(temporary)
+        raise
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_writer(path) as handle:
         handle.write(data)

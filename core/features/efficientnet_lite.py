@@ -14,8 +14,6 @@ them itself with the ImageNet mean and standard deviation it was trained with.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,11 +171,7 @@ def efficientnet_lite0(include_top: bool = False):
 
 def _save_atomically(model, path: Path) -> None:
     # another process may read the cache at the same time: write beside it, then rename over
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=".weights.h5", dir=path.parent)
-    os.close(handle)
-    try:
+    from core.files import atomic_path
+
+    with atomic_path(path, suffix=".weights.h5") as temporary:
         model.save_weights(temporary, overwrite=True)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
