@@ -22,10 +22,10 @@ SAMPLE_PICKS = {"good": 3, "blowhole": 1, "scratch": 1, "crack": 1, "edge_chip":
 
 def main() -> None:
     import_tensorflow_quietly()
-    from core.datasets import open_dataset
-    from core.detector import ResidualDetector
+    from core.data.datasets import open_dataset
+    from core.detectors.autoencoder import ResidualDetector
     from core.files import atomic_copy
-    from core.pipeline import train_run
+    from core.runs.pipeline import train_run
 
     with tempfile.TemporaryDirectory() as scratch, open_dataset("demo") as dataset:
         staging = Path(scratch) / "demo_model"

@@ -36,13 +36,14 @@ CORESET_RATIOS = (0.01, 0.05)
 
 def sweep(styles, variants, out: Path | None) -> dict:
     import_tensorflow_quietly()
-    from core.compare import AUTOENCODER_SCORE_COLUMN, evaluate_detector, load_test_images
-    from core.datasets import open_dataset
-    from core.detector import ResidualDetector
+    from core.evaluation.compare import AUTOENCODER_SCORE_COLUMN
+    from core.evaluation.evaluate import evaluate_detector, load_test_images
+    from core.data.datasets import open_dataset
+    from core.detectors.autoencoder import ResidualDetector
     from core.files import atomic_write_json
-    from core.memory_bank import MEMORY_BANK_COLUMN, MemoryBankDetector
-    from core.metrics import threshold_summary
-    from core.synthetic import generate_demo_set
+    from core.detectors.memory_bank import MEMORY_BANK_COLUMN, MemoryBankDetector
+    from core.evaluation.metrics import threshold_summary
+    from core.data.synthetic import generate_demo_set
 
     report = {"machine": {"python": platform.python_version(), "processor": platform.processor() or "unknown"},
               "baseline": {key: list(value) if isinstance(value, tuple) else value for key, value in BASELINE.items()},

@@ -32,8 +32,8 @@ def _best_of(function, repeats):
 
 def training_and_scoring(quick: bool) -> dict:
     from core.defaults import DEFAULT_INPUT_SIZE
-    from core.detector import ResidualDetector
-    from core.synthetic import render_part
+    from core.detectors.autoencoder import ResidualDetector
+    from core.data.synthetic import render_part
 
     rng = np.random.default_rng(0)
     count = 64 if quick else 200
@@ -54,7 +54,7 @@ def neighbor_conv_fused_vs_reference(quick: bool) -> list[dict]:
     import keras
     import tensorflow as tf
 
-    from core.layers import NeighborConv2D, neighbor_conv_reference
+    from core.detectors.layers import NeighborConv2D, neighbor_conv_reference
 
     results = []
     for channels, filters in ((1, 32), (16, 32)):
@@ -77,7 +77,7 @@ def neighbor_conv_fused_vs_reference(quick: bool) -> list[dict]:
 
 
 def threshold_lookup(quick: bool) -> dict:
-    from core.metrics import ThresholdTable
+    from core.evaluation.metrics import ThresholdTable
 
     rng = np.random.default_rng(0)
     count = 100_000

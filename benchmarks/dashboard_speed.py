@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def slider_move(count: int = 10_000, moves: int = 50) -> dict:
-    from core.metrics import ThresholdTable
+    from core.evaluation.metrics import ThresholdTable
     from dashboard.figures import threshold_view
 
     rng = np.random.default_rng(0)

@@ -23,9 +23,9 @@ def main() -> None:
     import_tensorflow_quietly()
     from sklearn.neighbors import NearestNeighbors
 
-    from core.bundles import load_bundle
-    from core.datasets import open_dataset
-    from core.memory_bank import MEMORY_BANK_COLUMN, MemoryBankDetector
+    from core.runs.bundles import load_bundle
+    from core.data.datasets import open_dataset
+    from core.detectors.memory_bank import MEMORY_BANK_COLUMN, MemoryBankDetector
 
     autoencoder = load_bundle("assets/demo_model")
     with open_dataset("demo") as dataset:

@@ -5,7 +5,7 @@ For each set (the three generated ones, and four made from real photographs by
 the good training images, and every score column's image AUROC on the test images is recorded,
 together with the fused score as it was (two-sided, all eleven statistics) and as it is now
 (one-sided, error statistics only). The result is ``benchmarks/recorded/primary_score.json``; the
-choice it supports is written down in :mod:`core.decision`.
+choice it supports is written down in :mod:`core.evaluation.decision`.
 
     python -m benchmarks.primary_score [--out FILE]
 """
@@ -25,11 +25,11 @@ from core.quiet import import_tensorflow_quietly
 
 
 def measure(root: Path, name: str, model: str) -> dict:
-    from core.datasets import open_dataset
-    from core.detector import ResidualDetector
-    from core.metrics import ThresholdTable
-    from core.residuals import STATISTIC_NAMES, residual_maps, residual_statistics
-    from core.stat_distance import StatDistance
+    from core.data.datasets import open_dataset
+    from core.detectors.autoencoder import ResidualDetector
+    from core.evaluation.metrics import ThresholdTable
+    from core.detectors.residuals import STATISTIC_NAMES, residual_maps, residual_statistics
+    from core.detectors.stat_distance import StatDistance
 
     with open_dataset(root) as data:
         detector = ResidualDetector(model=model, seed=0)

@@ -121,7 +121,7 @@ GENERATED = ("casting", "texture", "object")
 
 def every_image_set(out: Path) -> dict[str, Path]:
     """The three generated sets and the four real-photograph ones (``real:NAME``), written under ``out``."""
-    from core.synthetic import generate_demo_set
+    from core.data.synthetic import generate_demo_set
 
     sets = {name: generate_demo_set(Path(out) / name, seed=0, style=name) for name in GENERATED}
     return sets | {f"real:{name}": write_real_set(Path(out) / "real", name) for name in REAL_SETS}

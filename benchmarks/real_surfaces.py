@@ -30,10 +30,10 @@ LABELS = {"memory_bank": "memory bank on EfficientNet-Lite0 (ImageNet)", "padim"
 
 
 def measure(root: Path, seed: int, kind: str) -> dict:
-    from core.compare import evaluate_detector, load_test_images
-    from core.datasets import open_dataset
-    from core.memory_bank import PACKAGED_BACKBONE, MemoryBankDetector
-    from core.padim import PadimDetector
+    from core.evaluation.evaluate import evaluate_detector, load_test_images
+    from core.data.datasets import open_dataset
+    from core.detectors.memory_bank import PACKAGED_BACKBONE, MemoryBankDetector
+    from core.detectors.padim import PadimDetector
 
     # the default coreset ratio, as the app uses
     detector = (MemoryBankDetector(backbone=PACKAGED_BACKBONE, seed=seed) if kind == "memory_bank"

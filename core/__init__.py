@@ -2,8 +2,8 @@
 
 No Streamlit here: the dashboard, the command line and notebooks all use this package the same way::
 
-    from core.datasets import open_dataset
-    from core.detector import ResidualDetector
+    from core.data.datasets import open_dataset
+    from core.detectors.autoencoder import ResidualDetector
 
     dataset = open_dataset("demo")
     detector = ResidualDetector(model="ncae").fit(dataset.load_train_good(128))

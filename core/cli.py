@@ -23,10 +23,16 @@ class _Parser(argparse.ArgumentParser):
         raise InputError(f"{self.prog}: {message} (see --help).")
 
 
+# draem's own defaults, repeated here so --help needs no Keras import (a test keeps them equal)
+DRAEM_DEFAULTS = {"input_size": 96, "epochs": 40}
+IMAGENET_BACKBONE_NAMES = ("efficientnet_lite0", "resnet50", "mobilenet_v2")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_LOSS,
-                               DEFAULT_NOISE_STD, DEFAULT_WIDTHS, MODEL_KINDS, DEFAULT_CORESET_RATIO)
-    from core.losses import LOSSES
+                               DEFAULT_NOISE_STD, DEFAULT_WIDTHS, DEFAULT_CORESET_RATIO)
+    from core.detectors import DETECTOR_NAMES, good_for
+    from core.detectors.losses import LOSSES
 
     parser = _Parser(prog="python -m core", description="Residual Lab: NCAE anomaly detection for part images.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -38,14 +44,25 @@ def build_parser() -> argparse.ArgumentParser:
                       help="casting: the built-in demo (default); texture: a woven mesh; object: a small "
                            "three-legged component on a plain background")
 
-    train = commands.add_parser("train", help="train a detector on the good training images")
+    train = commands.add_parser(
+        "train", help="train a detector on the good training images", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a detector on the good training images and save it as a run.\n\ndetectors (--model):\n" +
+                    "\n".join(f"  {name:<12} {good_for(name)}" for name in DETECTOR_NAMES))
     train.add_argument("--data", required=True, help="data folder, .zip, or 'demo'")
-    train.add_argument("--model", choices=MODEL_KINDS, default="ncae", help="network (default ncae)")
+    train.add_argument("--model", choices=DETECTOR_NAMES, default="ncae", help="detector (default ncae; see above)")
     train.add_argument("--out", required=True, type=Path, help="run folder to create")
-    train.add_argument("--epochs", type=_positive_int, default=DEFAULT_EPOCHS,
-                       help=f"maximum epochs (default {DEFAULT_EPOCHS})")
-    train.add_argument("--image-size", type=_positive_int, default=DEFAULT_INPUT_SIZE,
-                       help=f"square input size in pixels (default {DEFAULT_INPUT_SIZE})")
+    train.add_argument("--epochs", type=_positive_int,
+                       help=f"maximum epochs (default {DEFAULT_EPOCHS}; draem {DRAEM_DEFAULTS['epochs']})")
+    train.add_argument("--image-size", type=_positive_int,
+                       help=f"square input size in pixels (default {DEFAULT_INPUT_SIZE}; draem "
+                            f"{DRAEM_DEFAULTS['input_size']}; memory_bank and padim work at their backbone's 224)")
+    train.add_argument("--backbone", choices=IMAGENET_BACKBONE_NAMES, default=IMAGENET_BACKBONE_NAMES[0],
+                       help="memory_bank only: ImageNet feature extractor (default efficientnet_lite0, installed "
+                            "with the app; the others need their Keras weights file on disk)")
+    train.add_argument("--coreset-ratio", type=float, default=DEFAULT_CORESET_RATIO,
+                       help=f"memory_bank only: share of good patches kept, 0.01-0.25 (default {DEFAULT_CORESET_RATIO:g})")
+    train.add_argument("--anomaly-source", type=Path,
+                       help="draem only: a folder of pictures to paste as synthetic anomalies, besides the built-in ones")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.add_argument("--noise-std", type=float, default=DEFAULT_NOISE_STD,
                        help=f"denoising training noise (default {DEFAULT_NOISE_STD:g}; 0 is off)")
@@ -109,7 +126,7 @@ def one_line(text: str) -> str:
 
 
 def _demo_data(arguments) -> int:
-    from core.synthetic import generate_demo_set
+    from core.data.synthetic import generate_demo_set
 
     import shutil
     import tempfile
@@ -132,16 +149,13 @@ def _demo_data(arguments) -> int:
 
 
 def _train(arguments) -> int:
-    from core.datasets import open_dataset
-
-    from core.runs import claim_run_folder
+    from core.data.datasets import open_dataset
+    from core.runs.bundles import INPUT_SIZE_RANGE
+    from core.runs.store import claim_run_folder
 
     out = arguments.out
-    if not math.isfinite(arguments.noise_std) or not 0 <= arguments.noise_std <= 1:
-        raise InputError(f"--noise-std must be a number from 0 to 1, got {arguments.noise_std!r}.")
-    from core.bundles import INPUT_SIZE_RANGE
-
-    if not INPUT_SIZE_RANGE[0] <= arguments.image_size <= INPUT_SIZE_RANGE[1]:
+    _check_training_options(arguments)
+    if arguments.image_size is not None and not INPUT_SIZE_RANGE[0] <= arguments.image_size <= INPUT_SIZE_RANGE[1]:
         raise InputError(f"--image-size must be from {INPUT_SIZE_RANGE[0]} to {INPUT_SIZE_RANGE[1]} pixels.")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: already exists and is not an empty folder; choose a new run folder.")
@@ -154,18 +168,12 @@ def _train(arguments) -> int:
         from core.quiet import import_tensorflow_quietly
 
         import_tensorflow_quietly()
-        from core.detector import ResidualDetector
-        from core.pipeline import train_run
+        from core.detectors.features import BackboneUnavailable
+        from core.runs.pipeline import train_run
 
         try:
-            detector = ResidualDetector(model=arguments.model, input_size=arguments.image_size,
-                                        widths=arguments.widths, bottleneck=arguments.bottleneck,
-                                        loss=arguments.loss, epochs=arguments.epochs, seed=arguments.seed,
-                                        noise_std=arguments.noise_std)
-            from core.models import build_autoencoder
-
-            build_autoencoder(arguments.model, arguments.image_size, arguments.widths, arguments.bottleneck)
-        except ValueError as error:
+            detector = _new_detector(arguments)
+        except (ValueError, BackboneUnavailable) as error:
             raise InputError(str(error)) from None
         try:
             claim_run_folder(out)
@@ -179,9 +187,60 @@ def _train(arguments) -> int:
                       warn=lambda message: print(f"warning: {message}", file=sys.stderr))
         except ValueError as error:  # e.g. too few of the good images could be read; the run says "failed"
             raise InputError(f"{out}: training failed: {error}") from None
-    print(f"saved run to {out} ({detector.training_seconds_:.1f} s, "
-          f"{len(detector.history_['loss'])} epochs)", file=sys.stderr)
+    epochs = f", {len(detector.history_['loss'])} epochs" if hasattr(detector, "history_") else ""
+    print(f"saved run to {out} ({detector.training_seconds_:.1f} s{epochs})", file=sys.stderr)
     return EXIT_OK
+
+
+def _check_training_options(arguments) -> None:
+    """Options that do not apply to the chosen detector are refused, not silently ignored."""
+    model = arguments.model
+    if not math.isfinite(arguments.noise_std) or not 0 <= arguments.noise_std <= 1:
+        raise InputError(f"--noise-std must be a number from 0 to 1, got {arguments.noise_std!r}.")
+    if not math.isfinite(arguments.coreset_ratio) or not 0.01 <= arguments.coreset_ratio <= 0.25:
+        raise InputError("--coreset-ratio must be between 0.01 and 0.25.")
+    if model in ("memory_bank", "padim"):
+        if arguments.image_size not in (None, 224):
+            raise InputError(f"--image-size: {model} works at its backbone's native 224 px; leave the option out.")
+        if arguments.epochs is not None:
+            raise InputError(f"--epochs: {model} is not trained in epochs (it is fitted in one pass).")
+    if model != "memory_bank" and arguments.backbone != IMAGENET_BACKBONE_NAMES[0]:
+        raise InputError("--backbone applies to --model memory_bank only.")
+    if model != "draem" and arguments.anomaly_source is not None:
+        raise InputError("--anomaly-source applies to --model draem only.")
+    if arguments.anomaly_source is not None and not arguments.anomaly_source.is_dir():
+        raise InputError(f"{arguments.anomaly_source}: the anomaly source folder does not exist.")
+
+
+def _new_detector(arguments):
+    """The unfitted detector the ``train`` arguments describe (``ValueError`` for values it refuses)."""
+    from core.defaults import DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE
+    from core.detectors import new_detector
+
+    model = arguments.model
+    if model in ("ncae", "cae"):
+        from core.detectors.models import build_autoencoder
+
+        size = arguments.image_size or DEFAULT_INPUT_SIZE
+        build_autoencoder(model, size, arguments.widths, arguments.bottleneck)  # refuses a bad shape now
+        return new_detector(model, input_size=size, widths=arguments.widths, bottleneck=arguments.bottleneck,
+                            loss=arguments.loss, epochs=arguments.epochs or DEFAULT_EPOCHS, seed=arguments.seed,
+                            noise_std=arguments.noise_std)
+    if model == "draem":
+        from core.detectors.draem import build_draem
+
+        size = arguments.image_size or DRAEM_DEFAULTS["input_size"]
+        build_draem(size, arguments.widths, arguments.bottleneck)
+        return new_detector(model, input_size=size, widths=arguments.widths, bottleneck=arguments.bottleneck,
+                            epochs=arguments.epochs or DRAEM_DEFAULTS["epochs"], seed=arguments.seed,
+                            anomaly_source=str(arguments.anomaly_source.resolve()) if arguments.anomaly_source else None)
+    if model == "memory_bank":
+        from core.detectors.memory_bank import imagenet_weights_path
+
+        imagenet_weights_path(arguments.backbone)  # BackboneUnavailable says what is missing
+        return new_detector(model, backbone=arguments.backbone, coreset_ratio=arguments.coreset_ratio,
+                            seed=arguments.seed)
+    return new_detector(model, seed=arguments.seed)
 
 
 def _print_progress(update) -> None:
@@ -190,11 +249,11 @@ def _print_progress(update) -> None:
 
 
 def _score(arguments) -> int:
-    from core.bundles import read_manifest
-    from core.decision import Decision
+    from core.runs.bundles import read_manifest
+    from core.evaluation.decision import Decision
     from core.files import atomic_writer
-    from core.runs import scores_csv
-    from core.thresholds import read_threshold_file
+    from core.runs.store import scores_csv
+    from core.evaluation.thresholds import read_threshold_file
 
     manifest = read_manifest(arguments.run)
     threshold = read_threshold_file(arguments.threshold_file) if arguments.threshold_file else None
@@ -202,13 +261,13 @@ def _score(arguments) -> int:
         expected = threshold["run"].get("model_sha256") if isinstance(threshold.get("run"), dict) else None
         if expected and expected != manifest["model_sha256"]:
             raise InputError(f"{arguments.threshold_file}: this threshold was made for another model.")
-        from core.residuals import SCORE_COLUMNS
+        from core.detectors import score_columns_of
 
-        if threshold["score_column"] == "patch_score":
-            raise InputError(f"{arguments.threshold_file}: this threshold is on the memory bank's patch_score, "
-                             "which 'score' does not compute; judge these images on the dashboard's Inspect page.")
-        if threshold["score_column"] not in SCORE_COLUMNS:
-            raise InputError(f"{arguments.threshold_file}: unknown score column {threshold['score_column']!r}.")
+        columns = manifest.get("score_columns") or score_columns_of(manifest["model_kind"])
+        if threshold["score_column"] not in columns:
+            raise InputError(f"{arguments.threshold_file}: this threshold is on score column "
+                             f"{threshold['score_column']!r}, which {arguments.run} ({manifest['model_kind']}) does "
+                             f"not compute ({', '.join(columns)}).")
     out = arguments.out
     if out.is_dir():
         raise InputError(f"{out}: is a folder; --out must name the CSV file to write.")
@@ -218,8 +277,8 @@ def _score(arguments) -> int:
         from core.quiet import import_tensorflow_quietly
 
         import_tensorflow_quietly()
-        from core.bundles import load_bundle
-        from core.pipeline import UNREADABLE, stream_judged_rows
+        from core.runs.bundles import load_bundle
+        from core.runs.pipeline import UNREADABLE, stream_judged_rows
 
         detector = load_bundle(arguments.run)
         if threshold is not None:
@@ -267,9 +326,9 @@ def _score(arguments) -> int:
 
 def _score_items(data: list[str], out: Path, datasets: list) -> list:
     """Every image the ``--data`` arguments name, as score items, in the order given."""
-    from core.datasets import ScoreItem, dataset_items, open_dataset
+    from core.data.datasets import ScoreItem, dataset_items, open_dataset
     from core.errors import DatasetError
-    from core.images import is_image_name
+    from core.data.images import is_image_name
 
     items = []
     out_resolved = out.resolve()
@@ -307,16 +366,16 @@ def _has_layout(path: Path) -> bool:
 
 
 def _evaluate(arguments) -> int:
-    from core.bundles import read_manifest
-    from core.datasets import open_dataset
+    from core.runs.bundles import read_manifest
+    from core.data.datasets import open_dataset
 
     read_manifest(arguments.run)
     with open_dataset(arguments.data) as dataset:
         from core.quiet import import_tensorflow_quietly
 
         import_tensorflow_quietly()
-        from core.bundles import load_bundle
-        from core.pipeline import evaluate
+        from core.runs.bundles import load_bundle
+        from core.evaluation.evaluate import evaluate
 
         detector = load_bundle(arguments.run)
         report, _ = evaluate(detector, dataset)
@@ -337,7 +396,7 @@ def _evaluate(arguments) -> int:
 
 
 def _compare(arguments) -> int:
-    from core.datasets import open_dataset
+    from core.data.datasets import open_dataset
 
     if not 0.01 <= arguments.coreset_ratio <= 0.25:
         raise InputError("--coreset-ratio must be between 0.01 and 0.25.")
@@ -345,8 +404,8 @@ def _compare(arguments) -> int:
         from core.quiet import import_tensorflow_quietly
 
         import_tensorflow_quietly()
-        from core.compare import compare_detectors, comparison_rows
-        from core.models import build_autoencoder
+        from core.evaluation.compare import compare_detectors, comparison_rows
+        from core.detectors.models import build_autoencoder
 
         try:
             build_autoencoder("ncae", arguments.image_size)

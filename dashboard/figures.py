@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.metrics import OperatingPoint, ThresholdTable
+from core.evaluation.metrics import OperatingPoint, ThresholdTable
 
 GOOD_COLOUR = "#3fb68b"
 DEFECT_COLOUR = "#e5534b"

@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 from core.files import atomic_write_text
-from core.runs import FINISHED_STATES, claim_run_folder, new_run_id, owner_fields, read_status, write_status
+from core.runs.store import FINISHED_STATES, claim_run_folder, new_run_id, owner_fields, read_status, write_status
 
 CANCEL_FILE = "cancel"
 MAX_TRAINING_JOBS = 2
@@ -55,8 +55,9 @@ def start_training(runs_root: Path, data_kind: str, data_location: str, model_ki
 
 
 def _train(run_dir, data_kind, data_location, model_kind, epochs, input_size, seed) -> None:
-    from core.detector import ResidualDetector, TrainingCancelled
-    from core.pipeline import train_run
+    from core.detectors import new_detector
+    from core.detectors.base import TrainingCancelled
+    from core.runs.pipeline import train_run
 
     try:
         with _training_lock:
@@ -64,7 +65,7 @@ def _train(run_dir, data_kind, data_location, model_kind, epochs, input_size, se
                 write_status(run_dir, state="cancelled", message="Training was cancelled before it started.")
                 return
             with open_dataset_for(data_kind, data_location) as dataset:
-                detector = ResidualDetector(model=model_kind, epochs=epochs, input_size=input_size, seed=seed)
+                detector = new_detector(model_kind, **training_parameters(model_kind, epochs, input_size, seed))
                 train_run(dataset, run_dir, detector, should_stop=lambda: (run_dir / CANCEL_FILE).exists())
     except TrainingCancelled:
         pass
@@ -74,6 +75,13 @@ def _train(run_dir, data_kind, data_location, model_kind, epochs, input_size, se
     finally:
         with _lock:
             _threads.pop(f"train-{run_dir.name}", None)
+
+
+def training_parameters(model_kind: str, epochs: int, input_size: int, seed: int) -> dict:
+    """The page's choices as the detector's parameters: memory bank and PaDiM have no epochs and work at 224 px."""
+    if model_kind in ("memory_bank", "padim"):
+        return {"seed": seed} | ({"backbone": "efficientnet_lite0"} if model_kind == "memory_bank" else {})
+    return {"epochs": epochs, "input_size": input_size, "seed": seed}
 
 
 def cancel(run_dir: Path) -> None:
@@ -121,7 +129,7 @@ def start_comparison(runs_root: Path, data_kind: str, data_location: str, data_l
 
 
 def _compare(job_dir, data_kind, data_location, seeds, epochs) -> None:
-    from core.compare import compare_detectors
+    from core.evaluation.compare import compare_detectors
     from core.files import atomic_write_json
 
     try:
@@ -139,7 +147,7 @@ def _compare(job_dir, data_kind, data_location, seeds, epochs) -> None:
 
 
 def open_dataset_for(data_kind: str, data_location: str):
-    from core.datasets import open_dataset
+    from core.data.datasets import open_dataset
 
     return open_dataset("demo" if data_kind == "demo" else data_location)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from core.images import decode_image
+from core.data.images import decode_image
 from dashboard import resources
 
 
@@ -74,6 +74,6 @@ def picture_scales(space) -> PictureScales:
         return PictureScales(scales["anomaly"], scales.get("residual"),
                              "fixed by the run: the top of the heat scale is its reject threshold", True)
     key, sources = space.map_key(), tuple(space.table["source"])
-    residual = global_map_scale(key, sources, signed=True) if space.is_autoencoder else None
+    residual = global_map_scale(key, sources, signed=True) if space.has_reconstructions else None
     return PictureScales(global_map_scale(key, sources), residual,
                          "the 99.9th percentile of this data set's maps (this run has no fixed scale)", False)

@@ -12,7 +12,7 @@ import html
 import pandas as pd
 import plotly.graph_objects as go
 
-# (label in the report, field of core.metrics.OperatingPoint, what it means)
+# (label in the report, field of core.evaluation.metrics.OperatingPoint, what it means)
 METRIC_WORDS = (
     ("Defects caught (recall)", "recall", "share of defective parts that were rejected"),
     ("Escapes", "escape_rate", "share of defective parts that were accepted"),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.datasets import Dataset, open_dataset
+from core.data.datasets import Dataset, open_dataset
 from core.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +88,7 @@ def load_dataset(kind: str, location: str) -> Dataset:
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def load_detector(bundle_path: str, model_sha256: str):
-    from core.bundles import load_bundle
+    from core.runs.bundles import load_bundle
 
     return load_bundle(bundle_path)
 
@@ -96,14 +96,17 @@ def load_detector(bundle_path: str, model_sha256: str):
 @st.cache_resource(show_spinner="Fitting the detector on the good training images…", max_entries=4)
 def fit_on_good_images(key: DetectorKey):
     """A memory bank or PaDiM fitted on the data set's good training images (never shared mutable state)."""
-    from core.memory_bank import MemoryBankDetector
-    from core.padim import PadimDetector
+    from core.detectors.memory_bank import MemoryBankDetector
+    from core.detectors.padim import PadimDetector
 
     dataset = load_dataset(key.data_kind, key.data_location)
     if key.choice.kind == "padim":
         detector = PadimDetector()
     else:
-        detector = MemoryBankDetector(load_detector(key.bundle_path, key.model_sha256), backbone=key.choice.backbone,
+        run = load_detector(key.bundle_path, key.model_sha256)
+        if key.choice.backbone == "encoder" and run.kind not in ("ncae", "cae"):
+            raise InputError(f"A memory bank on the model's encoder needs an autoencoder run; this one is {run.kind}.")
+        detector = MemoryBankDetector(run if key.choice.backbone == "encoder" else None, backbone=key.choice.backbone,
                                       coreset_ratio=key.choice.coreset_ratio)
     if not dataset.train_good:
         raise InputError(f"{dataset.root}: this detector needs good training images, and this data set has none.")
@@ -111,10 +114,10 @@ def fit_on_good_images(key: DetectorKey):
 
 
 def active_detector(key: DetectorKey):
-    """The detector the pages show: the autoencoder itself, or a memory bank or PaDiM built for this data."""
-    if key.choice.kind == "autoencoder":
+    """The detector the pages show: the run itself, or a memory bank or PaDiM fitted for this data."""
+    if key.choice.kind == "run":
         return load_detector(key.bundle_path, key.model_sha256)
-    from core.memory_bank import BackboneUnavailable
+    from core.detectors.memory_bank import BackboneUnavailable
 
     try:
         return fit_on_good_images(key)
@@ -125,7 +128,7 @@ def active_detector(key: DetectorKey):
 @st.cache_data(show_spinner="Scoring the test images…", max_entries=16)
 def score_table(key: DetectorKey):
     """The data set's test images (or all of them) scored by the active detector, with their files."""
-    from core.pipeline import score_samples
+    from core.runs.pipeline import score_samples
 
     detector = active_detector(key)
     dataset = load_dataset(key.data_kind, key.data_location)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from core.defaults import DEFAULT_CORESET_RATIO
-from core.memory_bank import BACKBONE_LABELS
+from core.detectors.memory_bank import BACKBONE_LABELS
 from dashboard.resources import DEMO_BUNDLE
 
 
@@ -29,14 +29,14 @@ class ModelChoice:
 
 @dataclass(frozen=True)
 class DetectorChoice:
-    kind: str                  # "autoencoder", "memory_bank" or "padim"
+    kind: str                  # "run" (the run's own detector), "memory_bank" or "padim" (fitted on this data)
     backbone: str = "encoder"  # memory bank only
     coreset_ratio: float = DEFAULT_CORESET_RATIO
 
     @property
     def label(self) -> str:
-        if self.kind == "autoencoder":
-            return "Autoencoder residuals"
+        if self.kind == "run":
+            return "The run's own detector"
         if self.kind == "padim":
             return "PaDiM on EfficientNet-Lite0, ImageNet"
         return f"Memory bank on {BACKBONE_LABELS.get(self.backbone, self.backbone)} (coreset {self.coreset_ratio:.0%})"
@@ -44,7 +44,7 @@ class DetectorChoice:
 
 DEMO_DATA = DataChoice("demo", "", "Built-in demo set (synthetic cast impellers)")
 DEMO_MODEL = ModelChoice(str(DEMO_BUNDLE), "Demo NCAE (assets/demo_model)")
-AUTOENCODER = DetectorChoice("autoencoder")
+RUN_ITSELF = DetectorChoice("run")
 
 
 def data_choice() -> DataChoice:
@@ -56,7 +56,7 @@ def model_choice() -> ModelChoice:
 
 
 def detector_choice() -> DetectorChoice:
-    return st.session_state.setdefault("detector_choice", AUTOENCODER)
+    return st.session_state.setdefault("detector_choice", RUN_ITSELF)
 
 
 def choose_detector(choice: DetectorChoice) -> None:

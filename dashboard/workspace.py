@@ -13,18 +13,16 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.bundles import read_manifest
-from core.datasets import Dataset
-from core.decision import DEFAULT_FALSE_REJECT_RATE, Decision
-from core.decision import default_decision as core_default_decision
-from core.detector import SCORE_COLUMNS
+from core.runs.bundles import read_manifest
+from core.data.datasets import Dataset
+from core.evaluation.decision import DEFAULT_FALSE_REJECT_RATE, Decision
+from core.evaluation.decision import default_decision as core_default_decision
 from core.errors import InputError
-from core.memory_bank import MEMORY_BANK_COLUMN
-from core.padim import PADIM_COLUMN
-from core.metrics import ThresholdTable
+from core.detectors import DETECTOR_NAMES, score_columns_of
+from core.evaluation.metrics import ThresholdTable
 from dashboard import resources, session
 from dashboard.resources import DEMO_BUNDLE, DetectorKey
-from dashboard.session import AUTOENCODER, DetectorChoice, current_review_from, data_choice, model_choice
+from dashboard.session import RUN_ITSELF, DetectorChoice, current_review_from, data_choice, model_choice
 
 
 @dataclass
@@ -32,16 +30,17 @@ class Workspace:
     """Everything a page needs about the current data, model and scores."""
 
     dataset: Dataset
-    detector: object          # the active detector: the autoencoder or a memory bank
-    manifest: dict            # the autoencoder bundle's manifest
+    detector: object          # the active detector: the run itself, or a memory bank or PaDiM fitted on this data
+    manifest: dict            # the run's manifest
     table: pd.DataFrame
     errors: dict[str, str]
-    choice: DetectorChoice = AUTOENCODER
+    choice: DetectorChoice = RUN_ITSELF
     fingerprint: str = ""
 
     @property
-    def is_autoencoder(self) -> bool:
-        return self.choice.kind == "autoencoder"
+    def has_reconstructions(self) -> bool:
+        """Whether the pages can show reconstructions and residuals (the autoencoders' and DRAEM's runs)."""
+        return self.choice.kind == "run" and self.manifest["model_kind"] in RECONSTRUCTING_KINDS
 
     def map_key(self, choice: DetectorChoice | None = None) -> DetectorKey:
         """Everything that identifies the active detector (or ``choice`` on the same data and model)."""
@@ -79,7 +78,8 @@ def current() -> Workspace | None:
 
 # -- threshold state ------------------------------------------------------------------------------
 
-ALL_SCORE_COLUMNS = (*SCORE_COLUMNS, MEMORY_BANK_COLUMN, PADIM_COLUMN)
+ALL_SCORE_COLUMNS = tuple(dict.fromkeys(column for name in DETECTOR_NAMES for column in score_columns_of(name)))
+RECONSTRUCTING_KINDS = ("ncae", "cae", "draem")
 
 
 def score_columns(table: pd.DataFrame) -> list[str]:
@@ -87,7 +87,7 @@ def score_columns(table: pd.DataFrame) -> list[str]:
 
 
 def primary_column(space: "Workspace") -> str:
-    """The detector's primary score, fixed in advance (core.decision); never picked by test AUROC."""
+    """The detector's primary score, fixed in advance (core.evaluation.decision); never picked by test AUROC."""
     return space.detector.primary_score
 
 
@@ -135,7 +135,7 @@ def current_decision(space: Workspace) -> Decision:
 
 
 def threshold_document(space: Workspace, column: str, threshold: float, point, review_from: float | None) -> dict:
-    from core.thresholds import threshold_document as build
+    from core.evaluation.thresholds import threshold_document as build
 
     model = model_choice()
     run = {"id": Path(model.path).name, "path": model.path, "model_kind": space.manifest["model_kind"],
@@ -174,7 +174,7 @@ def column_aurocs(space: Workspace) -> dict[str, float | None]:
 
 def statistic_ranking(space: Workspace) -> pd.DataFrame:
     """AUROC, AUPRC and best F1 of every score column, best separating first."""
-    from core.metrics import threshold_summary
+    from core.evaluation.metrics import threshold_summary
 
     labelled = space.labelled
     rows = [{"statistic": column, **threshold_summary(labelled[column], labelled["label"])}

@@ -8,10 +8,10 @@ from core.quiet import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-from core.datasets import open_dataset  # noqa: E402
-from core.detector import ResidualDetector  # noqa: E402
-from core.pipeline import train_run  # noqa: E402
-from core.synthetic import DemoSetSize, generate_demo_set  # noqa: E402
+from core.data.datasets import open_dataset  # noqa: E402
+from core.detectors.autoencoder import ResidualDetector  # noqa: E402
+from core.runs.pipeline import train_run  # noqa: E402
+from core.data.synthetic import DemoSetSize, generate_demo_set  # noqa: E402
 
 SMALL_SET = DemoSetSize(train_good=24, test_good=6, test_defect_per_type=2)
 TINY_MODEL = dict(input_size=32, widths=(8, 16), bottleneck=4, epochs=3, batch_size=8, seed=0)

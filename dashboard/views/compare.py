@@ -5,12 +5,13 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core.compare import (AUTOENCODER_SCORE_COLUMN, DETECTOR_LABELS, compare_fitted, comparison_rows,
-                          load_test_images)
+from core.evaluation.compare import AUTOENCODER_SCORE_COLUMN, DETECTOR_LABELS, compare_fitted, comparison_rows
+from core.detectors import AUTOENCODER_NAMES
+from core.evaluation.evaluate import load_test_images
 from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS
 from core.errors import InputError
-from core.memory_bank import MEMORY_BANK_COLUMN
-from core.supervised import SUPERVISED_WARNING
+from core.detectors.memory_bank import MEMORY_BANK_COLUMN
+from core.evaluation.supervised import SUPERVISED_WARNING
 from dashboard import figures, jobs, resources, session, workspace
 from dashboard.words import with_dashes
 
@@ -18,17 +19,19 @@ FIGURE_COLUMNS = {"image_auroc": "image AUROC", "image_auprc": "AUPRC", "best_f1
                   "pixel_auroc": "pixel AUROC", "pixel_aupro": "AUPRO", "scoring_images_per_second": "images/s"}
 
 
+RUN_LABELS = {"memory_bank": "Memory bank run", "padim": "PaDiM run", "draem": "DRAEM run"}
 BANK_ON_ENCODER = session.DetectorChoice("memory_bank", "encoder", DEFAULT_CORESET_RATIO)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)  # the page's progress box says what is happening
 def quick_comparison(bank_key: resources.DetectorKey):
-    autoencoder = resources.load_detector(bank_key.bundle_path, bank_key.model_sha256)
+    run = resources.load_detector(bank_key.bundle_path, bank_key.model_sha256)
+    test = load_test_images(resources.load_dataset(bank_key.data_kind, bank_key.data_location), int(run.input_size))
+    if run.kind not in AUTOENCODER_NAMES:
+        return compare_fitted({RUN_LABELS.get(run.kind, run.kind): (run, run.primary_score)}, test)
     bank = resources.active_detector(bank_key)
-    test = load_test_images(resources.load_dataset(bank_key.data_kind, bank_key.data_location),
-                            int(autoencoder.input_size))
-    return compare_fitted({DETECTOR_LABELS[autoencoder.model]: (autoencoder, AUTOENCODER_SCORE_COLUMN),
-                           DETECTOR_LABELS[f"memory_bank_{autoencoder.model}"]: (bank, MEMORY_BANK_COLUMN)}, test)
+    return compare_fitted({DETECTOR_LABELS[run.model]: (run, AUTOENCODER_SCORE_COLUMN),
+                           DETECTOR_LABELS[f"memory_bank_{run.model}"]: (bank, MEMORY_BANK_COLUMN)}, test)
 
 
 st.title("Compare")
@@ -40,18 +43,24 @@ if not space.has_defects:
     st.stop()
 
 st.subheader("On this data, with the current model")
-st.caption("No training: the chosen model as it is, a memory bank built on its encoder from the good training "
-           f"images, and the supervised reference cross-validated on its residual statistics. The autoencoder is "
-           f"judged on the `{AUTOENCODER_SCORE_COLUMN}` column, fixed in advance.")
+is_autoencoder = space.manifest["model_kind"] in AUTOENCODER_NAMES
+if is_autoencoder:
+    st.caption("No training: the chosen model as it is, a memory bank built on its encoder from the good training "
+               f"images, and the supervised reference cross-validated on its residual statistics. The autoencoder is "
+               f"judged on the `{AUTOENCODER_SCORE_COLUMN}` column, fixed in advance.")
+else:
+    st.caption("No training: the chosen run as it is, judged on its primary score. A memory bank on the model's "
+               "encoder and the supervised reference need an autoencoder run; the comparison below trains them all.")
 data, model = session.data_choice(), session.model_choice()
 # each step says what it does; both results are cached per data set and model, so only a first visit waits
 with st.status("Comparing the detectors on this data…") as progress:
     try:
-        progress.update(label="Step 1 of 2: building the memory bank from the good training images "
-                              "(once per data set and model)…")
-        resources.active_detector(space.map_key(BANK_ON_ENCODER))
+        if is_autoencoder:
+            progress.update(label="Step 1 of 2: building the memory bank from the good training images "
+                                  "(once per data set and model)…")
+            resources.active_detector(space.map_key(BANK_ON_ENCODER))
         progress.update(label="Step 2 of 2: scoring the test images with each detector and cross-validating the "
-                              "supervised reference…")
+                              "supervised reference…" if is_autoencoder else "Scoring the test images…")
         quick = quick_comparison(space.map_key(BANK_ON_ENCODER))
     except (ValueError, InputError) as error:
         progress.update(label="The comparison could not be made", state="error")

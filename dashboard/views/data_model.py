@@ -5,12 +5,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.datasets import open_dataset
-from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, MODEL_KINDS
-from core.memory_bank import (BACKBONE_LABELS, BACKBONES, PACKAGED_BACKBONE, BackboneUnavailable,
+from core.data.datasets import open_dataset
+from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE
+from core.detectors import DETECTOR_NAMES, good_for
+from core.detectors.memory_bank import (BACKBONE_LABELS, BACKBONES, PACKAGED_BACKBONE, BackboneUnavailable,
                               imagenet_weights_path)
 from core.errors import InputError
-from core.runs import RUN_NAME_LIMIT, list_runs, phase, rename_run, run_name
+from core.runs.store import RUN_NAME_LIMIT, list_runs, phase, rename_run, run_name
 from dashboard import figures, jobs, resources, session, workspace
 
 # "good for" notes from the measured tables (README, "Which detector?")
@@ -22,9 +23,13 @@ BACKBONE_HELP = (
     "Slower: about 20 s to build on the demo, 11–13 images/s.  \n"
     "**ResNet-50 / MobileNetV2**: only when their Keras ImageNet weights files are already on this machine.")
 
-DETECTOR_KINDS = {"autoencoder": "Autoencoder residuals", "memory_bank": "Memory bank (PatchCore-style)",
-                  "padim": "PaDiM"}
-SHORT_NAMES = {"autoencoder": "autoencoder", "memory_bank": "memory bank", "padim": "PaDiM"}
+DETECTOR_KINDS = {"run": "The run itself", "memory_bank": "Memory bank (PatchCore-style)", "padim": "PaDiM"}
+SHORT_NAMES = {"run": "run", "memory_bank": "memory bank", "padim": "PaDiM"}
+KIND_NAMES = {"ncae": "NCAE", "cae": "CAE", "memory_bank": "Memory bank", "padim": "PaDiM", "draem": "DRAEM"}
+# what each detector trains at, and the choices offered for it (memory bank and PaDiM: the backbone's own 224 px)
+TRAINING_SIZES = {"ncae": ([32, 64, 96, 128, 192, 256], DEFAULT_INPUT_SIZE),
+                  "cae": ([32, 64, 96, 128, 192, 256], DEFAULT_INPUT_SIZE), "draem": ([64, 96, 128], 96)}
+TRAINING_EPOCHS = {"ncae": DEFAULT_EPOCHS, "cae": DEFAULT_EPOCHS, "draem": 40}
 CORESET_CHOICES = (0.01, 0.02, 0.05, 0.1, 0.25)
 
 st.title("Data & Model")
@@ -67,7 +72,7 @@ with model_column:
     runs = [run for run in all_runs if run.usable]
     options = {session.DEMO_MODEL.label: session.DEMO_MODEL}
     for run in runs:
-        options[f"{run_name(run)} ({run.manifest['model_kind'].upper()}, {run.run_id})"] = session.ModelChoice(
+        options[f"{run_name(run)} ({KIND_NAMES[run.manifest['model_kind']]}, {run.run_id})"] = session.ModelChoice(
             str(run.path), run_name(run))
     for run in all_runs:
         if run.problem:  # a damaged or tampered run is skipped, never loaded: say so in one line
@@ -82,17 +87,22 @@ with model_column:
     detector_kind = st.radio(
         "Detector", list(DETECTOR_KINDS), horizontal=True, key="detector_kind",
         index=list(DETECTOR_KINDS).index(session.detector_choice().kind), format_func=DETECTOR_KINDS.get,
-        help="Autoencoder: scores are statistics of x − x̂. Memory bank: each patch's distance to the nearest "
+        help="The run itself: the detector the run was trained as (an autoencoder's scores are statistics of "
+             "x − x̂; DRAEM's is its judge's defect probability; a memory bank's or PaDiM's as below). Memory bank: each patch's distance to the nearest "
              "good patch, with the model's encoder (or an ImageNet CNN) as the feature extractor. PaDiM: each "
              "patch against the good images' patches at the same position (ImageNet features); good for parts "
              "that sit in the same place in every image (demo and generated sets 0.94–1.00), weak on randomly "
              "cropped surfaces (0.65–0.87), three times faster than the ImageNet memory bank.")
-    if detector_kind == "autoencoder":
-        session.choose_detector(session.AUTOENCODER)
+    if detector_kind == "run":
+        session.choose_detector(session.RUN_ITSELF)
     elif detector_kind == "padim":
         session.choose_detector(session.DetectorChoice("padim", PACKAGED_BACKBONE))
     else:
-        backbone = st.selectbox("Backbone", BACKBONES, key="detector_backbone", format_func=BACKBONE_LABELS.get,
+        run_kind = next((run.manifest["model_kind"] for run in runs if str(run.path) == session.model_choice().path),
+                        "ncae")  # the demo model is an NCAE
+        # the encoder backbone borrows the run's autoencoder; other runs have none to lend
+        backbones = BACKBONES if run_kind in ("ncae", "cae") else tuple(b for b in BACKBONES if b != "encoder")
+        backbone = st.selectbox("Backbone", backbones, key="detector_backbone", format_func=BACKBONE_LABELS.get,
                                 help=BACKBONE_HELP)
         ratio = st.select_slider("Memory bank size (share of good patches kept)", CORESET_CHOICES,
                                  value=session.detector_choice().coreset_ratio if session.detector_choice().kind ==
@@ -107,9 +117,16 @@ with model_column:
         session.choose_detector(session.DetectorChoice("memory_bank", backbone, float(ratio)))
 
     with st.expander("Train a new model", expanded=False):
-        kind = st.radio("Network", MODEL_KINDS, format_func=str.upper, horizontal=True, key="train_kind")
-        epochs = st.number_input("Maximum epochs", 1, 500, DEFAULT_EPOCHS, key="train_epochs")
-        size = st.select_slider("Input size (pixels)", [32, 64, 96, 128, 192, 256], DEFAULT_INPUT_SIZE, key="train_size")
+        kind = st.radio("Detector to train", DETECTOR_NAMES, format_func=KIND_NAMES.get, horizontal=True,
+                        key="train_kind")
+        st.caption(f"**{KIND_NAMES[kind]}**: {good_for(kind)}.")
+        if kind in TRAINING_SIZES:
+            epochs = st.number_input("Maximum epochs", 1, 500, TRAINING_EPOCHS[kind], key=f"train_epochs_{kind}")
+            sizes, default_size = TRAINING_SIZES[kind]
+            size = st.select_slider("Input size (pixels)", sizes, default_size, key=f"train_size_{kind}")
+        else:
+            epochs, size = 1, 224
+            st.caption("Fitted in one pass over the good images at the backbone's 224 px (no epochs).")
         seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
         mine = st.session_state.get("last_training")
         busy = bool(mine) and jobs.is_alive(mine)
@@ -153,7 +170,7 @@ def run_list() -> None:
                 "damaged": run.problem,
             }[current]
             head.markdown(f"{PHASE_ICONS[current]} **{run_name(run)}**  \n"
-                          f"{current} · {status.get('model_kind', '?').upper()} · {detail}  \n`{run.run_id}`")
+                          f"{current} · {KIND_NAMES.get(status.get('model_kind'), '?')} · {detail}  \n`{run.run_id}`")
             new_name = rename.text_input("Name", value=run_name(run), key=f"name-{run.run_id}",
                                          max_chars=RUN_NAME_LIMIT, label_visibility="collapsed",
                                          help="Type a new name and press Enter to rename the run.")
@@ -195,12 +212,12 @@ if space is not None:
     ])
     workspace.metric_cards(st.columns(3), [
         ("Input size", f"{space.detector.input_size} px", "The active detector resizes images to this square size."),
-        ("Model", space.manifest["model_kind"].upper(), "NCAE: neighbour-convolution autoencoder; CAE: plain."),
+        ("Model", KIND_NAMES[space.manifest["model_kind"]], good_for(space.manifest["model_kind"])),
         ("Detector", SHORT_NAMES[space.choice.kind], space.choice.label),
     ])
     run_decision = getattr(space.detector, "default_decision_", None)
     if run_decision is not None:
-        st.caption(f"Default decision of this {'run' if space.is_autoencoder else SHORT_NAMES[space.choice.kind]}: "
+        st.caption(f"Default decision of this {'run' if space.has_reconstructions else SHORT_NAMES[space.choice.kind]}: "
                    f"**{run_decision.describe()}**, {run_decision.basis}. Frames that fail the frame check "
                    "are INVALID.")
     else:

@@ -6,12 +6,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.datasets import extract_zip_safely
+from core.data.datasets import extract_zip_safely
 from core.errors import DatasetError
-from core.images import is_image_name
-from core.decision import VERDICTS
-from core.pipeline import judged_rows, score_sources
-from core.runs import scores_csv
+from core.data.images import is_image_name
+from core.evaluation.decision import VERDICTS
+from core.runs.pipeline import judged_rows, score_sources
+from core.runs.store import scores_csv
 from dashboard import workspace
 from dashboard.words import as_code, with_dashes
 from dashboard.detail import detail_from_arrays, open_dialog

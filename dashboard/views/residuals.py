@@ -41,7 +41,7 @@ pages = max(1, int(np.ceil(len(view) / PAGE_SIZE)))
 page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="res_page")
 shown = view.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
 st.caption(f"{len(view)} images match. " + ("Residual: red = brighter than the model expects, blue = darker. "
-           "Heat map: the smoothed |residual|." if space.is_autoencoder else
+           "Heat map: the smoothed |residual|." if space.has_reconstructions else
            "Heat map: each patch's distance to its nearest good patch in the memory bank."))
 if shown.empty:
     st.info("No image matches these filters.")
@@ -51,7 +51,7 @@ maps = map_page(key, tuple(shown["source"]), tuple(shown["mask"]))
 scales = picture_scales(space)
 st.caption(f"Colour scales: {'each picture its own' if per_image else scales.source}. "
            "Ground-truth outlines in cyan, drawn just outside the marked region.")
-titles = ("Image", "Original", "Reconstruction", "Residual", "Heat map") if space.is_autoencoder else \
+titles = ("Image", "Original", "Reconstruction", "Residual", "Heat map") if space.has_reconstructions else \
     ("Image", "Original", "Anomaly map", "Heat map")
 widths = [2] + [1] * (len(titles) - 1)
 
@@ -73,7 +73,7 @@ for index, row in enumerate(shown.itertuples()):
     cells[0].markdown(f"`{row.path}`  \n{verdict}{' · ' + row.defect_type if row.defect_type else ''}  \n"
                       f"{sort_by} = {getattr(row, sort_by):.5g}")
     cells[1].image(maps.images[index], clamp=True, width="stretch")
-    if space.is_autoencoder:
+    if space.has_reconstructions:
         residual_scale = float(np.abs(maps.residuals[index]).max()) if per_image else scales.residual
         cells[2].image(np.clip(maps.reconstructions[index], 0, 1), clamp=True, width="stretch")
         cells[3].image(residual_picture(maps.residuals[index], residual_scale or 1.0), clamp=True, width="stretch")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.supervised import SUPERVISED_WARNING, decision_boundary
+from core.evaluation.supervised import SUPERVISED_WARNING, decision_boundary
 from dashboard import figures, workspace
 from dashboard.detail import detail_for_row, open_dialog, thumbnail_grid
 from dashboard.words import meaning

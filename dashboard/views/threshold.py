@@ -5,7 +5,7 @@ import json
 import numpy as np
 import streamlit as st
 
-from core.decision import Decision
+from core.evaluation.decision import Decision
 from dashboard import figures, session, workspace
 from dashboard.detail import thumbnail_grid
 from dashboard.words import PRESET_MEANINGS, meaning

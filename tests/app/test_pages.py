@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.bundles import load_bundle
-from core.datasets import open_dataset
-from core.metrics import ThresholdTable
-from core.pipeline import judged_rows, score_samples, score_sources
+from core.runs.bundles import load_bundle
+from core.data.datasets import open_dataset
+from core.evaluation.metrics import ThresholdTable
+from core.runs.pipeline import judged_rows, score_samples, score_sources
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -284,7 +284,7 @@ def test_saving_a_threshold_to_a_run_says_so_and_nothing_else(tmp_path, monkeypa
     texts = " ".join(str(element.value) for element in (*app.markdown, *app.text, *app.code) if element.value)
     assert "DeltaGenerator" not in texts and "streamlit" not in texts.lower()
     assert not app.get("help") and not app.get("help_info")  # what "magic" renders for a bare expression
-    from core.thresholds import read_threshold_file
+    from core.evaluation.thresholds import read_threshold_file
 
     assert read_threshold_file(run / "threshold.json")["score_column"] == "map_max"
 
@@ -378,7 +378,7 @@ def test_runs_keep_their_final_state_after_a_reload_and_can_be_named_and_deleted
     import shutil
 
     import dashboard.resources
-    from core.runs import read_status
+    from core.runs.store import read_status
 
     runs = tmp_path / "runs"
     finished = runs / "20260101-000000-ncae-aaaa"

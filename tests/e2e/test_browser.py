@@ -123,8 +123,8 @@ def test_threshold_slider_changes_the_metrics(page, server):
 
 def core_verdicts(paths) -> dict:
     """The core's verdicts for these files under the demo run's own default decision."""
-    from core.bundles import load_bundle
-    from core.pipeline import judged_rows, score_sources
+    from core.runs.bundles import load_bundle
+    from core.runs.pipeline import judged_rows, score_sources
 
     detector = load_bundle(ROOT / "assets" / "demo_model")
     rows = judged_rows(score_sources(detector, list(paths), [path.name for path in paths]),

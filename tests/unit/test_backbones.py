@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.features import efficientnet_lite
-from core.features.torch_weights import (LEGACY_MAGIC_NUMBER, LEGACY_PROTOCOL_VERSION, DamagedWeightsFile,
+from core.detectors.features import efficientnet_lite
+from core.detectors.features.torch_weights import (LEGACY_MAGIC_NUMBER, LEGACY_PROTOCOL_VERSION, DamagedWeightsFile,
                                          UnsafeWeightsFile, read_legacy_state_dict)
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -145,7 +145,7 @@ def test_legacy_storage_bytes_are_cut_into_tensors_with_their_strides(tmp_path):
 
 
 def test_border_calibration_puts_border_and_inner_patches_of_good_images_on_one_scale():
-    from core.memory_bank import BorderCalibration, border_rings
+    from core.detectors.memory_bank import BorderCalibration, border_rings
 
     rng = np.random.default_rng(0)
     rings = border_rings(12, 12, 4)
@@ -163,9 +163,9 @@ def test_border_calibration_puts_border_and_inner_patches_of_good_images_on_one_
 
 
 def test_memory_bank_on_packaged_imagenet_features_finds_the_demo_defects(keras_home, small_demo_dir):
-    from core.compare import evaluate_detector, load_test_images
-    from core.datasets import open_dataset
-    from core.memory_bank import MEMORY_BANK_COLUMN, PACKAGED_BACKBONE, MemoryBankDetector
+    from core.evaluation.evaluate import evaluate_detector, load_test_images
+    from core.data.datasets import open_dataset
+    from core.detectors.memory_bank import MEMORY_BANK_COLUMN, PACKAGED_BACKBONE, MemoryBankDetector
 
     detector = MemoryBankDetector(backbone=PACKAGED_BACKBONE, coreset_ratio=0.1)
     with open_dataset(small_demo_dir) as data:
@@ -182,9 +182,9 @@ def test_memory_bank_on_packaged_imagenet_features_finds_the_demo_defects(keras_
 
 
 def test_padim_on_packaged_features_finds_the_demo_defects_and_sets_its_own_threshold(keras_home, small_demo_dir):
-    from core.compare import evaluate_detector, load_test_images
-    from core.datasets import open_dataset
-    from core.padim import PADIM_COLUMN, PadimDetector
+    from core.evaluation.evaluate import evaluate_detector, load_test_images
+    from core.data.datasets import open_dataset
+    from core.detectors.padim import PADIM_COLUMN, PadimDetector
 
     detector = PadimDetector()
     with open_dataset(small_demo_dir) as data:

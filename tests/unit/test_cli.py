@@ -14,9 +14,9 @@ import pytest
 import pandas as pd
 from PIL import Image
 
-from core.bundles import MODEL_FILE, read_manifest
-from core.detector import SCORE_COLUMNS
-from core.thresholds import THRESHOLD_FORMAT
+from core.runs.bundles import MODEL_FILE, read_manifest
+from core.detectors.autoencoder import SCORE_COLUMNS
+from core.evaluation.thresholds import THRESHOLD_FORMAT
 
 from tests.unit.test_images import header_only_png
 
@@ -230,7 +230,7 @@ def test_text_cells_that_look_like_formulas_are_defused(tiny_run, small_demo_dir
     assert result.returncode == 0, result.stderr
     paths = pd.read_csv(tmp_path / "s.csv", keep_default_na=False)["path"].tolist()
     assert paths == [f"'{name}" for name in names]
-    from core.runs import scores_csv
+    from core.runs.store import scores_csv
 
     assert scores_csv(pd.DataFrame({"path": ["-1+1", "ok.png"], "max": [-0.5, 0.5]})).splitlines()[1:] == \
         ["'-1+1,-0.5", "ok.png,0.5"]
@@ -257,7 +257,7 @@ def test_ctrl_c_during_training_leaves_a_cancelled_run(small_demo_dir, tmp_path)
     import signal
     import time
 
-    from core.runs import inspect_run, read_status
+    from core.runs.store import inspect_run, read_status
 
     out = tmp_path / "interrupted"
     environment = os.environ | {"PYTHONPATH": str(ROOT)}
@@ -278,7 +278,7 @@ def test_ctrl_c_during_training_leaves_a_cancelled_run(small_demo_dir, tmp_path)
 def test_demo_data_on_a_failing_disk_leaves_nothing_that_loads(tmp_path, monkeypatch):
     import errno
 
-    import core.synthetic
+    import core.data.synthetic
     from core.cli import main
 
     def fill_the_disk(out_dir, *args, **kwargs):
@@ -286,7 +286,7 @@ def test_demo_data_on_a_failing_disk_leaves_nothing_that_loads(tmp_path, monkeyp
         (Path(out_dir) / "train" / "good" / "000.png").write_bytes(_png_bytes())
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(core.synthetic, "generate_demo_set", fill_the_disk)
+    monkeypatch.setattr(core.data.synthetic, "generate_demo_set", fill_the_disk)
     assert main(["demo-data", "--out", str(tmp_path / "demo")]) != 0
     assert not (tmp_path / "demo").exists()
     assert [entry.name for entry in tmp_path.iterdir()] == []

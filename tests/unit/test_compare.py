@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from core.cli import main
-from core.compare import DETECTOR_LABELS, compare_detectors, comparison_rows
-from core.datasets import open_dataset
+from core.evaluation.compare import DETECTOR_LABELS, compare_detectors, comparison_rows
+from core.data.datasets import open_dataset
 
 from tests.conftest import TINY_MODEL
 

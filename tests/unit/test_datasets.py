@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.datasets import ZIP_MAX_RATIO, open_dataset
+from core.data.datasets import ZIP_MAX_RATIO, open_dataset
 from core.errors import DatasetError
 
 

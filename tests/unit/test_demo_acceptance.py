@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from core.bundles import load_bundle
-from core.datasets import open_dataset
-from core.detector import ResidualDetector
-from core.pipeline import evaluate
+from core.runs.bundles import load_bundle
+from core.data.datasets import open_dataset
+from core.detectors.autoencoder import ResidualDetector
+from core.evaluation.evaluate import evaluate
 
 
 DEMO_BUNDLE = Path(__file__).resolve().parents[2] / "assets" / "demo_model"

@@ -3,12 +3,13 @@ import json
 import numpy as np
 import pytest
 
-from core.bundles import MANIFEST_FILE, MODEL_FILE, load_bundle, read_manifest
-from core.datasets import open_dataset
-from core.detector import SCORE_COLUMNS, ResidualDetector, TrainingCancelled
+from core.runs.bundles import MANIFEST_FILE, MODEL_FILE, load_bundle, read_manifest
+from core.data.datasets import open_dataset
+from core.detectors.autoencoder import SCORE_COLUMNS, ResidualDetector, TrainingCancelled
 from core.errors import BundleError
-from core.pipeline import evaluate, train_run
-from core.runs import list_runs, read_score_tables, read_status, write_score_table
+from core.evaluation.evaluate import evaluate
+from core.runs.pipeline import train_run
+from core.runs.store import list_runs, read_score_tables, read_status, write_score_table
 
 from tests.conftest import TINY_MODEL
 

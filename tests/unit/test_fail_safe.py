@@ -10,13 +10,13 @@ import zipfile
 import numpy as np
 import pytest
 
-from core.bundles import MANIFEST_FILE, load_bundle, read_manifest
-from core.datasets import extract_zip_safely, open_dataset
+from core.runs.bundles import MANIFEST_FILE, load_bundle, read_manifest
+from core.data.datasets import extract_zip_safely, open_dataset
 from core.errors import BundleError, DatasetError
-from core.frame_check import FrameLimits
-from core.pipeline import judged_rows, score_sources
-from core.runs import claim_run_folder, inspect_run, list_runs, write_status
-from core.stat_distance import StatDistance
+from core.data.frame_check import FrameLimits
+from core.runs.pipeline import judged_rows, score_sources
+from core.runs.store import claim_run_folder, inspect_run, list_runs, write_status
+from core.detectors.stat_distance import StatDistance
 
 
 def good_frames(count=20, size=32, seed=0):
@@ -134,7 +134,7 @@ def test_claiming_a_run_folder_lets_exactly_one_through(tmp_path):
 
 def test_a_run_left_training_by_a_dead_process_is_interrupted(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    from core.runs import owner_fields
+    from core.runs.store import owner_fields
 
     write_status(tmp_path / "stale", state="training", epoch=3, **(owner_fields() | {"pid": int(dead.stdout)}))
     write_status(tmp_path / "alive", state="training", epoch=3, **owner_fields())

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from core.errors import ImageDecodeError
-from core.images import MAX_IMAGE_PIXELS, decode_image, decode_many
+from core.data.images import MAX_IMAGE_PIXELS, decode_image, decode_many
 
 
 def _encoded(array, fmt, mode="L"):
@@ -133,7 +133,7 @@ def test_exif_orientation_is_applied():
     exif = Image.Exif()
     exif[0x0112] = 6     # "rotate 90° clockwise to display"
     Image.fromarray(wide).save(buffer, format="JPEG", exif=exif.tobytes(), quality=95)
-    from core.images import decode_frame
+    from core.data.images import decode_frame
 
     image, size = decode_frame(buffer.getvalue())
     assert size == (20, 40)                       # upright: portrait

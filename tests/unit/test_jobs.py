@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from core.bundles import load_bundle
-from core.datasets import open_dataset
-from core.detector import ResidualDetector
-from core.pipeline import train_run
-from core.runs import read_status
+from core.runs.bundles import load_bundle
+from core.data.datasets import open_dataset
+from core.detectors.autoencoder import ResidualDetector
+from core.runs.pipeline import train_run
+from core.runs.store import read_status
 from dashboard import jobs
 
 JOB = dict(model_kind="ncae", epochs=2, input_size=32, seed=7)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from core.bundles import load_bundle
-from core.datasets import open_dataset
-from core.memory_bank import (BackboneUnavailable, MemoryBankDetector, greedy_coreset, imagenet_weights_path,
+from core.runs.bundles import load_bundle
+from core.data.datasets import open_dataset
+from core.detectors.memory_bank import (BackboneUnavailable, MemoryBankDetector, greedy_coreset, imagenet_weights_path,
                               reweighted_image_scores, upsample_maps)
 
 
@@ -55,7 +55,7 @@ def test_pruned_coreset_chooses_exactly_what_the_textbook_loop_chooses(spread):
 
 
 def test_bank_keeps_exactly_the_capped_number_of_patches(monkeypatch):
-    import core.memory_bank as memory_bank
+    import core.detectors.memory_bank as memory_bank
 
     monkeypatch.setattr(memory_bank, "MAX_BANK_CANDIDATES", 3000)
     monkeypatch.setattr(memory_bank, "MAX_BANK_SIZE", 3)       # 3 / 3000 * 3000 rounds up to 4 as a ratio

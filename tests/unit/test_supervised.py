@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.supervised import cross_validate, decision_boundary
+from core.evaluation.supervised import cross_validate, decision_boundary
 
 
 def _table(seed=0, good=40, defect=20):

@@ -2,11 +2,11 @@ import hashlib
 
 import numpy as np
 
-from core.datasets import open_dataset
-from core.metrics import ThresholdTable
+from core.data.datasets import open_dataset
+from core.evaluation.metrics import ThresholdTable
 import pytest
 
-from core.synthetic import DEFECT_TYPES, STYLES, DemoSetSize, generate_demo_set, render_part
+from core.data.synthetic import DEFECT_TYPES, STYLES, DemoSetSize, generate_demo_set, render_part
 
 
 def _digest(root):

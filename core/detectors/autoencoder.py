@@ -14,78 +14,25 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from core.decision import PRIMARY_SCORE
+from core.evaluation.decision import PRIMARY_SCORE
 from core.defaults import MIN_TRAINING_IMAGES  # noqa: F401  (part of this module's interface)
 from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_LOSS, DEFAULT_MAP_SIGMA,
                            DEFAULT_NOISE_STD, DEFAULT_WIDTHS)
-from core.losses import training_loss
-from core.models import build_autoencoder
-from core.residuals import SCORE_COLUMNS, STATISTIC_NAMES, residual_maps, residual_statistics  # noqa: F401
-from core.stat_distance import StatDistance
+from core.detectors.losses import training_loss
+from core.detectors.models import build_autoencoder
+from core.detectors.base import (MapsFromScore, ScoreResult, TrainingCancelled, TrainingProgress,  # noqa: F401
+                                 as_image_batch, map_scales, smoothed_maps)
+from core.detectors.residuals import SCORE_COLUMNS, STATISTIC_NAMES, residual_maps, residual_statistics
+from core.detectors.stat_distance import StatDistance
 
 
-@dataclass(frozen=True)
-class TrainingProgress:
-    """What a progress callback receives after every epoch."""
-
-    epoch: int
-    epochs: int
-    loss: float
-    val_loss: float
-    elapsed_seconds: float
-    seconds_left: float
-
-
-@dataclass
-class ScoreResult:
-    """What every detector's ``score`` returns: a score table and, on request, maps per image.
-
-    ``anomaly_maps`` (higher = more anomalous, input resolution) exist for every detector;
-    ``reconstructions`` and ``residuals`` only for the autoencoders.
-    """
-
-    table: pd.DataFrame
-    anomaly_maps: np.ndarray | None = None
-    reconstructions: np.ndarray | None = None
-    residuals: np.ndarray | None = None
-
-
-def map_scales(decision, residuals: np.ndarray | None = None) -> dict[str, float]:
-    """Colour scales for pictures, fixed by the run from its held-out good images, so a part looks the
-    same on every page and in every batch.
-
-    ``anomaly``: the top of the heat-map scale is the default threshold, so full heat means "at the
-    reject level" (for the autoencoders the threshold is on ``map_max``, the map's own maximum).
-    ``residual``: the largest |x − x̂| any held-out good image showed, so a good part never saturates
-    the scale and a defect's error stands out beyond it.
-    """
-    scales = {"anomaly": float(decision.threshold)}
-    if residuals is not None and len(residuals):
-        scales["residual"] = float(np.abs(residuals).max()) or 1e-6
-    return scales
-
-
-def smoothed_maps(maps: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian-smooth each map of a ``(n, h, w)`` stack (not across images)."""
-    from scipy import ndimage
-
-    maps = np.asarray(maps, dtype=np.float32)
-    if sigma <= 0 or not len(maps):
-        return maps
-    return ndimage.gaussian_filter(maps, sigma=(0, sigma, sigma), mode="nearest")
-
-
-class TrainingCancelled(RuntimeError):
-    """Raised by :meth:`ResidualDetector.fit` when ``should_stop`` asked training to end."""
-
-
-class ResidualDetector:
+class ResidualDetector(MapsFromScore):
     """Anomaly detector over autoencoder residuals.
 
     Parameters are plain attributes and are checked when :meth:`fit` builds the network; fitted
@@ -93,7 +40,7 @@ class ResidualDetector:
     ``default_decision_``, ``map_scales_``, ``training_seconds_``).
     """
 
-    primary_score = PRIMARY_SCORE  # fixed in advance; core.decision says how it was chosen
+    primary_score = PRIMARY_SCORE  # fixed in advance; core.evaluation.decision says how it was chosen
 
     def __init__(self, model="ncae", input_size=DEFAULT_INPUT_SIZE, widths=DEFAULT_WIDTHS,
                  bottleneck=DEFAULT_BOTTLENECK, epochs=DEFAULT_EPOCHS, batch_size=32, learning_rate=2e-3,
@@ -119,20 +66,26 @@ class ResidualDetector:
             "model", "input_size", "widths", "bottleneck", "epochs", "batch_size", "learning_rate",
             "validation_fraction", "patience", "noise_std", "loss", "map_sigma", "seed")}
 
-    def fit(self, good_images: np.ndarray, progress: Callable[[TrainingProgress], None] | None = None,
-            should_stop: Callable[[], bool] | None = None, image_sizes=None) -> "ResidualDetector":
+    @property
+    def kind(self) -> str:
+        return self.model
+
+    score_columns = SCORE_COLUMNS
+
+    def fit(self, good_images: np.ndarray, image_sizes=None, progress: Callable[[TrainingProgress], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> "ResidualDetector":
         """Train on good images only; a held-out share drives early stopping, ``stat_distance`` and the
-        default decision (:func:`core.decision.default_decision`).
+        default decision (:func:`core.evaluation.decision.default_decision`).
 
         ``image_sizes`` (``(width, height)`` of each file as read) lets the frame check refuse
         images of a wildly different size or aspect; without it only intensities are checked.
         """
         import keras
 
-        from core.decision import default_decision
-        from core.frame_check import FrameLimits
+        from core.evaluation.decision import default_decision
+        from core.data.frame_check import FrameLimits
 
-        images = _as_batch(good_images, self.input_size)
+        images = as_image_batch(good_images, self.input_size)
         if len(images) < MIN_TRAINING_IMAGES:
             raise ValueError(f"Training needs at least {MIN_TRAINING_IMAGES} good images, got {len(images)}.")
         if not 0 < self.validation_fraction < 0.5:
@@ -174,7 +127,7 @@ class ResidualDetector:
 
     def reconstruct(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         self._check_fitted()
-        batch = _as_batch(images, self.input_size)
+        batch = as_image_batch(images, self.input_size)
         outputs = []
         with self._inference_lock:
             for start in range(0, len(batch), batch_size):
@@ -185,7 +138,7 @@ class ResidualDetector:
     def score(self, images: np.ndarray, with_maps: bool = False, batch_size: int = 64) -> ScoreResult:
         """Score images; memory stays flat unless ``with_maps`` asks to keep every map."""
         self._check_fitted()
-        batch = _as_batch(images, self.input_size)
+        batch = as_image_batch(images, self.input_size)
         columns: dict[str, list[np.ndarray]] = {name: [] for name in (*STATISTIC_NAMES, "map_max")}
         kept: dict[str, list[np.ndarray]] = {"anomaly_maps": [], "reconstructions": [], "residuals": []}
         for start in range(0, len(batch), batch_size):
@@ -209,21 +162,34 @@ class ResidualDetector:
         empty = np.zeros((0, self.input_size, self.input_size), dtype=np.float32)
         return ScoreResult(table, **{name: np.concatenate(parts) if parts else empty for name, parts in kept.items()})
 
+    def bundle_state(self, directory: Path) -> dict:
+        """Write the network (an inference-only ``model.keras``) into ``directory``; the manifest fields it needs."""
+        from core.runs.bundles import save_keras_model
+
+        self._check_fitted()
+        return {"model_file": save_keras_model(self.model_, directory), "stat_distance": self.stat_distance_.to_json(),
+                "history": self.history_, "epochs_run": len(self.history_.get("loss", []))}
+
+    @classmethod
+    def from_bundle(cls, directory: Path, manifest: dict) -> "ResidualDetector":
+        from core.runs.bundles import load_keras_model
+
+        size = int(manifest["input_size"])
+        parameters = dict(manifest.get("parameters", {}))
+        parameters.update(model=manifest["model_kind"], input_size=size)
+        known = cls().get_params()
+        detector = cls(**{key: value for key, value in parameters.items() if key in known})
+        detector.model_ = load_keras_model(directory, manifest, input_shape=(size, size, 1))
+        detector.history_ = manifest.get("history", {})
+        detector.stat_distance_ = StatDistance.from_json(manifest["stat_distance"])  # checked by read_manifest
+        return detector
+
     def _statistics(self, images: np.ndarray) -> dict[str, np.ndarray]:
         return residual_statistics(residual_maps(images, self.reconstruct(images)))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise RuntimeError("This ResidualDetector is not fitted yet; call fit() or load a bundle first.")
-
-
-def _as_batch(images: np.ndarray, input_size: int) -> np.ndarray:
-    batch = np.asarray(images, dtype=np.float32)
-    if batch.ndim == 4 and batch.shape[-1] == 1:
-        batch = batch[..., 0]
-    if batch.ndim != 3 or batch.shape[1:] != (input_size, input_size):
-        raise ValueError(f"Expected images of shape (n, {input_size}, {input_size}), got {batch.shape}.")
-    return batch
 
 
 def _keras_callback_base():

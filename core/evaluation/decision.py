@@ -3,7 +3,7 @@
 The rule, everywhere: a higher score is more anomalous. With a threshold ``t`` a part is ``NG``
 (rejected) when ``score >= t``; with a review band starting at ``r <= t`` it is ``REVIEW`` when
 ``r <= score < t``; below that it is ``OK``. A frame that fails the frame check
-(:mod:`core.frame_check`), a file that could not be read, or a score that is not a finite number
+(:mod:`core.data.frame_check`), a file that could not be read, or a score that is not a finite number
 is ``INVALID``: counted as a reject, with the reason. The gate never passes what it could not
 measure.
 
@@ -23,7 +23,7 @@ photographs, an NCAE and a CAE on each (``python -m benchmarks.primary_score``, 
   ``mse`` (0.85 on the generated castings, where ``map_max`` gives 0.98).
 - no fusion earned the place: the fused ``stat_distance`` (mean 0.747) and simpler fusions of
   one-sided z-scores (0.784–0.788) are clearly below the best single statistic on the object set
-  and on the granite photographs (see :mod:`core.stat_distance`).
+  and on the granite photographs (see :mod:`core.detectors.stat_distance`).
 
 **The default threshold** is set from good images only: the lowest threshold that rejects at most
 :data:`DEFAULT_FALSE_REJECT_RATE` of the *held-out* good training images (images the network did
@@ -126,7 +126,7 @@ class Decision:
 def default_decision(held_out_scores, column: str = PRIMARY_SCORE,
                      false_reject_rate: float = DEFAULT_FALSE_REJECT_RATE) -> Decision:
     """The decision a run ships with: ``column`` at a target false-reject rate on held-out good images."""
-    from core.metrics import ThresholdTable
+    from core.evaluation.metrics import ThresholdTable
 
     scores = np.asarray(held_out_scores, dtype=np.float64)
     scores = scores[np.isfinite(scores)]

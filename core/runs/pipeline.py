@@ -10,14 +10,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from core.bundles import save_bundle
-from core.datasets import Dataset, Sample, ScoreItem, dataset_items
-from core.decision import Decision
-from core.detector import SCORE_COLUMNS, ResidualDetector, TrainingCancelled, TrainingProgress
+from core.runs.bundles import save_bundle
+from core.data.datasets import Dataset, Sample, ScoreItem, dataset_items
+from core.evaluation.decision import Decision
+from core.detectors.base import Detector, TrainingCancelled, TrainingProgress
 from core.errors import DatasetError, InputError
-from core.images import decode_many
-from core.metrics import pixel_aupro, pixel_auroc, threshold_summary
-from core.runs import owner_fields, write_status
+from core.data.images import decode_many
+from core.runs.store import owner_fields, write_status
 
 UNREADABLE = "unreadable: "  # how a reason starts when the file itself could not be read
 SCORE_BATCH = 256  # images decoded and scored at a time: memory stays flat however many there are
@@ -50,10 +49,10 @@ class ScoredSet:
                 zip(self.unreadable["path"], self.unreadable["reason"])}
 
 
-def train_run(dataset: Dataset, run_dir: str | Path, detector: ResidualDetector,
+def train_run(dataset: Dataset, run_dir: str | Path, detector: Detector,
               progress: Callable[[TrainingProgress], None] | None = None,
               should_stop: Callable[[], bool] | None = None,
-              warn: Callable[[str], None] = lambda message: None) -> ResidualDetector:
+              warn: Callable[[str], None] = lambda message: None) -> Detector:
     """Train on the data set's good training images and save the bundle into ``run_dir``.
 
     ``status.json`` follows every epoch; it ends as ``complete``, ``cancelled`` or ``failed``.
@@ -61,7 +60,7 @@ def train_run(dataset: Dataset, run_dir: str | Path, detector: ResidualDetector,
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     history = {"loss": [], "val_loss": []}
-    write_status(run_dir, state="loading", model_kind=detector.model, message="Reading the training images",
+    write_status(run_dir, state="loading", model_kind=detector.kind, message="Reading the training images",
                  **owner_fields())
 
     def on_epoch(update: TrainingProgress) -> None:
@@ -79,7 +78,7 @@ def train_run(dataset: Dataset, run_dir: str | Path, detector: ResidualDetector,
             warn(f"skipped {message}")
         if len(decoded.images) == 0:
             raise DatasetError(f"{dataset.root}: none of the good training images could be read.")
-        write_status(run_dir, state="training", epoch=0, epochs=int(detector.epochs), history=history,
+        write_status(run_dir, state="training", epoch=0, epochs=int(getattr(detector, "epochs", 0)), history=history,
                      message=f"Training on {len(decoded.images)} good images")
         detector.fit(decoded.images, progress=on_epoch, should_stop=should_stop, image_sizes=decoded.sizes)
         save_bundle(detector, run_dir, dataset.summary() | {"source": str(dataset.root)})
@@ -93,7 +92,7 @@ def train_run(dataset: Dataset, run_dir: str | Path, detector: ResidualDetector,
         write_status(run_dir, state="failed", message=str(error) or type(error).__name__,
                      detail=traceback.format_exc(limit=5))
         raise
-    write_status(run_dir, state="complete", message="Training finished", history=detector.history_,
+    write_status(run_dir, state="complete", message="Training finished", history=getattr(detector, "history_", history),
                  training_seconds=detector.training_seconds_, pid=None, host=None)
     return detector
 
@@ -169,30 +168,3 @@ def stream_judged_rows(detector, items: list[ScoreItem], decision: Decision | No
     """:func:`judged_rows` for ``batch_size`` items at a time, so memory stays flat in the number of items."""
     for start in range(0, len(items), batch_size):
         yield judged_rows(score_items(detector, items[start:start + batch_size]), decision)
-
-
-def evaluate(detector: ResidualDetector, dataset: Dataset) -> tuple[dict, ScoredSet]:
-    """The ``evaluate --json`` object of DESIGN.md, and the scored test set it came from."""
-    test = [sample for sample in dataset.test if sample.label in ("good", "defect")]
-    if not test:
-        raise DatasetError(f"{dataset.root}: no labelled test images to evaluate on.")
-    scored = score_samples(detector, dataset, test, with_maps=dataset.has_masks)
-    labels = scored.table["label"].to_numpy()
-    pixel = {"pixel_auroc": None, "pixel_aupro": None}
-    if dataset.has_masks and scored.anomaly_maps is not None:
-        masks = dataset.load_masks(scored.kept_samples, int(detector.input_size))
-        pixel = {"pixel_auroc": pixel_auroc(scored.anomaly_maps, masks),
-                 "pixel_aupro": pixel_aupro(scored.anomaly_maps, masks)}
-    scores = {}
-    for column in SCORE_COLUMNS:
-        summary = threshold_summary(scored.table[column].to_numpy(), labels)
-        scores[column] = summary | {"pixel_auroc": pixel["pixel_auroc"]}
-    report = {
-        "n_good": int((labels == "good").sum()),
-        "n_defect": int((labels == "defect").sum()),
-        "scores": scores,
-        "pixel": pixel,
-        "model_kind": detector.model,
-        "unreadable": scored.errors,
-    }
-    return report, scored

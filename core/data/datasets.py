@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from core.errors import DatasetError
-from core.images import DecodedBatch, decode_many, list_image_files
+from core.data.images import DecodedBatch, decode_many, list_image_files
 
 LAYOUTS_HELP = ("Accepted layouts: MVTec AD (train/good, test/good, test/<defect_type>), Kaggle casting "
                 "(train|test/ok_front, train|test/def_front) or flat (good/ plus one folder per defect type).")
@@ -125,7 +125,7 @@ def dataset_items(dataset: "Dataset", samples: list[Sample]) -> list[ScoreItem]:
 def open_dataset(source: str | Path) -> Dataset:
     """Open ``"demo"``, a folder or a .zip in one of the accepted layouts."""
     if str(source) == "demo":
-        from core.synthetic import cached_demo_set
+        from core.data.synthetic import cached_demo_set
 
         return _read_layout(cached_demo_set(demo_cache_root()), name="built-in demo set")
     path = Path(source)

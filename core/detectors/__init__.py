@@ -1,0 +1,53 @@
+"""Every detector behind one interface (:class:`core.detectors.base.Detector`), by the name
+``python -m core train --model NAME`` knows it by. Importing this package loads no Keras.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from core.detectors.residuals import SCORE_COLUMNS as RESIDUAL_SCORE_COLUMNS
+
+# name -> (module, class, the score columns its runs write, what it is good for, from the measured tables)
+_REGISTRY = {
+    "ncae": ("core.detectors.autoencoder", "ResidualDetector", RESIDUAL_SCORE_COLUMNS,
+             "neighbour-convolution autoencoder: residual statistics and maps; fast, 64 px grey; good on plain "
+             "cast parts, weak on fibrous and granular textures"),
+    "cae": ("core.detectors.autoencoder", "ResidualDetector", RESIDUAL_SCORE_COLUMNS,
+            "plain convolutional autoencoder, the NCAE's baseline"),
+    "memory_bank": ("core.detectors.memory_bank", "MemoryBankDetector", ("patch_score",),
+                    "PatchCore-style memory bank on ImageNet EfficientNet-Lite0 features (224 px, colour): the "
+                    "best on real textures; about 12 images/s"),
+    "padim": ("core.detectors.padim", "PadimDetector", ("padim_score",),
+              "per-position Gaussians on the same features: for parts that sit in the same place in every "
+              "image; weak on randomly cropped surfaces; 3x faster than the memory bank"),
+    "draem": ("core.detectors.draem", "DraemDetector", ("draem_score",),
+              "NCAE plus a segmentation network trained on synthetic defects (DRAEM-style): no pretrained "
+              "weights; learns which residuals are defects"),
+}
+DETECTOR_NAMES = tuple(_REGISTRY)
+AUTOENCODER_NAMES = ("ncae", "cae")
+
+
+def detector_class(name: str):
+    """The class that implements detector ``name`` (imports it, and so Keras, only now)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown detector {name!r}; expected one of {', '.join(DETECTOR_NAMES)}.")
+    module, class_name = _REGISTRY[name][:2]
+    return getattr(importlib.import_module(module), class_name)
+
+
+def new_detector(name: str, **parameters):
+    """An unfitted detector ``name`` with ``parameters`` (the autoencoders take their network as ``model``)."""
+    if name in AUTOENCODER_NAMES:
+        parameters = {"model": name, **parameters}
+    return detector_class(name)(**parameters)
+
+
+def score_columns_of(name: str) -> tuple[str, ...]:
+    """The score columns a run of detector ``name`` writes, without importing it."""
+    return tuple(_REGISTRY[name][2]) if name in _REGISTRY else ()
+
+
+def good_for(name: str) -> str:
+    return _REGISTRY[name][3]

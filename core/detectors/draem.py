@@ -1,0 +1,242 @@
+"""A learned residual judge in the manner of DRAEM (Zavrtanik, Kristan and Skočaj, ICCV 2021).
+
+The autoencoders' weakness is the last step: a residual statistic such as ``map_max`` cannot tell
+a defect's error from the error every good part of a fibrous or granular surface shows. DRAEM
+learns that step instead, with no pretrained weights and no real defect:
+
+1. Synthetic anomalies are pasted on the good training images (:mod:`core.detectors.synthetic_anomalies`:
+   Perlin-noise masks filled from other training images, procedural patterns, or a folder of
+   anomaly sources the user gives), fresh ones every epoch.
+2. The NCAE learns to reconstruct the *clean* image from the pasted one (mean squared error).
+3. A small U-Net, the judge, sees the pair ``(x, x̂)`` and learns to segment what was pasted
+   (focal loss, since defect pixels are rare).
+
+Both are trained together, as one Keras model. The anomaly map is the judge's defect probability,
+smoothed by a Gaussian of ``map_sigma`` pixels; the image score ``draem_score`` is its maximum. A
+held-out 15 % of the good images, with their own fixed synthetic anomalies, drive early stopping;
+their clean versions set the default decision.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from core.defaults import DEFAULT_BOTTLENECK, DEFAULT_WIDTHS, MIN_TRAINING_IMAGES
+from core.detectors.base import (MapsFromScore, ScoreResult, TrainingCancelled, TrainingProgress, as_image_batch,
+                                 map_scales, smoothed_maps)
+
+DRAEM_COLUMN = "draem_score"
+DEFAULT_DRAEM_INPUT_SIZE = 96
+DEFAULT_DRAEM_EPOCHS = 40
+JUDGE_WIDTHS = (16, 32, 64)
+
+
+def build_judge(input_size: int, widths=JUDGE_WIDTHS):
+    """A small U-Net from the image and its reconstruction, ``(s, s, 2)``, to a defect probability ``(s, s, 1)``."""
+    import keras
+    from keras import layers
+
+    pair = keras.Input(shape=(input_size, input_size, 2), name="image_and_reconstruction")
+    features, skips = pair, []
+    for stage, width in enumerate(widths):
+        features = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"judge_down_{stage}_a")(features)
+        features = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"judge_down_{stage}_b")(features)
+        skips.append(features)
+        features = layers.MaxPooling2D(2, name=f"judge_pool_{stage}")(features)
+    features = layers.Conv2D(widths[-1] * 2, 3, padding="same", activation="relu", name="judge_middle")(features)
+    for stage, width in reversed(list(enumerate(widths))):
+        features = layers.UpSampling2D(2, name=f"judge_up_{stage}")(features)
+        features = layers.Concatenate(name=f"judge_skip_{stage}")([features, skips[stage]])
+        features = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"judge_up_{stage}_a")(features)
+    probability = layers.Conv2D(1, 1, activation="sigmoid", name="defect_probability")(features)
+    return keras.Model(pair, probability, name="judge")
+
+
+def build_draem(input_size: int, widths=DEFAULT_WIDTHS, bottleneck: int = DEFAULT_BOTTLENECK):
+    """The NCAE and the judge as one model: image → (reconstruction, defect probability)."""
+    import keras
+    from keras import layers
+
+    from core.detectors.models import build_autoencoder
+
+    stride_total = 2 ** max(len(widths), len(JUDGE_WIDTHS))
+    if input_size < stride_total or input_size % stride_total:
+        raise ValueError(f"`input_size` must be a positive multiple of {stride_total}, got {input_size!r}.")
+    image = keras.Input(shape=(input_size, input_size, 1), name="image")
+    reconstruction = build_autoencoder("ncae", input_size, widths, bottleneck)(image)
+    pair = layers.Concatenate(name="pair")([image, reconstruction])
+    probability = build_judge(input_size)(pair)
+    return keras.Model(image, [reconstruction, probability], name="draem")
+
+
+class DraemDetector(MapsFromScore):
+    """NCAE plus a learned residual judge; ``fit(good_images)``, ``score(images)``.
+
+    Parameters:
+        input_size: side of the square grey input (a multiple of 16).
+        anomaly_source: a folder of pictures to paste as anomalies, besides the built-in sources.
+        anomaly_share: share of training images that get an anomaly each epoch.
+        map_sigma: Gaussian smoothing of the defect probability, in pixels (``None``: input size / 32).
+    """
+
+    kind = "draem"
+    primary_score = DRAEM_COLUMN
+    score_columns = (DRAEM_COLUMN,)
+
+    def __init__(self, input_size=DEFAULT_DRAEM_INPUT_SIZE, widths=DEFAULT_WIDTHS, bottleneck=DEFAULT_BOTTLENECK,
+                 epochs=DEFAULT_DRAEM_EPOCHS, batch_size=16, learning_rate=1e-3, anomaly_source=None,
+                 anomaly_share=0.5, validation_fraction=0.15, patience=10, map_sigma=None, seed=0):
+        self.input_size = input_size
+        self.widths = widths
+        self.bottleneck = bottleneck
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.anomaly_source = anomaly_source
+        self.anomaly_share = anomaly_share
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.map_sigma = map_sigma
+        self.seed = seed
+        self._inference_lock = threading.Lock()
+
+    def get_params(self) -> dict:
+        return {name: getattr(self, name) for name in (
+            "input_size", "widths", "bottleneck", "epochs", "batch_size", "learning_rate", "anomaly_source",
+            "anomaly_share", "validation_fraction", "patience", "map_sigma", "seed")}
+
+    def fit(self, good_images: np.ndarray, image_sizes=None, progress: Callable[[TrainingProgress], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> "DraemDetector":
+        import keras
+
+        from core.data.frame_check import FrameLimits
+        from core.detectors.synthetic_anomalies import augment
+        from core.evaluation.decision import default_decision
+
+        size = int(self.input_size)
+        images = as_image_batch(good_images, size)
+        if len(images) < MIN_TRAINING_IMAGES:
+            raise ValueError(f"Training needs at least {MIN_TRAINING_IMAGES} good images, got {len(images)}.")
+        if int(self.epochs) < 1:
+            raise ValueError(f"`epochs` must be at least 1, got {self.epochs!r}.")
+        if not 0 < float(self.anomaly_share) < 1:
+            raise ValueError(f"`anomaly_share` must be between 0 and 1, got {self.anomaly_share!r}.")
+        sources = load_anomaly_sources(self.anomaly_source, size) if self.anomaly_source else None
+
+        keras.utils.set_random_seed(int(self.seed))  # process-wide, as for the autoencoders (see jobs.py)
+        rng = np.random.default_rng(int(self.seed))
+        order = rng.permutation(len(images))
+        held_out_count = max(3, int(round(len(images) * float(self.validation_fraction))))
+        held_out, training = images[order[:held_out_count]], images[order[held_out_count:]]
+        # a fixed anomalous version of the held-out images, so their loss can be compared between epochs
+        validation_inputs, validation_masks = augment(held_out, rng, 0.5, sources)
+
+        network = build_draem(size, self.widths, int(self.bottleneck))
+        network.compile(optimizer=keras.optimizers.Adam(float(self.learning_rate)),
+                        loss=["mse", keras.losses.BinaryFocalCrossentropy(gamma=2.0)])
+        # an epoch sees at least 256 samples, so small sets still get enough anomalies per epoch
+        per_epoch = max(len(training), 256)
+        history, best, best_weights, waited = {"loss": [], "val_loss": []}, math.inf, None, 0
+        started = time.perf_counter()
+        for epoch in range(int(self.epochs)):
+            clean = training[rng.integers(len(training), size=per_epoch)]
+            inputs, masks = augment(clean, rng, float(self.anomaly_share), sources)
+            fitted = network.fit(inputs[..., None], [clean[..., None], masks[..., None]], epochs=1,
+                                 batch_size=int(self.batch_size), shuffle=True, verbose=0)
+            loss = float(fitted.history["loss"][-1])
+            validation_loss = float(network.evaluate(validation_inputs[..., None],
+                                                     [held_out[..., None], validation_masks[..., None]],
+                                                     batch_size=64, verbose=0)[0])
+            history["loss"].append(loss)
+            history["val_loss"].append(validation_loss)
+            if validation_loss < best:
+                best, best_weights, waited = validation_loss, network.get_weights(), 0
+            else:
+                waited += 1
+            elapsed = time.perf_counter() - started
+            if progress is not None:
+                progress(TrainingProgress(epoch + 1, int(self.epochs), loss, validation_loss, elapsed,
+                                          elapsed / (epoch + 1) * (int(self.epochs) - epoch - 1)))
+            if should_stop is not None and should_stop():
+                raise TrainingCancelled("Training was cancelled.")
+            if waited >= int(self.patience):
+                break
+        network.set_weights(best_weights)
+        self.training_seconds_ = time.perf_counter() - started
+        self.model_ = network
+        self.history_ = history
+        self.n_train_images_, self.n_held_out_images_ = len(training), len(held_out)
+        self.frame_limits_ = FrameLimits.fit(images, image_sizes)
+        held_out_result = self.score(held_out, with_maps=True)
+        self.default_decision_ = default_decision(held_out_result.table[DRAEM_COLUMN], DRAEM_COLUMN)
+        self.map_scales_ = map_scales(self.default_decision_, held_out_result.residuals)
+        return self
+
+    def score(self, images: np.ndarray, with_maps: bool = False, batch_size: int = 64) -> ScoreResult:
+        if not hasattr(self, "model_"):
+            raise RuntimeError("This DraemDetector is not fitted yet; call fit() or load a bundle first.")
+        batch = as_image_batch(images, int(self.input_size))
+        scores, kept = [], {"anomaly_maps": [], "reconstructions": [], "residuals": []}
+        for start in range(0, len(batch), batch_size):
+            chunk = batch[start:start + batch_size]
+            with self._inference_lock:
+                reconstruction, probability = self.model_.predict_on_batch(chunk[..., None])
+            anomaly_map = smoothed_maps(np.asarray(probability)[..., 0], self._map_sigma())
+            scores.append(anomaly_map.reshape(len(chunk), -1).max(axis=1).astype(np.float64))
+            if with_maps:
+                reconstruction = np.asarray(reconstruction)[..., 0]
+                kept["anomaly_maps"].append(anomaly_map)
+                kept["reconstructions"].append(reconstruction)
+                kept["residuals"].append(chunk - reconstruction)
+        table = pd.DataFrame({DRAEM_COLUMN: np.concatenate(scores) if scores else np.zeros(0)})
+        if not with_maps:
+            return ScoreResult(table)
+        empty = np.zeros((0, int(self.input_size), int(self.input_size)), np.float32)
+        return ScoreResult(table, **{name: np.concatenate(parts) if parts else empty for name, parts in kept.items()})
+
+    def bundle_state(self, directory: Path) -> dict:
+        from core.runs.bundles import save_keras_model
+
+        return {"model_file": save_keras_model(self.model_, directory), "history": self.history_,
+                "epochs_run": len(self.history_["loss"])}
+
+    @classmethod
+    def from_bundle(cls, directory: Path, manifest: dict) -> "DraemDetector":
+        from core.runs.bundles import load_keras_model
+
+        size = int(manifest["input_size"])
+        known = cls().get_params()
+        detector = cls(**{key: value for key, value in manifest.get("parameters", {}).items() if key in known}
+                       | {"input_size": size})
+        detector.model_ = load_keras_model(directory, manifest, input_shape=(size, size, 1))
+        if len(detector.model_.outputs) != 2:
+            raise ValueError("the model is not an image → (reconstruction, defect probability) network")
+        detector.history_ = manifest.get("history", {})
+        return detector
+
+    def _map_sigma(self) -> float:
+        return int(self.input_size) / 32 if self.map_sigma is None else float(self.map_sigma)
+
+
+def load_anomaly_sources(folder, size: int, limit: int = 500) -> np.ndarray:
+    """Up to ``limit`` pictures from ``folder`` (and its subfolders), grey at ``size`` px, to paste as anomalies."""
+    from core.data.images import decode_many, is_image_name
+    from core.errors import DatasetError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: the anomaly source folder does not exist.")
+    files = sorted(path for path in folder.rglob("*") if path.is_file() and is_image_name(path.name))[:limit]
+    decoded = decode_many(files, size, names=[str(path) for path in files])
+    if not len(decoded.images):
+        raise DatasetError(f"{folder}: holds no readable pictures to use as anomaly sources.")
+    return decoded.images
+
+
