@@ -1,14 +1,13 @@
-"""The ImageNet-feature detectors (EfficientNet-Lite0 from its pip package) on every image set.
+"""Every detector on every image set, at its defaults, judged on its primary score.
 
 Sets: the three the project generates (casting = the demo, texture, object) and four made from
 real photographs by :mod:`benchmarks.real_photos` (brick, burlap, granite, walnut). For each set
-and seed the detector (the memory bank, or PaDiM) is fitted on the good training images only;
-image AUROC, pixel AUROC, AUPRO, fitting time and scoring speed are measured on the test images,
-and mean ± std over the seeds is written to ``benchmarks/recorded/real_surfaces.json`` (PaDiM:
-``real_surfaces_padim.json``). The autoencoders' figures on the same sets are in
-``benchmarks/recorded/primary_score.json``.
+and seed the detector is fitted on the good training images only; image AUROC (on its primary
+score, fixed in advance), pixel AUROC, AUPRO, fitting time and scoring speed are measured on the
+test images, and mean ± std over the seeds is written to
+``benchmarks/recorded/real_surfaces_<detector>.json`` (the memory bank's to ``real_surfaces.json``).
 
-    python -m benchmarks.real_surfaces [--detector memory_bank|padim] [--seeds 3] [--out FILE]
+    python -m benchmarks.real_surfaces [--detector NAME] [--seeds 3] [--out FILE]
 """
 
 from __future__ import annotations
@@ -26,18 +25,17 @@ from core.quiet import import_tensorflow_quietly
 FIGURES = ("image_auroc", "pixel_auroc", "pixel_aupro", "training_seconds", "scoring_images_per_second")
 
 
-LABELS = {"memory_bank": "memory bank on EfficientNet-Lite0 (ImageNet)", "padim": "PaDiM on EfficientNet-Lite0 (ImageNet)"}
+LABELS = {"memory_bank": "memory bank on EfficientNet-Lite0 (ImageNet)", "padim": "PaDiM on EfficientNet-Lite0 (ImageNet)",
+          "draem": "DRAEM-style NCAE + learned residual judge", "ncae": "NCAE residual (map_max)",
+          "cae": "CAE residual (map_max)"}
 
 
 def measure(root: Path, seed: int, kind: str) -> dict:
-    from core.evaluation.evaluate import evaluate_detector, load_test_images
     from core.data.datasets import open_dataset
-    from core.detectors.memory_bank import PACKAGED_BACKBONE, MemoryBankDetector
-    from core.detectors.padim import PadimDetector
+    from core.detectors import new_detector
+    from core.evaluation.evaluate import evaluate_detector, load_test_images
 
-    # the default coreset ratio, as the app uses
-    detector = (MemoryBankDetector(backbone=PACKAGED_BACKBONE, seed=seed) if kind == "memory_bank"
-                else PadimDetector(seed=seed))
+    detector = new_detector(kind, seed=seed)  # every default as the app uses it
     with open_dataset(root) as data:
         good = data.load(data.train_good, detector.input_size).images
         test = load_test_images(data, detector.input_size)

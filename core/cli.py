@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 # draem's own defaults, repeated here so --help needs no Keras import (a test keeps them equal)
-DRAEM_DEFAULTS = {"input_size": 96, "epochs": 40}
+DRAEM_DEFAULTS = {"input_size": 64, "epochs": 40}
 IMAGENET_BACKBONE_NAMES = ("efficientnet_lite0", "resnet50", "mobilenet_v2")
 
 

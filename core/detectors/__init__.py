@@ -38,9 +38,12 @@ def detector_class(name: str):
 
 
 def new_detector(name: str, **parameters):
-    """An unfitted detector ``name`` with ``parameters`` (the autoencoders take their network as ``model``)."""
+    """An unfitted detector ``name`` with ``parameters`` (the autoencoders take their network as ``model``; a
+    memory bank on its own is built on the ImageNet backbone that comes with the app)."""
     if name in AUTOENCODER_NAMES:
         parameters = {"model": name, **parameters}
+    elif name == "memory_bank":
+        parameters = {"backbone": "efficientnet_lite0", **parameters}
     return detector_class(name)(**parameters)
 
 

@@ -2,9 +2,10 @@
 
 Every seed trains the NCAE and the CAE with the *same* settings (nothing is tuned for one side
 only), builds a memory bank on each one's encoder and one on EfficientNet-Lite0's ImageNet
-features (at 224 px), fits PaDiM on the same features, and cross-validates the supervised
-reference on the NCAE's residual statistics. All of them are scored on the same labelled test
-images.
+features (at 224 px), fits PaDiM on the same features, trains the DRAEM-style judge (at the
+autoencoders' input size and network; at most its own default number of epochs), and
+cross-validates the supervised reference on the NCAE's residual statistics. All of them are
+scored on the same labelled test images.
 
 The autoencoders are judged on their primary score, fixed in advance (:data:`AUTOENCODER_SCORE_COLUMN`,
 see :mod:`core.evaluation.decision`),
@@ -25,6 +26,7 @@ from core.evaluation.decision import PRIMARY_SCORE
 from core.detectors.autoencoder import ResidualDetector
 from core.errors import DatasetError
 from core.detectors.memory_bank import MEMORY_BANK_COLUMN, PACKAGED_BACKBONE, MemoryBankDetector
+from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DraemDetector
 from core.detectors.padim import PADIM_COLUMN, PadimDetector
 from core.evaluation.evaluate import TestImages, evaluate_detector, image_figures, load_test_images
 from core.evaluation.metrics import ThresholdTable
@@ -39,6 +41,7 @@ DETECTOR_LABELS = {
     "memory_bank_cae": "Memory bank on CAE encoder",
     "memory_bank_imagenet": "Memory bank on EfficientNet-Lite0 (ImageNet)",
     "padim_imagenet": "PaDiM on EfficientNet-Lite0 (ImageNet)",
+    "draem": "DRAEM-style NCAE + learned residual judge",
     "logistic_regression": "Supervised: logistic regression",
     "gradient_boosting": "Supervised: gradient boosting",
 }
@@ -87,6 +90,11 @@ def compare_detectors(dataset: Dataset, seeds: int = 3, autoencoder_params: dict
                 padim = PadimDetector(seed=seed).fit(imagenet_good)
                 figures, _ = evaluate_detector(padim, imagenet_test, PADIM_COLUMN)
                 runs["padim_imagenet"].append(figures | {"training_seconds": padim.training_seconds_, "seed": seed})
+                progress(f"seed {seed + 1}/{seeds}: training the DRAEM-style judge")
+                draem = DraemDetector(**draem_parameters(autoencoder_params, seed)).fit(good)
+                figures, _ = evaluate_detector(draem, test)
+                figures.pop("image_auroc_by_column")
+                runs["draem"].append(figures | {"training_seconds": draem.training_seconds_, "seed": seed})
                 for classifier in CLASSIFIERS:
                     figures, _ = supervised_figures(result.table, test.labels, classifier, folds, seed)
                     runs[classifier].append(figures | {"seed": seed})
@@ -120,6 +128,14 @@ def compare_detectors(dataset: Dataset, seeds: int = 3, autoencoder_params: dict
         "supervised_warning": SUPERVISED_WARNING,
         "detectors": detectors,
     }
+
+
+def draem_parameters(autoencoder_params: dict, seed: int) -> dict:
+    """DRAEM with the autoencoders' input size and network, and at most its own default number of epochs."""
+    shared = {key: autoencoder_params[key] for key in ("input_size", "widths", "bottleneck", "batch_size")
+              if key in autoencoder_params}
+    epochs = min(int(autoencoder_params.get("epochs", DEFAULT_DRAEM_EPOCHS)), DEFAULT_DRAEM_EPOCHS)
+    return shared | {"epochs": epochs, "seed": seed}
 
 
 def supervised_figures(statistics: pd.DataFrame, labels: np.ndarray, classifier: str, folds: int = 5,

@@ -28,7 +28,7 @@ SHORT_NAMES = {"run": "run", "memory_bank": "memory bank", "padim": "PaDiM"}
 KIND_NAMES = {"ncae": "NCAE", "cae": "CAE", "memory_bank": "Memory bank", "padim": "PaDiM", "draem": "DRAEM"}
 # what each detector trains at, and the choices offered for it (memory bank and PaDiM: the backbone's own 224 px)
 TRAINING_SIZES = {"ncae": ([32, 64, 96, 128, 192, 256], DEFAULT_INPUT_SIZE),
-                  "cae": ([32, 64, 96, 128, 192, 256], DEFAULT_INPUT_SIZE), "draem": ([64, 96, 128], 96)}
+                  "cae": ([32, 64, 96, 128, 192, 256], DEFAULT_INPUT_SIZE), "draem": ([64, 96, 128], 64)}
 TRAINING_EPOCHS = {"ncae": DEFAULT_EPOCHS, "cae": DEFAULT_EPOCHS, "draem": 40}
 CORESET_CHOICES = (0.01, 0.02, 0.05, 0.1, 0.25)
 

@@ -266,6 +266,36 @@ def test_padim_judges_the_demo_on_every_page(tmp_path, monkeypatch):
     assert "padim_score" in app.session_state["report_html"]
 
 
+def test_a_draem_run_works_on_every_page(tmp_path, monkeypatch):
+    """A run of any detector, not only an autoencoder, is chosen like any other and every page works on it."""
+    import dashboard.resources
+    from core.detectors.draem import DraemDetector
+    from core.runs.pipeline import train_run
+    from tests.unit.test_every_detector_is_a_run import TINY_DRAEM
+
+    run = tmp_path / "runs" / "20260101-000000-draem-tiny"
+    with open_dataset("demo") as dataset:
+        train_run(dataset, run, DraemDetector(**TINY_DRAEM))
+    monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", tmp_path / "runs")
+    app = open_page()
+    app.selectbox[0].set_value(next(option for option in app.selectbox[0].options if "DRAEM" in option)).run()
+    assert not app.exception
+    assert metrics(app)["Model"] == "DRAEM" and metrics(app)["Input size"] == "32 px"
+    # the memory bank cannot borrow an encoder from a DRAEM run: that backbone is not offered
+    app.radio(key="detector_kind").set_value("memory_bank").run()
+    assert "encoder" not in app.selectbox(key="detector_backbone").options
+    app.radio(key="detector_kind").set_value("run").run()
+    app.switch_page("views/threshold.py").run()
+    assert not app.exception and app.session_state["score_column"] == "draem_score"
+    app.switch_page("views/residuals.py").run()
+    assert not app.exception
+    assert len(app.get("image")) == 8 * 4  # original, reconstruction, residual, heat map
+    for page in ("statistics", "compare", "inspect"):
+        app.switch_page(f"views/{page}.py").run()
+        assert not app.exception, (page, [item.value for item in app.exception])
+        assert not app.error, (page, [item.value for item in app.error])
+
+
 def test_saving_a_threshold_to_a_run_says_so_and_nothing_else(tmp_path, monkeypatch):
     """A bare expression once made Streamlit print its own documentation under the button."""
     import shutil

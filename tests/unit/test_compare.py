@@ -29,7 +29,8 @@ def test_every_detector_is_reported_for_every_seed_with_mean_and_spread(report):
 
 def test_pixel_figures_for_label_free_detectors_and_folds_for_the_supervised_ones(report):
     detectors = report["detectors"]
-    for name in ("ncae", "cae", "memory_bank_ncae", "memory_bank_cae", "memory_bank_imagenet", "padim_imagenet"):
+    for name in ("ncae", "cae", "memory_bank_ncae", "memory_bank_cae", "memory_bank_imagenet", "padim_imagenet",
+                 "draem"):
         assert detectors[name]["label_free"]
         assert 0.0 <= detectors[name]["pixel_auroc"]["mean"] <= 1.0
         assert 0.0 <= detectors[name]["pixel_aupro"]["mean"] <= 1.0
@@ -40,7 +41,7 @@ def test_pixel_figures_for_label_free_detectors_and_folds_for_the_supervised_one
         assert all(len(run["fold_f1"]) == 3 for run in detectors[name]["per_seed"])
     assert "labelled defect" in report["supervised_warning"]
     assert report["best_label_free"] in ("ncae", "cae", "memory_bank_ncae", "memory_bank_cae", "memory_bank_imagenet",
-                                         "padim_imagenet")
+                                         "padim_imagenet", "draem")
 
 
 def test_both_autoencoders_get_the_same_settings_and_the_table_shows_mean_and_std(report):

@@ -71,3 +71,17 @@ def test_deleting_refuses_anything_but_a_run_folder(tmp_path):
         jobs.delete_run(tmp_path / "runs", "../runs")
     jobs.delete_run(tmp_path / "runs", "old")
     assert not (tmp_path / "runs" / "old").exists()
+
+
+@pytest.mark.parametrize("model_kind", ["padim", "draem"])
+def test_any_detector_trains_in_the_background_into_a_usable_run(tmp_path, small_demo_dir, monkeypatch, model_kind):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # PaDiM's converted weights go here
+    run = jobs.start_training(tmp_path, "folder", str(small_demo_dir), model_kind, 2, 32, 0)
+    jobs.join(run.name, timeout=600)
+    status = read_status(run)
+    assert status["state"] == "complete", status
+    detector = load_bundle(run)
+    assert detector.kind == model_kind and detector.default_decision_.column == detector.primary_score
+    with open_dataset(small_demo_dir) as dataset:
+        table = detector.score(dataset.load(dataset.test, detector.input_size).images).table
+    assert list(table.columns) == [detector.primary_score] and np.isfinite(table.to_numpy()).all()
