@@ -38,7 +38,7 @@ def training_jobs() -> int:
 
 
 def start_training(runs_root: Path, data_kind: str, data_location: str, model_kind: str, epochs: int,
-                   input_size: int, seed: int) -> Path:
+                   input_size: int, seed: int, anomaly_source: str | None = None) -> Path:
     if training_jobs() >= MAX_TRAINING_JOBS:
         raise TooManyJobs(f"The server is already training {MAX_TRAINING_JOBS} models; wait until one "
                           "finishes or cancel one.")
@@ -47,14 +47,15 @@ def start_training(runs_root: Path, data_kind: str, data_location: str, model_ki
                  message="Waiting for the training before it to finish",
                  data=data_kind if data_kind == "demo" else data_location, **owner_fields())
     thread = threading.Thread(target=_train, name=f"train-{run_dir.name}", daemon=True,
-                              args=(run_dir, data_kind, data_location, model_kind, epochs, input_size, seed))
+                              args=(run_dir, data_kind, data_location, model_kind,
+                                    training_parameters(model_kind, epochs, input_size, seed, anomaly_source)))
     with _lock:
         _threads[f"train-{run_dir.name}"] = thread
     thread.start()
     return run_dir
 
 
-def _train(run_dir, data_kind, data_location, model_kind, epochs, input_size, seed) -> None:
+def _train(run_dir, data_kind, data_location, model_kind, parameters) -> None:
     from core.detectors import new_detector
     from core.detectors.base import TrainingCancelled
     from core.runs.pipeline import train_run
@@ -65,7 +66,7 @@ def _train(run_dir, data_kind, data_location, model_kind, epochs, input_size, se
                 write_status(run_dir, state="cancelled", message="Training was cancelled before it started.")
                 return
             with open_dataset_for(data_kind, data_location) as dataset:
-                detector = new_detector(model_kind, **training_parameters(model_kind, epochs, input_size, seed))
+                detector = new_detector(model_kind, **parameters)
                 train_run(dataset, run_dir, detector, should_stop=lambda: (run_dir / CANCEL_FILE).exists())
     except TrainingCancelled:
         pass
@@ -77,11 +78,14 @@ def _train(run_dir, data_kind, data_location, model_kind, epochs, input_size, se
             _threads.pop(f"train-{run_dir.name}", None)
 
 
-def training_parameters(model_kind: str, epochs: int, input_size: int, seed: int) -> dict:
-    """The page's choices as the detector's parameters: memory bank and PaDiM have no epochs and work at 224 px."""
+def training_parameters(model_kind: str, epochs: int, input_size: int, seed: int,
+                        anomaly_source: str | None = None) -> dict:
+    """The page's choices as the detector's parameters: memory bank and PaDiM have no epochs and work at 224 px;
+    only DRAEM takes an anomaly source folder."""
     if model_kind in ("memory_bank", "padim"):
-        return {"seed": seed} | ({"backbone": "efficientnet_lite0"} if model_kind == "memory_bank" else {})
-    return {"epochs": epochs, "input_size": input_size, "seed": seed}
+        return {"seed": seed}
+    parameters = {"epochs": epochs, "input_size": input_size, "seed": seed}
+    return parameters | ({"anomaly_source": anomaly_source} if model_kind == "draem" and anomaly_source else {})
 
 
 def cancel(run_dir: Path) -> None:

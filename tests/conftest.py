@@ -30,3 +30,16 @@ def tiny_run(tmp_path_factory, small_demo_dir):
     with open_dataset(small_demo_dir) as dataset:
         train_run(dataset, run_dir, ResidualDetector(model="ncae", **TINY_MODEL))
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def keras_home(tmp_path_factory):
+    """Converted ImageNet weights go to a test folder, not the user's Keras cache (subprocesses inherit it)."""
+    folder = tmp_path_factory.mktemp("keras_home")
+    before = os.environ.get("KERAS_HOME")
+    os.environ["KERAS_HOME"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("KERAS_HOME")
+    else:
+        os.environ["KERAS_HOME"] = before

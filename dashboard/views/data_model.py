@@ -128,17 +128,28 @@ with model_column:
             epochs, size = 1, 224
             st.caption("Fitted in one pass over the good images at the backbone's 224 px (no epochs).")
         seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
+        anomaly_source = ""
+        if kind == "draem":
+            anomaly_source = st.text_input(
+                "Anomaly source folder (optional)", key="train_anomaly_source", placeholder="/data/textures",
+                help="Pictures on the server (fabric, stone, rust…) pasted as synthetic defects while DRAEM "
+                     "learns, besides its built-in sources: other good images and procedural patterns.").strip()
         mine = st.session_state.get("last_training")
         busy = bool(mine) and jobs.is_alive(mine)
         if st.button("Start training", type="primary", disabled=busy,
                      help="One training per browser session at a time." if busy else None):
             choice = session.data_choice()
             try:
+                source = str(resources.allowed_data_folder(anomaly_source)) if anomaly_source else None
+                if source is not None and not Path(source).is_dir():
+                    raise InputError(f"{anomaly_source}: no such folder on the server.")
                 run_dir = jobs.start_training(resources.RUNS_ROOT, choice.kind, choice.location, kind, int(epochs),
-                                              int(size), int(seed))
+                                              int(size), int(seed), anomaly_source=source)
                 st.session_state["last_training"] = run_dir.name
             except jobs.TooManyJobs as error:
                 st.warning(str(error))
+            except InputError as error:
+                st.error(str(error))
         st.caption("Training runs in the background on this server: switch pages or reload, it keeps going.")
 
 

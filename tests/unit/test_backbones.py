@@ -16,18 +16,6 @@ skimage_data = pytest.importorskip("skimage.data")
 
 
 @pytest.fixture(scope="module")
-def keras_home(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("keras_home")
-    before = os.environ.get("KERAS_HOME")
-    os.environ["KERAS_HOME"] = str(folder)
-    yield folder
-    if before is None:
-        os.environ.pop("KERAS_HOME")
-    else:
-        os.environ["KERAS_HOME"] = before
-
-
-@pytest.fixture(scope="module")
 def classifier(keras_home):
     return efficientnet_lite.efficientnet_lite0(include_top=True)
 

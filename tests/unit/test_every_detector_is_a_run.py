@@ -2,7 +2,6 @@
 judged from that run exactly as it was when fitted; a tampered run is refused without being read."""
 
 import json
-import os
 
 import numpy as np
 import pandas as pd
@@ -19,16 +18,6 @@ from core.runs.bundles import MANIFEST_FILE, load_bundle, read_manifest, save_bu
 from tests.unit.test_cli import assert_one_line_error, run_cli
 
 TINY_DRAEM = dict(input_size=32, widths=(8, 16), bottleneck=4, epochs=2, batch_size=16, seed=0)
-
-
-@pytest.fixture(scope="module")
-def keras_home(tmp_path_factory):
-    """The converted ImageNet weights go to a test folder, not the user's Keras cache (subprocesses inherit it)."""
-    folder = tmp_path_factory.mktemp("keras_home")
-    before = os.environ.get("KERAS_HOME")
-    os.environ["KERAS_HOME"] = str(folder)
-    yield folder
-    os.environ.pop("KERAS_HOME") if before is None else os.environ.__setitem__("KERAS_HOME", before)
 
 
 @pytest.fixture(scope="module")
