@@ -79,7 +79,8 @@ def train_run(dataset: Dataset, run_dir: str | Path, detector: Detector,
         if len(decoded.images) == 0:
             raise DatasetError(f"{dataset.root}: none of the good training images could be read.")
         write_status(run_dir, state="training", epoch=0, epochs=int(getattr(detector, "epochs", 0)), history=history,
-                     message=f"Training on {len(decoded.images)} good images")
+                     message=f"Training on {len(decoded.images)} good images" if hasattr(detector, "epochs") else
+                     f"Fitting on {len(decoded.images)} good images (one pass)")
         detector.fit(decoded.images, progress=on_epoch, should_stop=should_stop, image_sizes=decoded.sizes)
         save_bundle(detector, run_dir, dataset.summary() | {"source": str(dataset.root)})
     except TrainingCancelled:

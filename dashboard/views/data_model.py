@@ -173,7 +173,9 @@ def run_list() -> None:
         with st.container(border=True):
             head, rename, delete = st.columns([3, 2, 1])
             detail = {
-                "running": f"epoch {status.get('epoch', 0)}/{status.get('epochs', '?')}",
+                # a memory bank or PaDiM is fitted in one pass: no epochs to count, its message says what it does
+                "running": f"epoch {status.get('epoch', 0)}/{status['epochs']}" if status.get("epochs") else
+                           status.get("message", "working"),
                 "finished": f"in {status.get('training_seconds', 0):.0f} s",
                 "cancelled": status.get("message", ""),
                 "failed": status.get("message", "unknown error"),
