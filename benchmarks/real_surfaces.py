@@ -8,6 +8,7 @@ test images, and mean ± std over the seeds is written to
 ``benchmarks/recorded/real_surfaces_<detector>.json`` (the memory bank's to ``real_surfaces.json``).
 
     python -m benchmarks.real_surfaces [--detector NAME] [--seeds 3] [--out FILE]
+    python -m benchmarks.real_surfaces --table    # the README's table, from the recorded files
 """
 
 from __future__ import annotations
@@ -46,14 +47,50 @@ def measure(root: Path, seed: int, kind: str) -> dict:
     return {key: float(value) for key, value in (figures | {"training_seconds": seconds}).items() if key in FIGURES}
 
 
+RECORDED = Path(__file__).resolve().parent / "recorded"
+TABLE_ORDER = ("ncae", "cae", "draem", "padim", "memory_bank")
+
+
+def recorded_path(detector: str) -> Path:
+    return RECORDED / ("real_surfaces.json" if detector == "memory_bank" else f"real_surfaces_{detector}.json")
+
+
+def markdown_table() -> str:
+    """Image AUROC (pixel AUROC) per set and detector, mean ± std over seeds, the best image AUROC in bold;
+    then each detector's fitting time and scoring speed, from the recorded files."""
+    recorded = {name: {row["set"]: row for row in json.loads(recorded_path(name).read_text())["rows"]}
+                for name in TABLE_ORDER if recorded_path(name).is_file()}
+    sets = list(next(iter(recorded.values())))
+    lines = ["| set | " + " | ".join(LABELS[name] for name in recorded) + " |",
+             "|---|" + "---|" * len(recorded)]
+    for name in sets:
+        best = max(recorded[detector][name]["image_auroc"]["mean"] for detector in recorded)
+        cells = []
+        for detector in recorded:
+            row = recorded[detector][name]
+            image = f"{row['image_auroc']['mean']:.3f} ± {row['image_auroc']['std']:.3f}"
+            cells.append(f"{f'**{image}**' if row['image_auroc']['mean'] == best else image} "
+                         f"({row['pixel_auroc']['mean']:.3f})")
+        lines.append(f"| {name.replace('real:', '')} | " + " | ".join(cells) + " |")
+    lines += ["", "| detector | fitting, s (range over sets) | scoring, images/s (range over sets) |", "|---|---|---|"]
+    for detector, rows in recorded.items():
+        seconds = [row["training_seconds"]["mean"] for row in rows.values()]
+        speed = [row["scoring_images_per_second"]["mean"] for row in rows.values()]
+        lines.append(f"| {LABELS[detector]} | {min(seconds):.0f}–{max(seconds):.0f} | {min(speed):.0f}–{max(speed):.0f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--detector", choices=sorted(LABELS), default="memory_bank")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--table", action="store_true", help="print the README's table from the recorded files")
     arguments = parser.parse_args()
-    suffix = "" if arguments.detector == "memory_bank" else f"_{arguments.detector}"
-    out = arguments.out or Path(f"benchmarks/recorded/real_surfaces{suffix}.json")
+    if arguments.table:
+        print(markdown_table())
+        return
+    out = arguments.out or recorded_path(arguments.detector)
     import_tensorflow_quietly()
     from benchmarks.real_photos import every_image_set
 
