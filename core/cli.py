@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 from core.errors import InputError
@@ -47,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train", help="train a detector on the good training images", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a detector on the good training images and save it as a run.\n\ndetectors (--model):\n" +
-                    "\n".join(f"  {name:<12} {good_for(name)}" for name in DETECTOR_NAMES))
+                    "\n".join(textwrap.fill(good_for(name), 100, initial_indent=f"  {name:<13}",
+                                             subsequent_indent=" " * 15) for name in DETECTOR_NAMES))
     train.add_argument("--data", required=True, help="data folder, .zip, or 'demo'")
     train.add_argument("--model", choices=DETECTOR_NAMES, default="ncae", help="detector (default ncae; see above)")
     train.add_argument("--out", required=True, type=Path, help="run folder to create")

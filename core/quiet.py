@@ -20,10 +20,13 @@ def import_tensorflow_quietly() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import keras  # noqa: F401
+        import keras  # noqa: F401  (imported here, silenced, for the callers that use it next)
         import tensorflow
 
         tensorflow.config.list_physical_devices()  # device probing logs too; do it now, silenced
+        # Python-side warnings such as "triggered tf.function retracing" (a last, smaller batch) are hints for
+        # TensorFlow developers, not for someone reading a command's one-line messages
+        tensorflow.get_logger().setLevel("ERROR")
     finally:
         os.dup2(saved, 2)
         os.close(saved)
