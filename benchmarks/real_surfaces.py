@@ -57,7 +57,7 @@ def recorded_path(detector: str) -> Path:
 
 def markdown_table() -> str:
     """Image AUROC (pixel AUROC) per set and detector, mean ± std over seeds, the best image AUROC in bold;
-    then each detector's fitting time and scoring speed, from the recorded files."""
+    AUPRO; then each detector's fitting time and scoring speed, from the recorded files."""
     recorded = {name: {row["set"]: row for row in json.loads(recorded_path(name).read_text())["rows"]}
                 for name in TABLE_ORDER if recorded_path(name).is_file()}
     sets = list(next(iter(recorded.values())))
@@ -72,6 +72,11 @@ def markdown_table() -> str:
             cells.append(f"{f'**{image}**' if row['image_auroc']['mean'] == best else image} "
                          f"({row['pixel_auroc']['mean']:.3f})")
         lines.append(f"| {name.replace('real:', '')} | " + " | ".join(cells) + " |")
+    lines += ["", "AUPRO (mean over seeds):", "", "| set | " + " | ".join(LABELS[name] for name in recorded) + " |",
+              "|---|" + "---|" * len(recorded)]
+    for name in sets:
+        lines.append(f"| {name.replace('real:', '')} | " +
+                     " | ".join(f"{recorded[detector][name]['pixel_aupro']['mean']:.3f}" for detector in recorded) + " |")
     lines += ["", "| detector | fitting, s (range over sets) | scoring, images/s (range over sets) |", "|---|---|---|"]
     for detector, rows in recorded.items():
         seconds = [row["training_seconds"]["mean"] for row in rows.values()]

@@ -186,3 +186,25 @@ def test_the_command_line_states_draems_own_defaults():
     from core.cli import DRAEM_DEFAULTS
 
     assert DRAEM_DEFAULTS == {"input_size": DraemDetector().input_size, "epochs": DraemDetector().epochs}
+
+
+def test_an_anomaly_source_folder_feeds_draems_pastes_and_an_empty_one_is_refused(small_demo_dir, tmp_path):
+    from PIL import Image
+
+    from core.detectors.draem import load_anomaly_sources
+    from core.errors import DatasetError
+
+    sources = tmp_path / "sources"
+    (sources / "nested").mkdir(parents=True)
+    stripes = (np.indices((40, 40)).sum(axis=0) % 6 < 3).astype(np.uint8) * 255
+    Image.fromarray(stripes).save(sources / "nested" / "stripes.png")
+    (sources / "notes.txt").write_text("not a picture")
+    loaded = load_anomaly_sources(sources, 32)
+    assert loaded.shape == (1, 32, 32) and loaded.std() > 0.3
+    with open_dataset(small_demo_dir) as dataset:
+        good = dataset.load(dataset.train_good, 32).images
+    detector = DraemDetector(**(TINY_DRAEM | {"epochs": 1, "anomaly_source": str(sources)})).fit(good)
+    assert detector.get_params()["anomaly_source"] == str(sources)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no readable pictures"):
+        load_anomaly_sources(tmp_path / "empty", 32)
