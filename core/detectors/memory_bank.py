@@ -449,7 +449,7 @@ class MemoryBankDetector(MapsFromScore):
                  "feature_extractor": self.extractor_.state(), "grid_shape": list(self.grid_shape_),
                  "n_good_patches": int(self.n_good_patches_)}
         if self.backbone == "encoder":
-            state["files"].append(save_keras_model(self.autoencoder.model_, directory, "encoder_network.keras"))
+            state["files"].append(save_keras_model(self.autoencoder.model_, directory, "autoencoder.keras"))
             state["encoder_input_size"] = int(self.autoencoder.input_size)
         else:
             state["backbone_weights_sha256"] = backbone_weights_digest(self.backbone)
@@ -474,7 +474,7 @@ class MemoryBankDetector(MapsFromScore):
 
             size = int(manifest["encoder_input_size"])
             detector.autoencoder = ResidualDetector(input_size=size)
-            detector.autoencoder.model_ = load_keras_model(directory, manifest, "encoder_network.keras", (size, size, 1))
+            detector.autoencoder.model_ = load_keras_model(directory, manifest, "autoencoder.keras", (size, size, 1))
         else:
             check_backbone_weights(detector.backbone, manifest.get("backbone_weights_sha256"))
         detector.extractor_ = detector._build_extractor()

@@ -208,3 +208,18 @@ def test_an_anomaly_source_folder_feeds_draems_pastes_and_an_empty_one_is_refuse
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no readable pictures"):
         load_anomaly_sources(tmp_path / "empty", 32)
+
+
+def test_a_bank_on_an_autoencoders_encoder_is_saved_with_that_network(tiny_run, small_demo_dir, tmp_path):
+    from core.detectors.memory_bank import MemoryBankDetector
+
+    autoencoder = load_bundle(tiny_run)
+    with open_dataset(small_demo_dir) as dataset:
+        size = autoencoder.input_size
+        good, test = dataset.load(dataset.train_good, size).images, dataset.load(dataset.test, size).images
+    bank = MemoryBankDetector(autoencoder, backbone="encoder", seed=2).fit(good)
+    save_bundle(bank, tmp_path / "run")
+    assert "autoencoder.keras" in read_manifest(tmp_path / "run")["files"]
+    loaded = load_bundle(tmp_path / "run")
+    np.testing.assert_allclose(loaded.score(test).table["patch_score"], bank.score(test).table["patch_score"],
+                               rtol=1e-5, atol=1e-6)
