@@ -91,8 +91,10 @@ if quick["folds"]:
 
 st.subheader("Trained from scratch, several seeds")
 st.caption("Trains the NCAE and the CAE with the same settings for every seed, builds a memory bank on each "
-           "encoder and one on EfficientNet-Lite0's ImageNet features (224 px), and cross-validates the supervised "
-           "reference — what `python -m core compare` does. It runs in the background; leave the page and come back.")
+           "encoder and one on EfficientNet-Lite0's ImageNet features (224 px), fits PaDiM on the same features, "
+           "trains the DRAEM-style judge, and cross-validates the supervised reference — what `python -m core "
+           "compare` does (about 15 minutes for 3 seeds on the demo). It runs in the background; leave the page "
+           "and come back.")
 settings = st.columns([1, 1, 2])
 seeds = settings[0].number_input("Seeds", 1, 10, 3, key="compare_seeds")
 epochs = settings[1].number_input("Maximum epochs", 1, 500, DEFAULT_EPOCHS, key="compare_epochs")
