@@ -38,8 +38,8 @@ def measure(root: Path, seed: int, kind: str) -> dict:
 
     detector = new_detector(kind, seed=seed)  # every default as the app uses it
     with open_dataset(root) as data:
-        good = data.load(data.train_good, detector.input_size).images
-        test = load_test_images(data, detector.input_size)
+        good = data.load(data.train_good, detector.input_size, detector.channels).images
+        test = load_test_images(data, detector.input_size, detector.channels)
     started = time.perf_counter()
     detector.fit(good)
     seconds = time.perf_counter() - started

@@ -41,12 +41,12 @@ def signed_colours(residual: np.ndarray, vmax: float) -> np.ndarray:
 
 def overlay(image: np.ndarray, anomaly: np.ndarray, vmax: float, mask: np.ndarray | None = None,
             opacity: float = 0.55) -> np.ndarray:
-    """Heat map over the grayscale image; the ground-truth outline in cyan where a mask exists.
+    """Heat map over the image (grey or colour); the ground-truth outline in cyan where a mask exists.
 
     The outline is drawn just *outside* the marked region, so the heat inside a small defect stays
     visible.
     """
-    base = np.repeat(image[..., None], 3, axis=-1)
+    base = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=-1)
     heat = heat_colours(anomaly, vmax)
     strength = opacity * np.clip(anomaly / max(vmax, 1e-12), 0.0, 1.0)[..., None]
     rgb = base * (1 - strength) + heat * strength

@@ -13,7 +13,7 @@ from dashboard import resources
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def thumbnails(sources: tuple[str, ...], size: int = 128) -> list[np.ndarray]:
-    return [decode_image(source, size) for source in sources]
+    return [decode_image(source, size, channels=3) for source in sources]  # grey files look grey anyway
 
 
 @dataclass
@@ -32,7 +32,10 @@ def map_page(detector_key: resources.DetectorKey, sources: tuple[str, ...], mask
     """Maps for a page of files; ``detector_key`` is :meth:`workspace.Workspace.map_key`."""
     detector = resources.active_detector(detector_key)
     size = int(detector.input_size)
-    images = np.stack([decode_image(source, size) for source in sources]) if sources else np.zeros((0, size, size))
+    # decoded as the detector reads them (colour for the ImageNet detectors), so maps agree with the score table
+    channels = detector.channels
+    images = np.stack([decode_image(source, size, channels=channels) for source in sources]) if sources else \
+        np.zeros((0, size, size) if channels == 1 else (0, size, size, 3))
     result = detector.score(images, with_maps=True)
     mask_arrays = np.stack([decode_image(mask, size) > 0.5 if mask else np.zeros((size, size), bool)
                             for mask in masks]) if masks else np.zeros((0, size, size), bool)

@@ -110,7 +110,7 @@ def fit_on_good_images(key: DetectorKey):
                                       coreset_ratio=key.choice.coreset_ratio)
     if not dataset.train_good:
         raise InputError(f"{dataset.root}: this detector needs good training images, and this data set has none.")
-    return detector.fit(dataset.load(dataset.train_good, detector.input_size).images)
+    return detector.fit(dataset.load(dataset.train_good, detector.input_size, detector.channels).images)
 
 
 def active_detector(key: DetectorKey):

@@ -91,9 +91,9 @@ class Dataset:
             "masks": sum(1 for sample in self.test if sample.mask_path is not None),
         }
 
-    def load(self, samples: list[Sample], size: int) -> DecodedBatch:
+    def load(self, samples: list[Sample], size: int, channels: int = 1) -> DecodedBatch:
         return decode_many([sample.path for sample in samples], size,
-                           names=[sample.display_path(self.root) for sample in samples])
+                           names=[sample.display_path(self.root) for sample in samples], channels=channels)
 
     def load_masks(self, samples: list[Sample], size: int) -> np.ndarray:
         """Binary masks at ``size``; all zero for good images and defects without a mask file."""

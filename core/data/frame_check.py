@@ -39,8 +39,11 @@ BLANK_SHARE = 0.25
 
 
 def frame_numbers(images: np.ndarray) -> dict[str, np.ndarray]:
-    """brightness, contrast, roughness and clipped share per image of an ``(n, h, w)`` stack in [0, 1]."""
+    """brightness, contrast, roughness and clipped share per image of an ``(n, h, w)`` stack in [0, 1] (colour
+    ``(n, h, w, 3)`` stacks are judged on their ITU-R 601-2 luma, as grey files are read)."""
     stack = np.asarray(images, dtype=np.float32)
+    if stack.ndim == 4:
+        stack = stack @ np.array([0.299, 0.587, 0.114], np.float32)
     flat = stack.reshape(len(stack), -1)
     across = np.abs(np.diff(stack, axis=2)).reshape(len(stack), -1).mean(axis=1)
     down = np.abs(np.diff(stack, axis=1)).reshape(len(stack), -1).mean(axis=1)

@@ -39,17 +39,21 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES) and not Path(name).name.startswith(".")
 
 
-def decode_image(source: ImageSource, size: int | None = None, *, name: str | None = None) -> np.ndarray:
-    """Decode one image to a float32 grayscale array in [0, 1], resized to ``size``×``size``.
+def decode_image(source: ImageSource, size: int | None = None, *, name: str | None = None,
+                 channels: int = 1) -> np.ndarray:
+    """Decode one image to a float32 array in [0, 1], resized to ``size``×``size``: grayscale ``(h, w)``, or
+    with ``channels=3`` RGB ``(h, w, 3)`` (a grey file gives three equal channels).
 
     ``source`` is a path or the file's bytes; ``name`` is what error messages call it.
     """
-    return decode_frame(source, size, name=name)[0]
+    return decode_frame(source, size, name=name, channels=channels)[0]
 
 
-def decode_frame(source: ImageSource, size: int | None = None, *,
-                 name: str | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+def decode_frame(source: ImageSource, size: int | None = None, *, name: str | None = None,
+                 channels: int = 1) -> tuple[np.ndarray, tuple[int, int]]:
     """Like :func:`decode_image`, and also the upright ``(width, height)`` the file had."""
+    if channels not in (1, 3):
+        raise ValueError(f"`channels` must be 1 or 3, got {channels!r}.")
     label = name or (str(source) if not isinstance(source, bytes) else "uploaded image")
     try:
         data = source if isinstance(source, bytes) else _read_capped(Path(source))
@@ -69,10 +73,14 @@ def decode_frame(source: ImageSource, size: int | None = None, *,
                 image.load()
                 upright = ImageOps.exif_transpose(image) if image.format in ("JPEG", "TIFF") else image
                 original_size = upright.size
-                gray, scale = _to_grayscale(upright, label)
-                if size is not None and gray.size != (size, size):
-                    gray = gray.resize((size, size), Image.Resampling.BILINEAR)
-                array = np.asarray(gray, dtype=np.float32)
+                picture, scale = _to_grayscale(upright, label)
+                if channels == 3 and scale == 255.0:  # 16-bit and float files are grey: repeated below
+                    picture = _to_rgb(upright)
+                if size is not None and picture.size != (size, size):
+                    picture = picture.resize((size, size), Image.Resampling.BILINEAR)
+                array = np.asarray(picture, dtype=np.float32)
+                if channels == 3 and array.ndim == 2:
+                    array = np.repeat(array[..., None], 3, axis=-1)
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -101,20 +109,23 @@ class DecodedBatch:
     sizes: list[tuple[int, int]] = field(default_factory=list)   # (width, height) as read, per kept image
 
 
-def decode_many(sources: Sequence[ImageSource], size: int, names: Sequence[str] | None = None) -> DecodedBatch:
-    """Decode many images; a bad one is reported in ``errors`` and the rest still load."""
+def decode_many(sources: Sequence[ImageSource], size: int, names: Sequence[str] | None = None,
+                channels: int = 1) -> DecodedBatch:
+    """Decode many images (``channels`` as in :func:`decode_image`); a bad one is reported in ``errors`` and
+    the rest still load."""
     arrays, kept, errors, sizes = [], [], {}, []
     for index, source in enumerate(sources):
         name = names[index] if names is not None else None
         try:
-            array, original_size = decode_frame(source, size, name=name)
+            array, original_size = decode_frame(source, size, name=name, channels=channels)
         except ImageDecodeError as error:
             errors[index] = str(error)
             continue
         arrays.append(array)
         kept.append(index)
         sizes.append(original_size)
-    stacked = np.stack(arrays) if arrays else np.zeros((0, size, size), dtype=np.float32)
+    empty = np.zeros((0, size, size) if channels == 1 else (0, size, size, 3), dtype=np.float32)
+    stacked = np.stack(arrays) if arrays else empty
     return DecodedBatch(stacked, kept, errors, sizes)
 
 
@@ -157,6 +168,15 @@ def _to_grayscale(image: Image.Image, label: str) -> tuple[Image.Image, float | 
         background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         return Image.alpha_composite(background, rgba).convert("L"), 255.0
     return image.convert("L"), 255.0
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """An 8-bit RGB image; transparency composited on black, as for grey."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 def _first_line(error: BaseException) -> str:

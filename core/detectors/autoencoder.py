@@ -71,6 +71,7 @@ class ResidualDetector(MapsFromScore):
         return self.model
 
     score_columns = SCORE_COLUMNS
+    channels = 1
 
     def fit(self, good_images: np.ndarray, image_sizes=None, progress: Callable[[TrainingProgress], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> "ResidualDetector":

@@ -59,6 +59,7 @@ class Detector(Protocol):
     kind: str                       # the name ``train --model`` knows it by
     primary_score: str              # the column the default decision judges, fixed in advance
     score_columns: tuple[str, ...]  # every column ``score`` writes, in order
+    channels: int                   # 1: images are read grey, (n, s, s); 3: colour, (n, s, s, 3)
 
     @property
     def input_size(self) -> int: ...

@@ -90,6 +90,7 @@ class DraemDetector(MapsFromScore):
     kind = "draem"
     primary_score = DRAEM_COLUMN
     score_columns = (DRAEM_COLUMN,)
+    channels = 1
 
     def __init__(self, input_size=DEFAULT_DRAEM_INPUT_SIZE, widths=DEFAULT_WIDTHS, bottleneck=DEFAULT_BOTTLENECK,
                  epochs=DEFAULT_DRAEM_EPOCHS, batch_size=16, learning_rate=1e-3, anomaly_source=None,

@@ -387,8 +387,13 @@ class MemoryBankDetector(MapsFromScore):
     score_columns = (MEMORY_BANK_COLUMN,)
 
     @property
+    def channels(self) -> int:
+        """ImageNet backbones see colour; the encoder backbone sees what its autoencoder sees: grey."""
+        return 1 if self.backbone == "encoder" else 3
+
+    @property
     def preprocessing(self) -> dict:
-        return backbone_preprocessing(self.input_size, colour=self.backbone != "encoder")
+        return backbone_preprocessing(self.input_size, colour=self.channels == 3)
 
     def fit(self, good_images: np.ndarray, image_sizes=None, progress=None, should_stop=None) -> "MemoryBankDetector":
         """Build the bank from the good images, keeping a held-out share (as the autoencoders do) to
@@ -599,9 +604,10 @@ class PatchFeatures:
     def _features(self, images: np.ndarray) -> np.ndarray:
         from scipy import ndimage
 
-        batch = images[..., None]
+        batch = images if images.ndim == 4 else images[..., None]
         if self.colour:
-            batch = np.repeat(batch, 3, axis=-1) * self.input_scale
+            # colour images as they are; grey ones (a grey file, or a caller's grey array) as three equal channels
+            batch = (np.repeat(batch, 3, axis=-1) if batch.shape[-1] == 1 else batch) * self.input_scale
         if self.preprocess is not None:
             batch = self.preprocess(batch)
         outputs = [np.asarray(output, dtype=np.float32) for output in self.network.predict_on_batch(batch)]
@@ -655,7 +661,8 @@ def imagenet_features(backbone: str) -> PatchFeatures:
 
 def backbone_preprocessing(input_size: int, colour: bool) -> dict:
     """How images reach a feature backbone, for the manifest."""
-    return {"color": "grey repeated to RGB (images are read as grey)" if colour else "grayscale (ITU-R 601-2 luma)",
+    return {"color": "RGB (transparency on black; grey files as three equal channels)" if colour
+            else "grayscale (ITU-R 601-2 luma)",
             "resize": f"bilinear to {input_size}×{input_size}", "orientation": "EXIF orientation applied",
             "scale": "8-bit pixel / 255, 16-bit / 65535, float taken as is (must be in [0, 1]); float32"}
 

@@ -41,6 +41,7 @@ class PadimDetector(MapsFromScore):
     kind = "padim"
     primary_score = PADIM_COLUMN
     score_columns = (PADIM_COLUMN,)
+    channels = 3  # ImageNet features see colour
 
     def __init__(self, regularisation=0.01, map_sigma=None, seed=0):
         self.regularisation = regularisation

@@ -61,8 +61,8 @@ def compare_detectors(dataset: Dataset, seeds: int = 3, autoencoder_params: dict
         raise DatasetError(f"{dataset.root}: none of the good training images could be read.")
     test = load_test_images(dataset, size)
     imagenet_size = MemoryBankDetector(backbone=PACKAGED_BACKBONE).input_size
-    imagenet_good = dataset.load(dataset.train_good, imagenet_size).images
-    imagenet_test = load_test_images(dataset, imagenet_size)
+    imagenet_good = dataset.load(dataset.train_good, imagenet_size, channels=3).images
+    imagenet_test = load_test_images(dataset, imagenet_size, channels=3)
     runs: dict[str, list[dict]] = {name: [] for name in DETECTOR_LABELS}
     per_column: dict[str, list[dict]] = {"ncae": [], "cae": []}
 

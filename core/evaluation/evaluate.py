@@ -26,10 +26,11 @@ class TestImages:
     masks: np.ndarray | None
 
 
-def load_test_images(dataset: Dataset, size: int) -> TestImages:
-    """The data set's labelled test images at ``size`` px, their labels and (when it has them) masks."""
+def load_test_images(dataset: Dataset, size: int, channels: int = 1) -> TestImages:
+    """The data set's labelled test images at ``size`` px (grey, or colour with ``channels=3``), their labels
+    and (when it has them) masks."""
     samples = [sample for sample in dataset.test if sample.label in ("good", "defect")]
-    decoded = dataset.load(samples, size)
+    decoded = dataset.load(samples, size, channels)
     kept = [samples[index] for index in decoded.kept]
     labels = np.array([sample.label for sample in kept])
     if not ((labels == "good").any() and (labels == "defect").any()):

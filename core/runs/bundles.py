@@ -132,6 +132,7 @@ def save_bundle(detector, directory: str | Path, data_summary: dict | None = Non
         "parameters": {key: (list(value) if isinstance(value, tuple) else value)
                        for key, value in detector.get_params().items()},
         "preprocessing": getattr(detector, "preprocessing", PREPROCESSING),
+        "channels": int(detector.channels),
         "score_sign": "higher = more anomalous; a threshold t rejects a part when score >= t",
         "score_columns": list(detector.score_columns),
         "primary_score": detector.primary_score,

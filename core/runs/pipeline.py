@@ -73,7 +73,7 @@ def train_run(dataset: Dataset, run_dir: str | Path, detector: Detector,
             progress(update)
 
     try:
-        decoded = dataset.load(dataset.train_good, int(detector.input_size))
+        decoded = dataset.load(dataset.train_good, int(detector.input_size), detector.channels)
         for message in decoded.errors.values():
             warn(f"skipped {message}")
         if len(decoded.images) == 0:
@@ -112,7 +112,7 @@ def score_sources(detector, sources: list, names: list[str], with_maps: bool = F
 def score_items(detector, items: list[ScoreItem], with_maps: bool = False) -> ScoredSet:
     """Decode, frame-check and score ``items`` in one go (see :func:`stream_judged_rows` for many)."""
     decoded = decode_many([item.source for item in items], int(detector.input_size),
-                          names=[item.name for item in items])
+                          names=[item.name for item in items], channels=detector.channels)
     kept = [items[index] for index in decoded.kept]
     identity = pd.DataFrame({"path": [item.name for item in kept], "label": [item.label for item in kept],
                              "defect_type": [item.defect_type for item in kept]}, columns=list(IDENTITY_COLUMNS))

@@ -26,7 +26,8 @@ BANK_ON_ENCODER = session.DetectorChoice("memory_bank", "encoder", DEFAULT_CORES
 @st.cache_data(show_spinner=False, max_entries=8)  # the page's progress box says what is happening
 def quick_comparison(bank_key: resources.DetectorKey):
     run = resources.load_detector(bank_key.bundle_path, bank_key.model_sha256)
-    test = load_test_images(resources.load_dataset(bank_key.data_kind, bank_key.data_location), int(run.input_size))
+    test = load_test_images(resources.load_dataset(bank_key.data_kind, bank_key.data_location), int(run.input_size),
+                            run.channels)
     if run.kind not in AUTOENCODER_NAMES:
         return compare_fitted({RUN_LABELS.get(run.kind, run.kind): (run, run.primary_score)}, test)
     bank = resources.active_detector(bank_key)
