@@ -19,7 +19,7 @@ BACKBONE_HELP = (
     "**The model's encoder**: fast (64 px, about 4 s to build on the demo); good when speed matters "
     "(demo 0.98, plain parts with missing pieces 0.96–0.98).  \n"
     "**EfficientNet-Lite0, ImageNet**: installed with the app, works at 224 px; the best on every set measured "
-    "(real brick, fabric, stone and wood photographs 0.97–1.00 image AUROC, the demo 1.00). "
+    "(real brick, fabric, stone and wood photographs 0.98–1.00 image AUROC, in colour; the demo 1.00). "
     "Slower: about 20 s to build on the demo, 11–13 images/s.  \n"
     "**ResNet-50 / MobileNetV2**: only when their Keras ImageNet weights files are already on this machine.")
 
@@ -88,11 +88,12 @@ with model_column:
         "Detector", list(DETECTOR_KINDS), horizontal=True, key="detector_kind",
         index=list(DETECTOR_KINDS).index(session.detector_choice().kind), format_func=DETECTOR_KINDS.get,
         help="The run itself: the detector the run was trained as (an autoencoder's scores are statistics of "
-             "x − x̂; DRAEM's is its judge's defect probability; a memory bank's or PaDiM's as below). Memory bank: each patch's distance to the nearest "
+             "x − x̂; DRAEM's is its judge's defect probability; a memory bank's or PaDiM's as below). "
+             "Memory bank: each patch's distance to the nearest "
              "good patch, with the model's encoder (or an ImageNet CNN) as the feature extractor. PaDiM: each "
              "patch against the good images' patches at the same position (ImageNet features); good for parts "
-             "that sit in the same place in every image (demo and generated sets 0.94–1.00), weak on randomly "
-             "cropped surfaces (0.65–0.87), three times faster than the ImageNet memory bank.")
+             "that sit in the same place in every image (demo and generated sets 0.94–1.00), weaker on randomly "
+             "cropped surfaces (0.74–0.97), three times faster than the ImageNet memory bank.")
     if detector_kind == "run":
         session.choose_detector(session.RUN_ITSELF)
     elif detector_kind == "padim":
