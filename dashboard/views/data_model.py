@@ -24,7 +24,7 @@ BACKBONE_HELP = (
     "**ResNet-50 / MobileNetV2**: only when their Keras ImageNet weights files are already on this machine.")
 
 DETECTOR_KINDS = {"run": "The run itself", "memory_bank": "Memory bank (PatchCore-style)", "padim": "PaDiM"}
-SHORT_NAMES = {"run": "run", "memory_bank": "memory bank", "padim": "PaDiM"}
+SHORT_NAMES = {"run": "the run itself", "memory_bank": "memory bank", "padim": "PaDiM"}
 KIND_NAMES = {"ncae": "NCAE", "cae": "CAE", "memory_bank": "Memory bank", "padim": "PaDiM", "draem": "DRAEM"}
 # what each detector trains at, and the choices offered for it (memory bank and PaDiM: the backbone's own 224 px)
 TRAINING_SIZES = {"ncae": ([32, 64, 96, 128, 192, 256], DEFAULT_INPUT_SIZE),
@@ -231,7 +231,8 @@ if space is not None:
     ])
     run_decision = getattr(space.detector, "default_decision_", None)
     if run_decision is not None:
-        st.caption(f"Default decision of this {'run' if space.has_reconstructions else SHORT_NAMES[space.choice.kind]}: "
+        owner = "run" if space.choice.kind == "run" else SHORT_NAMES[space.choice.kind]
+        st.caption(f"Default decision of this {owner}: "
                    f"**{run_decision.describe()}**, {run_decision.basis}. Frames that fail the frame check "
                    "are INVALID.")
     else:
