@@ -61,7 +61,7 @@ def current() -> Workspace | None:
     """The scored current selection, or ``None`` after telling the user what is wrong."""
     try:
         data, model, choice = data_choice(), model_choice(), session.detector_choice()
-        manifest = read_manifest(model.path)
+        manifest = read_manifest(model.path, reuse_digests=True)
         dataset = resources.load_dataset(data.kind, data.location)
         key = DetectorKey(model.path, manifest["model_sha256"], data.kind, data.location,
                           resources.fingerprint(dataset), choice)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import platform
 import re
 from pathlib import Path
@@ -42,7 +43,24 @@ MAX_ARRAY_BYTES = 2 * 1024 ** 3
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
 
 
-def sha256_of(path: Path) -> str:
+# Listing runs (every 2 s on Data & Model) and opening a page re-check each run's manifest; a PaDiM run holds
+# 52 MB of arrays (60 ms to hash). Digests are reused while a file keeps its inode, size and modification
+# time; loading a bundle for use always hashes afresh.
+_DIGESTS: dict[tuple, str] = {}
+_DIGESTS_LIMIT = 512
+
+
+def sha256_of(path: Path, reuse: bool = False) -> str:
+    """The file's SHA-256; with ``reuse``, the one computed earlier if the file is unchanged since."""
+    if reuse:
+        status = os.stat(path)
+        key = (str(Path(path).resolve()), status.st_ino, status.st_size, status.st_mtime_ns)
+        if key in _DIGESTS:
+            return _DIGESTS[key]
+        if len(_DIGESTS) >= _DIGESTS_LIMIT:
+            _DIGESTS.clear()
+        _DIGESTS[key] = sha256_of(path)
+        return _DIGESTS[key]
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1024 * 1024), b""):
@@ -157,8 +175,12 @@ def save_bundle(detector, directory: str | Path, data_summary: dict | None = Non
     return directory
 
 
-def read_manifest(directory: str | Path) -> dict:
-    """The manifest of a bundle after the checks that need no Keras: presence, format, values, hashes."""
+def read_manifest(directory: str | Path, reuse_digests: bool = False) -> dict:
+    """The manifest of a bundle after the checks that need no Keras: presence, format, values, hashes.
+
+    ``reuse_digests`` (for listing runs, not for loading one) skips re-hashing files unchanged since they
+    were last hashed (:func:`sha256_of`).
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise BundleError(f"{directory}: no such model bundle folder.")
@@ -180,7 +202,7 @@ def read_manifest(directory: str | Path) -> dict:
         path = directory / name
         if not path.is_file():
             raise BundleError(f"{directory}: {name}, named in the manifest, is missing.")
-        if sha256_of(path) != digest:
+        if sha256_of(path, reuse=reuse_digests) != digest:
             raise BundleError(f"{path}: does not match the SHA-256 in its manifest "
                               "(it was altered or damaged); refusing to load it.")
     return manifest

@@ -169,7 +169,7 @@ def inspect_run(run_dir: str | Path) -> RunInfo:
     manifest, problem = None, ""
     if status.get("state") == "complete":
         try:
-            manifest = read_manifest(path)
+            manifest = read_manifest(path, reuse_digests=True)
         except BundleError as error:
             problem = str(error)
     return RunInfo(path.name, path, status, manifest, problem)

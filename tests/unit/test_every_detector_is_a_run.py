@@ -223,3 +223,14 @@ def test_a_bank_on_an_autoencoders_encoder_is_saved_with_that_network(tiny_run, 
     loaded = load_bundle(tmp_path / "run")
     np.testing.assert_allclose(loaded.score(test).table["patch_score"], bank.score(test).table["patch_score"],
                                rtol=1e-5, atol=1e-6)
+
+
+def test_a_listed_run_altered_afterwards_is_refused_at_the_next_listing(bank_run, tmp_path):
+    from core.runs.store import inspect_run
+
+    run = _copy_run(bank_run, tmp_path / "listed")
+    assert inspect_run(run).usable                       # hashed once, then reused while unchanged
+    bank = np.load(run / "memory_bank.npy")
+    np.save(run / "memory_bank.npy", bank[::-1])        # same size, other content
+    listed = inspect_run(run)
+    assert not listed.usable and "SHA-256" in listed.problem
