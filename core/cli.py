@@ -24,16 +24,13 @@ class _Parser(argparse.ArgumentParser):
         raise InputError(f"{self.prog}: {message} (see --help).")
 
 
-# draem's own defaults, repeated here so --help needs no Keras import (a test keeps them equal)
-DRAEM_DEFAULTS = {"input_size": 64, "epochs": 40}
-IMAGENET_BACKBONE_NAMES = ("efficientnet_lite0", "resnet50", "mobilenet_v2")
-
-
 def build_parser() -> argparse.ArgumentParser:
     from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_LOSS,
                                DEFAULT_NOISE_STD, DEFAULT_WIDTHS, DEFAULT_CORESET_RATIO)
     from core.detectors import DETECTOR_NAMES, good_for
+    from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE
     from core.detectors.losses import LOSSES
+    from core.detectors.memory_bank import IMAGENET_BACKBONES, PACKAGED_BACKBONE
 
     parser = _Parser(prog="python -m core", description="Residual Lab: NCAE anomaly detection for part images.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -54,11 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", choices=DETECTOR_NAMES, default="ncae", help="detector (default ncae; see above)")
     train.add_argument("--out", required=True, type=Path, help="run folder to create")
     train.add_argument("--epochs", type=_positive_int,
-                       help=f"maximum epochs (default {DEFAULT_EPOCHS}; draem {DRAEM_DEFAULTS['epochs']})")
+                       help=f"maximum epochs (default {DEFAULT_EPOCHS}; draem {DEFAULT_DRAEM_EPOCHS})")
     train.add_argument("--image-size", type=_positive_int,
                        help=f"square input size in pixels (default {DEFAULT_INPUT_SIZE}; draem "
-                            f"{DRAEM_DEFAULTS['input_size']}; memory_bank and padim work at their backbone's 224)")
-    train.add_argument("--backbone", choices=IMAGENET_BACKBONE_NAMES, default=IMAGENET_BACKBONE_NAMES[0],
+                            f"{DEFAULT_DRAEM_INPUT_SIZE}; memory_bank and padim work at their backbone's 224)")
+    train.add_argument("--backbone", choices=(PACKAGED_BACKBONE, *IMAGENET_BACKBONES), default=PACKAGED_BACKBONE,
                        help="memory_bank only: ImageNet feature extractor (default efficientnet_lite0, installed "
                             "with the app; the others need their Keras weights file on disk)")
     train.add_argument("--coreset-ratio", type=float, default=DEFAULT_CORESET_RATIO,
@@ -196,6 +193,8 @@ def _train(arguments) -> int:
 
 def _check_training_options(arguments) -> None:
     """Options that do not apply to the chosen detector are refused, not silently ignored."""
+    from core.detectors.memory_bank import PACKAGED_BACKBONE
+
     model = arguments.model
     if not math.isfinite(arguments.noise_std) or not 0 <= arguments.noise_std <= 1:
         raise InputError(f"--noise-std must be a number from 0 to 1, got {arguments.noise_std!r}.")
@@ -206,7 +205,7 @@ def _check_training_options(arguments) -> None:
             raise InputError(f"--image-size: {model} works at its backbone's native 224 px; leave the option out.")
         if arguments.epochs is not None:
             raise InputError(f"--epochs: {model} is not trained in epochs (it is fitted in one pass).")
-    if model != "memory_bank" and arguments.backbone != IMAGENET_BACKBONE_NAMES[0]:
+    if model != "memory_bank" and arguments.backbone != PACKAGED_BACKBONE:
         raise InputError("--backbone applies to --model memory_bank only.")
     if model != "draem" and arguments.anomaly_source is not None:
         raise InputError("--anomaly-source applies to --model draem only.")
@@ -217,10 +216,10 @@ def _check_training_options(arguments) -> None:
 def _new_detector(arguments):
     """The unfitted detector the ``train`` arguments describe (``ValueError`` for values it refuses)."""
     from core.defaults import DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE
-    from core.detectors import new_detector
+    from core.detectors import AUTOENCODER_NAMES, new_detector
 
     model = arguments.model
-    if model in ("ncae", "cae"):
+    if model in AUTOENCODER_NAMES:
         from core.detectors.models import build_autoencoder
 
         size = arguments.image_size or DEFAULT_INPUT_SIZE
@@ -229,12 +228,12 @@ def _new_detector(arguments):
                             loss=arguments.loss, epochs=arguments.epochs or DEFAULT_EPOCHS, seed=arguments.seed,
                             noise_std=arguments.noise_std)
     if model == "draem":
-        from core.detectors.draem import build_draem
+        from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE, build_draem
 
-        size = arguments.image_size or DRAEM_DEFAULTS["input_size"]
+        size = arguments.image_size or DEFAULT_DRAEM_INPUT_SIZE
         build_draem(size, arguments.widths, arguments.bottleneck)
         return new_detector(model, input_size=size, widths=arguments.widths, bottleneck=arguments.bottleneck,
-                            epochs=arguments.epochs or DRAEM_DEFAULTS["epochs"], seed=arguments.seed,
+                            epochs=arguments.epochs or DEFAULT_DRAEM_EPOCHS, seed=arguments.seed,
                             anomaly_source=str(arguments.anomaly_source.resolve()) if arguments.anomaly_source else None)
     if model == "memory_bank":
         from core.detectors.memory_bank import imagenet_weights_path

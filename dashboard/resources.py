@@ -96,6 +96,7 @@ def load_detector(bundle_path: str, model_sha256: str):
 @st.cache_resource(show_spinner="Fitting the detector on the good training images…", max_entries=4)
 def fit_on_good_images(key: DetectorKey):
     """A memory bank or PaDiM fitted on the data set's good training images (never shared mutable state)."""
+    from core.detectors import AUTOENCODER_NAMES
     from core.detectors.memory_bank import MemoryBankDetector
     from core.detectors.padim import PadimDetector
 
@@ -104,7 +105,7 @@ def fit_on_good_images(key: DetectorKey):
         detector = PadimDetector()
     else:
         run = load_detector(key.bundle_path, key.model_sha256)
-        if key.choice.backbone == "encoder" and run.kind not in ("ncae", "cae"):
+        if key.choice.backbone == "encoder" and run.kind not in AUTOENCODER_NAMES:
             raise InputError(f"A memory bank on the model's encoder needs an autoencoder run; this one is {run.kind}.")
         detector = MemoryBankDetector(run if key.choice.backbone == "encoder" else None, backbone=key.choice.backbone,
                                       coreset_ratio=key.choice.coreset_ratio)

@@ -27,7 +27,7 @@ from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZ
 from core.detectors.losses import training_loss
 from core.detectors.models import build_autoencoder
 from core.detectors.base import (MapsFromScore, ScoreResult, TrainingCancelled, TrainingProgress,  # noqa: F401
-                                 as_image_batch, map_scales, smoothed_maps)
+                                 as_image_batch, map_scales, saved_parameters, smoothed_maps)
 from core.detectors.residuals import SCORE_COLUMNS, STATISTIC_NAMES, residual_maps, residual_statistics
 from core.detectors.stat_distance import StatDistance
 
@@ -176,10 +176,7 @@ class ResidualDetector(MapsFromScore):
         from core.runs.bundles import load_keras_model
 
         size = int(manifest["input_size"])
-        parameters = dict(manifest.get("parameters", {}))
-        parameters.update(model=manifest["model_kind"], input_size=size)
-        known = cls().get_params()
-        detector = cls(**{key: value for key, value in parameters.items() if key in known})
+        detector = cls(**saved_parameters(cls, manifest, model=manifest["model_kind"], input_size=size))
         detector.model_ = load_keras_model(directory, manifest, input_shape=(size, size, 1))
         detector.history_ = manifest.get("history", {})
         detector.stat_distance_ = StatDistance.from_json(manifest["stat_distance"])  # checked by read_manifest

@@ -14,6 +14,7 @@ loading go through :mod:`core.runs.bundles`, which asks the detector for its sta
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
@@ -78,6 +79,13 @@ class Detector(Protocol):
 
     @classmethod
     def from_bundle(cls, directory: Path, manifest: dict) -> "Detector": ...
+
+
+def saved_parameters(detector_class, manifest: dict, **overrides) -> dict:
+    """The parameters a run's manifest records that ``detector_class`` takes, with ``overrides`` on top: what
+    ``from_bundle`` builds the unfitted detector from (recorded values it no longer takes are left out)."""
+    accepted = inspect.signature(detector_class.__init__).parameters
+    return {key: value for key, value in manifest.get("parameters", {}).items() if key in accepted} | overrides
 
 
 class MapsFromScore:

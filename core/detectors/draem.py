@@ -30,7 +30,7 @@ import pandas as pd
 
 from core.defaults import DEFAULT_BOTTLENECK, DEFAULT_WIDTHS, MIN_TRAINING_IMAGES
 from core.detectors.base import (MapsFromScore, ScoreResult, TrainingCancelled, TrainingProgress, as_image_batch,
-                                 map_scales, smoothed_maps)
+                                 map_scales, saved_parameters, smoothed_maps)
 
 DRAEM_COLUMN = "draem_score"
 # the autoencoders' input size (chosen by core.defaults' sweep); 96 px costs 2.2x the time per epoch
@@ -214,9 +214,7 @@ class DraemDetector(MapsFromScore):
         from core.runs.bundles import load_keras_model
 
         size = int(manifest["input_size"])
-        known = cls().get_params()
-        detector = cls(**{key: value for key, value in manifest.get("parameters", {}).items() if key in known}
-                       | {"input_size": size})
+        detector = cls(**saved_parameters(cls, manifest, input_size=size))
         detector.model_ = load_keras_model(directory, manifest, input_shape=(size, size, 1))
         if len(detector.model_.outputs) != 2:
             raise ValueError("the model is not an image → (reconstruction, defect probability) network")

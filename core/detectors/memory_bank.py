@@ -40,7 +40,8 @@ import pandas as pd
 
 from core.defaults import DEFAULT_CORESET_RATIO
 from core.detectors.features import BackboneUnavailable, keras_models_folder  # noqa: F401  (BackboneUnavailable: interface)
-from core.detectors.base import MapsFromScore, ScoreResult, TrainingCancelled, map_scales, smoothed_maps
+from core.detectors.base import (MapsFromScore, ScoreResult, TrainingCancelled, map_scales, saved_parameters,
+                                 smoothed_maps)
 
 MEMORY_BANK_COLUMN = "patch_score"
 BACKBONES = ("encoder", "efficientnet_lite0", "resnet50", "mobilenet_v2")
@@ -468,9 +469,7 @@ class MemoryBankDetector(MapsFromScore):
 
         from core.runs.bundles import load_array
 
-        parameters = {key: value for key, value in manifest.get("parameters", {}).items()
-                      if key in cls().get_params()}
-        detector = cls(**parameters)
+        detector = cls(**saved_parameters(cls, manifest, autoencoder=None))  # an encoder backbone is rebuilt below
         if detector.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {detector.backbone!r}")
         if detector.backbone == "encoder":

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.detectors.base import MapsFromScore, ScoreResult, map_scales, smoothed_maps
+from core.detectors.base import MapsFromScore, ScoreResult, map_scales, saved_parameters, smoothed_maps
 from core.detectors.memory_bank import (PACKAGED_BACKBONE, backbone_preprocessing, backbone_weights_digest,
                                         check_backbone_weights, held_out_split, imagenet_features, upsample_maps)
 
@@ -127,9 +127,7 @@ class PadimDetector(MapsFromScore):
     def from_bundle(cls, directory: Path, manifest: dict) -> "PadimDetector":
         from core.runs.bundles import load_array
 
-        known = cls().get_params()
-        detector = cls(**{key: value for key, value in manifest.get("parameters", {}).items()
-                          if key in known and key != "backbone"})
+        detector = cls(**saved_parameters(cls, manifest))  # "backbone" is recorded, not a parameter
         check_backbone_weights(PACKAGED_BACKBONE, manifest.get("backbone_weights_sha256"))
         detector.extractor_ = imagenet_features(PACKAGED_BACKBONE)
         detector.extractor_.restore(manifest["feature_extractor"])

@@ -7,7 +7,8 @@ import streamlit as st
 
 from core.data.datasets import open_dataset
 from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE
-from core.detectors import DETECTOR_NAMES, good_for
+from core.detectors import AUTOENCODER_NAMES, DETECTOR_NAMES, good_for
+from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE
 from core.detectors.memory_bank import (BACKBONE_LABELS, BACKBONES, PACKAGED_BACKBONE, BackboneUnavailable,
                               imagenet_weights_path)
 from core.errors import InputError
@@ -28,8 +29,8 @@ SHORT_NAMES = {"run": "the run itself", "memory_bank": "memory bank", "padim": "
 KIND_NAMES = {"ncae": "NCAE", "cae": "CAE", "memory_bank": "Memory bank", "padim": "PaDiM", "draem": "DRAEM"}
 # what each detector trains at, and the choices offered for it (memory bank and PaDiM: the backbone's own 224 px)
 TRAINING_SIZES = {"ncae": ([32, 64, 96, 128, 192, 256], DEFAULT_INPUT_SIZE),
-                  "cae": ([32, 64, 96, 128, 192, 256], DEFAULT_INPUT_SIZE), "draem": ([64, 96, 128], 64)}
-TRAINING_EPOCHS = {"ncae": DEFAULT_EPOCHS, "cae": DEFAULT_EPOCHS, "draem": 40}
+                  "cae": ([32, 64, 96, 128, 192, 256], DEFAULT_INPUT_SIZE), "draem": ([64, 96, 128], DEFAULT_DRAEM_INPUT_SIZE)}
+TRAINING_EPOCHS = {"ncae": DEFAULT_EPOCHS, "cae": DEFAULT_EPOCHS, "draem": DEFAULT_DRAEM_EPOCHS}
 CORESET_CHOICES = (0.01, 0.02, 0.05, 0.1, 0.25)
 
 st.title("Data & Model")
@@ -102,7 +103,7 @@ with model_column:
         run_kind = next((run.manifest["model_kind"] for run in runs if str(run.path) == session.model_choice().path),
                         "ncae")  # the demo model is an NCAE
         # the encoder backbone borrows the run's autoencoder; other runs have none to lend
-        backbones = BACKBONES if run_kind in ("ncae", "cae") else tuple(b for b in BACKBONES if b != "encoder")
+        backbones = BACKBONES if run_kind in AUTOENCODER_NAMES else tuple(b for b in BACKBONES if b != "encoder")
         backbone = st.selectbox("Backbone", backbones, key="detector_backbone", format_func=BACKBONE_LABELS.get,
                                 help=BACKBONE_HELP)
         ratio = st.select_slider("Memory bank size (share of good patches kept)", CORESET_CHOICES,
