@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE
     from core.detectors.losses import LOSSES
     from core.detectors.memory_bank import IMAGENET_BACKBONES, PACKAGED_BACKBONE
+    from core.data.synthetic import DEMO_IMAGE_SIZE
 
     parser = _Parser(prog="python -m core", description="Residual Lab: NCAE anomaly detection for part images.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -41,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--style", choices=("casting", "texture", "object"), default="casting",
                       help="casting: the built-in demo (default); texture: a woven mesh; object: a small "
                            "three-legged component on a plain background")
+    demo.add_argument("--image-size", type=_positive_int, default=DEMO_IMAGE_SIZE,
+                      help=f"side of the images in pixels (default {DEMO_IMAGE_SIZE}); the casting style above "
+                           f"{DEMO_IMAGE_SIZE} px is the high-resolution variant, whose defects are pinholes and "
+                           "hairline cracks only a few pixels across")
+    demo.add_argument("--colour", action="store_true",
+                      help="casting only: bronze parts in colour, with a colour_stain defect of the same "
+                           "brightness as the metal around it (invisible in grey)")
 
     train = commands.add_parser(
         "train", help="train a detector on the good training images", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -133,11 +141,16 @@ def _demo_data(arguments) -> int:
     out = arguments.out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: already exists and is not an empty folder.")
+    if not 32 <= arguments.image_size <= 1024:
+        raise InputError("--image-size must be from 32 to 1024 pixels.")
+    if arguments.colour and arguments.style != "casting":
+        raise InputError("--colour applies to --style casting only.")
     out.parent.mkdir(parents=True, exist_ok=True)
     # written beside its destination and renamed at the end: a full disk or Ctrl-C leaves no set that loads
     scratch = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
     try:
-        generate_demo_set(scratch / "set", seed=arguments.seed, style=arguments.style)
+        generate_demo_set(scratch / "set", size=arguments.image_size, seed=arguments.seed, style=arguments.style,
+                          colour=arguments.colour)
         if out.exists():
             out.rmdir()  # empty, checked above; fails if someone wrote into it meanwhile
         os.replace(scratch / "set", out)

@@ -39,3 +39,12 @@ DEFAULT_LOSS = "mse"
 DEFAULT_NOISE_STD = 0.0
 DEFAULT_MAP_SIGMA = 1.0
 DEFAULT_CORESET_RATIO = 0.05
+
+# Training on patches (``--patch-size``): crops drawn per epoch. 2048 crops of 64 px are as many
+# pixels as 128 whole 128 px images, about what an epoch of the demo cost at 64 px whole-image
+# training, times four.
+DEFAULT_PATCHES_PER_EPOCH = 2048
+# Whole-image scoring of a patch-trained network runs this many pixels per batch (8 images at
+# 512 px): activations stay near 150 MB per layer, and the batches are large enough to keep both
+# cores busy.
+SCORING_PIXELS_PER_BATCH = 8 * 512 * 512

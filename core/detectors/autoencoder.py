@@ -7,6 +7,14 @@ Estimator-style, as in scikit-learn and PyOD::
     result.table            # one row per image: mean, std, ..., mse, stat_distance, map_max (higher = worse)
     result.residuals        # signed residual maps x - x_hat, shape (n, size, size)
     result.anomaly_maps     # |x - x_hat| smoothed by a Gaussian of ``map_sigma`` pixels
+
+Two ways to train. Without ``patch_size`` the network has a fixed ``input_size`` input and learns
+from whole images (the original recipe, fine at 64 px). With ``patch_size`` it is built fully
+convolutional and learns from ``patches_per_epoch`` random ``patch_size`` crops of the good images
+per epoch, taken at the working resolution ``input_size``; it then reconstructs whole images at
+that resolution (padded by reflection to a multiple of the network's stride, cropped back). The
+cost of an epoch depends on the number and size of the crops, not on the size of the images, so
+a 512 px image keeps its 3-pixel pinhole and trains as fast as a 128 px one.
 """
 
 from __future__ import annotations
@@ -17,13 +25,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import keras
 import numpy as np
 import pandas as pd
 
 from core.evaluation.decision import PRIMARY_SCORE
 from core.defaults import MIN_TRAINING_IMAGES  # noqa: F401  (part of this module's interface)
 from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_LOSS, DEFAULT_MAP_SIGMA,
-                           DEFAULT_NOISE_STD, DEFAULT_WIDTHS)
+                           DEFAULT_NOISE_STD, DEFAULT_PATCHES_PER_EPOCH, DEFAULT_WIDTHS, SCORING_PIXELS_PER_BATCH)
 from core.detectors.losses import training_loss
 from core.detectors.models import build_autoencoder
 from core.detectors.base import (MapsFromScore, ScoreResult, TrainingCancelled, TrainingProgress,  # noqa: F401
@@ -45,7 +54,8 @@ class ResidualDetector(MapsFromScore):
     def __init__(self, model="ncae", input_size=DEFAULT_INPUT_SIZE, widths=DEFAULT_WIDTHS,
                  bottleneck=DEFAULT_BOTTLENECK, epochs=DEFAULT_EPOCHS, batch_size=32, learning_rate=2e-3,
                  validation_fraction=0.15, patience=8, noise_std=DEFAULT_NOISE_STD, loss=DEFAULT_LOSS,
-                 map_sigma=DEFAULT_MAP_SIGMA, seed=0):
+                 map_sigma=DEFAULT_MAP_SIGMA, seed=0, channels=1, patch_size=None,
+                 patches_per_epoch=DEFAULT_PATCHES_PER_EPOCH):
         self.model = model
         self.input_size = input_size
         self.widths = widths
@@ -59,19 +69,26 @@ class ResidualDetector(MapsFromScore):
         self.loss = loss
         self.map_sigma = map_sigma
         self.seed = seed
+        self.channels = channels
+        self.patch_size = patch_size
+        self.patches_per_epoch = patches_per_epoch
         self._inference_lock = threading.Lock()
 
     def get_params(self) -> dict:
         return {name: getattr(self, name) for name in (
             "model", "input_size", "widths", "bottleneck", "epochs", "batch_size", "learning_rate",
-            "validation_fraction", "patience", "noise_std", "loss", "map_sigma", "seed")}
+            "validation_fraction", "patience", "noise_std", "loss", "map_sigma", "seed", "channels", "patch_size",
+            "patches_per_epoch")}
 
     @property
     def kind(self) -> str:
         return self.model
 
     score_columns = SCORE_COLUMNS
-    channels = 1
+
+    @property
+    def trains_on_patches(self) -> bool:
+        return self.patch_size is not None
 
     def fit(self, good_images: np.ndarray, image_sizes=None, progress: Callable[[TrainingProgress], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> "ResidualDetector":
@@ -81,12 +98,10 @@ class ResidualDetector(MapsFromScore):
         ``image_sizes`` (``(width, height)`` of each file as read) lets the frame check refuse
         images of a wildly different size or aspect; without it only intensities are checked.
         """
-        import keras
-
         from core.evaluation.decision import default_decision
         from core.data.frame_check import FrameLimits
 
-        images = as_image_batch(good_images, self.input_size)
+        images = as_image_batch(good_images, self.input_size, self.channels)
         if len(images) < MIN_TRAINING_IMAGES:
             raise ValueError(f"Training needs at least {MIN_TRAINING_IMAGES} good images, got {len(images)}.")
         if not 0 < self.validation_fraction < 0.5:
@@ -102,16 +117,37 @@ class ResidualDetector(MapsFromScore):
         held_out, training = images[order[:held_out_count]], images[order[held_out_count:]]
         self.held_out_indices_ = np.sort(order[:held_out_count])
 
-        network = build_autoencoder(self.model, int(self.input_size), self.widths, int(self.bottleneck),
-                                    float(self.noise_std))
+        if self.trains_on_patches:
+            patch = int(self.patch_size)
+            if not 16 <= patch <= int(self.input_size):
+                raise ValueError(f"`patch_size` must be from 16 px to the working resolution ({self.input_size} px), "
+                                 f"got {self.patch_size!r}.")
+            if int(self.patches_per_epoch) < int(self.batch_size):
+                raise ValueError(f"`patches_per_epoch` must be at least the batch size ({self.batch_size}), "
+                                 f"got {self.patches_per_epoch!r}.")
+        network = build_autoencoder(self.model, int(self.patch_size or self.input_size), self.widths,
+                                    int(self.bottleneck), float(self.noise_std), int(self.channels),
+                                    any_size=self.trains_on_patches)
         network.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss=training_loss(self.loss))
         callbacks = [
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(self.patience), restore_best_weights=True),
             _ProgressCallback(int(self.epochs), progress, should_stop),
         ]
         started = time.perf_counter()
-        history = network.fit(training, training, validation_data=(held_out, held_out), epochs=int(self.epochs),
-                              batch_size=int(self.batch_size), shuffle=True, callbacks=callbacks, verbose=0)
+        if self.trains_on_patches:
+            patches = RandomPatches(training, int(self.patch_size), int(self.patches_per_epoch),
+                                    int(self.batch_size), int(self.seed))
+            # the held-out loss is measured on fixed crops, so epochs are compared on the same pixels
+            held_out_patches = RandomPatches(held_out, int(self.patch_size), len(held_out) * 8, 1,
+                                             int(self.seed) + 1).fixed_crops()
+            history = network.fit(patches, validation_data=(held_out_patches, held_out_patches),
+                                  epochs=int(self.epochs), callbacks=callbacks, verbose=0)
+        else:
+            stacked, held_out_stacked = (training[..., None], held_out[..., None]) if self.channels == 1 else (
+                training, held_out)
+            history = network.fit(stacked, stacked, validation_data=(held_out_stacked, held_out_stacked),
+                                  epochs=int(self.epochs),
+                                  batch_size=int(self.batch_size), shuffle=True, callbacks=callbacks, verbose=0)
         if callbacks[1].cancelled:
             raise TrainingCancelled("Training was cancelled.")
         self.training_seconds_ = time.perf_counter() - started
@@ -127,19 +163,34 @@ class ResidualDetector(MapsFromScore):
         return self
 
     def reconstruct(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Reconstructions, the same shape as ``as_image_batch(images)``."""
         self._check_fitted()
-        batch = as_image_batch(images, self.input_size)
+        batch = as_image_batch(images, self.input_size, self.channels)
+        if not len(batch):
+            return batch
+        stack = batch[..., None] if self.channels == 1 else batch
+        side = int(self.input_size)
+        padding = 0
+        if self.trains_on_patches:
+            # a fully convolutional network needs sides divisible by its total stride; reflection
+            # continues the surface, so the border is reconstructed like the rest
+            stride = 2 ** len(tuple(self.widths))
+            padding = (-side) % stride
+            batch_size = max(1, min(batch_size, SCORING_PIXELS_PER_BATCH // (side + padding) ** 2))
         outputs = []
         with self._inference_lock:
-            for start in range(0, len(batch), batch_size):
-                chunk = batch[start:start + batch_size, ..., None]
-                outputs.append(np.asarray(self.model_.predict_on_batch(chunk))[..., 0])
-        return np.concatenate(outputs) if outputs else np.zeros_like(batch)
+            for start in range(0, len(stack), batch_size):
+                chunk = stack[start:start + batch_size]
+                if padding:
+                    chunk = np.pad(chunk, ((0, 0), (0, padding), (0, padding), (0, 0)), mode="reflect")
+                output = np.asarray(self.model_.predict_on_batch(chunk))[:, :side, :side]
+                outputs.append(output[..., 0] if self.channels == 1 else output)
+        return np.concatenate(outputs)
 
     def score(self, images: np.ndarray, with_maps: bool = False, batch_size: int = 64) -> ScoreResult:
         """Score images; memory stays flat unless ``with_maps`` asks to keep every map."""
         self._check_fitted()
-        batch = as_image_batch(images, self.input_size)
+        batch = as_image_batch(images, self.input_size, self.channels)
         columns: dict[str, list[np.ndarray]] = {name: [] for name in (*STATISTIC_NAMES, "map_max")}
         kept: dict[str, list[np.ndarray]] = {"anomaly_maps": [], "reconstructions": [], "residuals": []}
         for start in range(0, len(batch), batch_size):
@@ -161,7 +212,8 @@ class ResidualDetector(MapsFromScore):
         if not with_maps:
             return ScoreResult(table)
         empty = np.zeros((0, self.input_size, self.input_size), dtype=np.float32)
-        return ScoreResult(table, **{name: np.concatenate(parts) if parts else empty for name, parts in kept.items()})
+        return ScoreResult(table, **{name: np.concatenate(parts) if parts else
+                                     (batch[:0] if name == "reconstructions" else empty) for name, parts in kept.items()})
 
     def bundle_state(self, directory: Path) -> dict:
         """Write the network (an inference-only ``model.keras``) into ``directory``; the manifest fields it needs."""
@@ -176,8 +228,10 @@ class ResidualDetector(MapsFromScore):
         from core.runs.bundles import load_keras_model
 
         size = int(manifest["input_size"])
-        detector = cls(**saved_parameters(cls, manifest, model=manifest["model_kind"], input_size=size))
-        detector.model_ = load_keras_model(directory, manifest, input_shape=(size, size, 1))
+        detector = cls(**saved_parameters(cls, manifest, model=manifest["model_kind"], input_size=size,
+                                          channels=int(manifest.get("channels", 1))))
+        side = None if detector.trains_on_patches else size
+        detector.model_ = load_keras_model(directory, manifest, input_shape=(side, side, detector.channels))
         detector.history_ = manifest.get("history", {})
         detector.stat_distance_ = StatDistance.from_json(manifest["stat_distance"])  # checked by read_manifest
         return detector
@@ -188,6 +242,45 @@ class ResidualDetector(MapsFromScore):
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise RuntimeError("This ResidualDetector is not fitted yet; call fit() or load a bundle first.")
+
+
+class RandomPatches(keras.utils.PyDataset):
+    """Random square crops of the training images, drawn afresh every epoch.
+
+    Each batch is drawn with a generator seeded by (seed, epoch, batch), so training is reproducible
+    whatever order Keras asks for the batches in. Crops are not flipped or rotated: whether that is a
+    symmetry of the good parts is not known (a part photographed the same way every time is not).
+    """
+
+    def __init__(self, images: np.ndarray, patch_size: int, patches_per_epoch: int, batch_size: int, seed: int):
+        super().__init__()
+        self.images = images if images.ndim == 4 else images[..., None]
+        self.patch_size, self.batch_size, self.seed = patch_size, batch_size, seed
+        self.batches = max(1, patches_per_epoch // batch_size)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __getitem__(self, index: int):
+        crops = self._crops(np.random.default_rng((self.seed, self.epoch, index)), self.batch_size)
+        return crops, crops
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+
+    def fixed_crops(self) -> np.ndarray:
+        """``batches × batch_size`` crops drawn once, for a validation set that does not change."""
+        return self._crops(np.random.default_rng((self.seed, 2**31)), self.batches * self.batch_size)
+
+    def _crops(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        count_images, height, width = self.images.shape[:3]
+        size = self.patch_size
+        which = rng.integers(0, count_images, count)
+        tops = rng.integers(0, height - size + 1, count)
+        lefts = rng.integers(0, width - size + 1, count)
+        return np.stack([self.images[image, top:top + size, left:left + size]
+                         for image, top, left in zip(which, tops, lefts)])
 
 
 def _keras_callback_base():

@@ -120,11 +120,15 @@ def smoothed_maps(maps: np.ndarray, sigma: float) -> np.ndarray:
     return ndimage.gaussian_filter(maps, sigma=(0, sigma, sigma), mode="nearest")
 
 
-def as_image_batch(images: np.ndarray, input_size: int) -> np.ndarray:
-    """``images`` as a float32 ``(n, size, size)`` stack (a trailing channel of 1 is dropped), or ``ValueError``."""
+def as_image_batch(images: np.ndarray, input_size: int, channels: int = 1) -> np.ndarray:
+    """``images`` as a float32 stack: ``(n, size, size)`` for grey (a trailing channel of 1 is dropped),
+    ``(n, size, size, 3)`` for colour (a grey stack is repeated to three channels), or ``ValueError``."""
     batch = np.asarray(images, dtype=np.float32)
     if batch.ndim == 4 and batch.shape[-1] == 1:
         batch = batch[..., 0]
-    if batch.ndim != 3 or batch.shape[1:] != (input_size, input_size):
-        raise ValueError(f"Expected images of shape (n, {input_size}, {input_size}), got {batch.shape}.")
+    if channels == 3 and batch.ndim == 3:
+        batch = np.repeat(batch[..., None], 3, axis=-1)
+    expected = (input_size, input_size) if channels == 1 else (input_size, input_size, 3)
+    if batch.ndim != len(expected) + 1 or batch.shape[1:] != expected:
+        raise ValueError(f"Expected images of shape (n, {', '.join(map(str, expected))}), got {batch.shape}.")
     return batch

@@ -16,16 +16,22 @@ from core.detectors.layers import NeighborConv2D
 
 
 def build_autoencoder(kind: str = "ncae", input_size: int = DEFAULT_INPUT_SIZE, widths=DEFAULT_WIDTHS,
-                      bottleneck: int = DEFAULT_BOTTLENECK, noise_std: float = 0.0) -> keras.Model:
-    """Build an NCAE or CAE for ``input_size``×``input_size`` grayscale images in [0, 1].
+                      bottleneck: int = DEFAULT_BOTTLENECK, noise_std: float = 0.0, channels: int = 1,
+                      any_size: bool = False) -> keras.Model:
+    """Build an NCAE or CAE for ``input_size``×``input_size`` images in [0, 1] with ``channels`` channels.
 
     Args:
         kind: ``"ncae"`` (neighbour-convolution first layer) or ``"cae"`` (ordinary first layer).
-        input_size: side of the square input; must be divisible by ``2 ** len(widths)``.
+        input_size: side of the square input (of the training patch when ``any_size``); must be
+            divisible by ``2 ** len(widths)``.
         widths: channels of each stride-2 encoder stage (mirrored by the decoder).
         bottleneck: channels of the code at ``input_size / 2 ** len(widths)`` resolution.
         noise_std: standard deviation of Gaussian noise added to the input during training only
             (denoising training: noisy input, clean target). 0 turns it off.
+        channels: 1 (grey) or 3 (RGB); the reconstruction has as many.
+        any_size: build the network fully convolutional (input ``(None, None, channels)``), so it can
+            be trained on patches and run on whole images whose sides are multiples of
+            ``2 ** len(widths)``.
     """
     if kind not in MODEL_KINDS:
         raise ValueError(f"`kind` must be one of {', '.join(MODEL_KINDS)}, got {kind!r}.")
@@ -40,8 +46,11 @@ def build_autoencoder(kind: str = "ncae", input_size: int = DEFAULT_INPUT_SIZE, 
                          f"encoder stages, got {input_size!r}.")
     if noise_std < 0:
         raise ValueError(f"`noise_std` must be zero or positive, got {noise_std!r}.")
+    if channels not in (1, 3):
+        raise ValueError(f"`channels` must be 1 or 3, got {channels!r}.")
 
-    inputs = keras.Input(shape=(input_size, input_size, 1), name="image")
+    side = None if any_size else input_size
+    inputs = keras.Input(shape=(side, side, channels), name="image")
     features = layers.GaussianNoise(noise_std, name="denoising_noise")(inputs) if noise_std > 0 else inputs
     if kind == "ncae":
         features = NeighborConv2D(widths[0], name="neighbor_conv")(features)
@@ -55,7 +64,7 @@ def build_autoencoder(kind: str = "ncae", input_size: int = DEFAULT_INPUT_SIZE, 
     for stage, width in reversed(list(enumerate(widths))):
         features = layers.Conv2DTranspose(width, 3, strides=2, padding="same", activation="relu",
                                           name=f"decoder_{stage}")(features)
-    outputs = layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="reconstruction")(features)
+    outputs = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name="reconstruction")(features)
     return keras.Model(inputs, outputs, name=kind)
 
 

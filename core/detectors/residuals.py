@@ -17,6 +17,13 @@ reconstruction error, i.e. more anomalous:
 - ``entropy``: Shannon entropy in bits of the distribution of ``a`` over 64 equal-width bins on
   [0, 1]; the bins are fixed so the value is comparable across images.
 - ``mse``: mean of ``r ** 2``.
+
+Colour images (``(n, h, w, 3)``) give one residual per pixel across the channels: its size is the
+root mean square of the three channel errors, ``sqrt(((x - x_hat) ** 2).mean(channels))``, and its
+sign is the sign of the mean channel error (brighter or darker than the reconstruction). So ``a``
+is the per-pixel RMS colour error, ``mse`` is the mean squared error over pixels and channels, and
+a stain that changes hue but not brightness still shows, where a signed channel mean would cancel.
+For grey images this is the plain ``x - x_hat``.
 """
 
 from __future__ import annotations
@@ -30,9 +37,17 @@ ENTROPY_BINS = 64
 
 
 def residual_maps(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
-    """Signed residual ``x - x_hat`` per pixel, shape ``(n, height, width)``."""
-    return np.asarray(images, dtype=np.float32).reshape(len(images), *images.shape[1:3]) - np.asarray(
-        reconstructions, dtype=np.float32).reshape(len(images), *images.shape[1:3])
+    """Signed residual per pixel, shape ``(n, height, width)``: ``x - x_hat`` for grey images, the signed
+    RMS across channels for colour ones (see the module docstring)."""
+    images = np.asarray(images, dtype=np.float32)
+    reconstructions = np.asarray(reconstructions, dtype=np.float32).reshape(images.shape)
+    difference = images - reconstructions
+    if difference.ndim == 4 and difference.shape[-1] == 1:
+        difference = difference[..., 0]
+    if difference.ndim == 3:
+        return difference
+    magnitude = np.sqrt(np.mean(np.square(difference), axis=-1))
+    return np.where(difference.mean(axis=-1) < 0, -magnitude, magnitude).astype(np.float32)
 
 
 def residual_statistics(residuals: np.ndarray) -> dict[str, np.ndarray]:
