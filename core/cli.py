@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     from core.detectors.losses import LOSSES
     from core.detectors.memory_bank import IMAGENET_BACKBONES, PACKAGED_BACKBONE
     from core.data.synthetic import DEMO_IMAGE_SIZE
+    from core.data.native import MAX_DEFAULT_WORKING_SIZE
+    from core.defaults import DEFAULT_PATCH_SIZE, NETWORK_STRIDE
 
     parser = _Parser(prog="python -m core", description="Residual Lab: NCAE anomaly detection for part images.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -61,8 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int,
                        help=f"maximum epochs (default {DEFAULT_EPOCHS}; draem {DEFAULT_DRAEM_EPOCHS})")
     train.add_argument("--image-size", type=_positive_int,
-                       help=f"square input size in pixels (default {DEFAULT_INPUT_SIZE}; draem "
+                       help=f"working resolution: the long side in pixels that images are fitted to, aspect kept "
+                            f"(ncae/cae default: the images' native size, at most {MAX_DEFAULT_WORKING_SIZE}; draem "
                             f"{DEFAULT_DRAEM_INPUT_SIZE}; memory_bank and padim work at their backbone's 224)")
+    train.add_argument("--patch-size", type=_positive_int,
+                       help=f"ncae/cae only: train on random crops of this many pixels, a multiple of "
+                            f"{NETWORK_STRIDE} (default {DEFAULT_PATCH_SIZE} when the working resolution is above "
+                            f"{DEFAULT_INPUT_SIZE} px, else whole images); whole images are scored")
+    train.add_argument("--channels", type=int, choices=(1, 3),
+                       help="1: grey, 3: colour (default: 3 when the training images are colour, else 1; draem "
+                            "reads grey)")
     train.add_argument("--backbone", choices=(PACKAGED_BACKBONE, *IMAGENET_BACKBONES), default=PACKAGED_BACKBONE,
                        help="memory_bank only: ImageNet feature extractor (default efficientnet_lite0, installed "
                             "with the app; the others need their Keras weights file on disk)")
@@ -184,7 +194,7 @@ def _train(arguments) -> int:
         from core.runs.pipeline import train_run
 
         try:
-            detector = _new_detector(arguments)
+            detector = _new_detector(arguments, [sample.path for sample in dataset.train_good])
         except (ValueError, BackboneUnavailable) as error:
             raise InputError(str(error)) from None
         try:
@@ -192,8 +202,8 @@ def _train(arguments) -> int:
         except (FileExistsError, NotADirectoryError):
             raise InputError(f"{out}: another training has claimed this run folder; choose a new one.") from None
         summary = dataset.summary()
-        print(f"training {arguments.model} on {summary['train_good']} good images ({summary['layout']} layout)",
-              file=sys.stderr)
+        print(f"training {arguments.model} on {summary['train_good']} good images ({summary['layout']} layout), "
+              f"{_resolution_words(detector, summary['train_good'])}", file=sys.stderr)
         try:
             train_run(dataset, out, detector, progress=_print_progress,
                       warn=lambda message: print(f"warning: {message}", file=sys.stderr))
@@ -206,6 +216,7 @@ def _train(arguments) -> int:
 
 def _check_training_options(arguments) -> None:
     """Options that do not apply to the chosen detector are refused, not silently ignored."""
+    from core.detectors import AUTOENCODER_NAMES
     from core.detectors.memory_bank import PACKAGED_BACKBONE
 
     model = arguments.model
@@ -220,25 +231,36 @@ def _check_training_options(arguments) -> None:
             raise InputError(f"--epochs: {model} is not trained in epochs (it is fitted in one pass).")
     if model != "memory_bank" and arguments.backbone != PACKAGED_BACKBONE:
         raise InputError("--backbone applies to --model memory_bank only.")
+    if model not in AUTOENCODER_NAMES and arguments.patch_size is not None:
+        raise InputError("--patch-size applies to --model ncae and cae only.")
+    if model == "draem" and arguments.channels == 3:
+        raise InputError("--channels 3: draem reads grey images; train ncae, cae, memory_bank or padim for colour.")
     if model != "draem" and arguments.anomaly_source is not None:
         raise InputError("--anomaly-source applies to --model draem only.")
     if arguments.anomaly_source is not None and not arguments.anomaly_source.is_dir():
         raise InputError(f"{arguments.anomaly_source}: the anomaly source folder does not exist.")
 
 
-def _new_detector(arguments):
-    """The unfitted detector the ``train`` arguments describe (``ValueError`` for values it refuses)."""
-    from core.defaults import DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE
+def _new_detector(arguments, training_paths: list):
+    """The unfitted detector the ``train`` arguments describe (``ValueError`` for values it refuses); the
+    working resolution and channels not given default to the training images' own."""
+    from core.defaults import DEFAULT_EPOCHS
     from core.detectors import AUTOENCODER_NAMES, new_detector
+    from core.data.native import autoencoder_resolution, default_channels
 
     model = arguments.model
+    channels = arguments.channels or (1 if model == "draem" else default_channels(training_paths))
     if model in AUTOENCODER_NAMES:
         from core.detectors.models import build_autoencoder
 
-        size = arguments.image_size or DEFAULT_INPUT_SIZE
-        build_autoencoder(model, size, arguments.widths, arguments.bottleneck)  # refuses a bad shape now
-        return new_detector(model, input_size=size, widths=arguments.widths, bottleneck=arguments.bottleneck,
-                            loss=arguments.loss, epochs=arguments.epochs or DEFAULT_EPOCHS, seed=arguments.seed,
+        size, patch = autoencoder_resolution(training_paths, arguments.image_size, arguments.patch_size,
+                                             stride=2 ** len(arguments.widths))
+        # refuses a bad shape now, before any image is read
+        build_autoencoder(model, patch or size, arguments.widths, arguments.bottleneck, channels=channels,
+                          any_size=patch is not None)
+        return new_detector(model, input_size=size, patch_size=patch, channels=channels, widths=arguments.widths,
+                            bottleneck=arguments.bottleneck, loss=arguments.loss,
+                            epochs=arguments.epochs or DEFAULT_EPOCHS, seed=arguments.seed,
                             noise_std=arguments.noise_std)
     if model == "draem":
         from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE, build_draem
@@ -253,8 +275,25 @@ def _new_detector(arguments):
 
         imagenet_weights_path(arguments.backbone)  # BackboneUnavailable says what is missing
         return new_detector(model, backbone=arguments.backbone, coreset_ratio=arguments.coreset_ratio,
-                            seed=arguments.seed)
-    return new_detector(model, seed=arguments.seed)
+                            seed=arguments.seed, channels=channels)
+    return new_detector(model, seed=arguments.seed, channels=channels)
+
+
+def _resolution_words(detector, training_images: int) -> str:
+    """How the detector will see the images, and for an autoencoder how long training may take."""
+    colour = "colour" if detector.channels == 3 else "grey"
+    patch = getattr(detector, "patch_size", None)
+    words = f"{detector.input_size} px {colour}" + (f", on random {patch} px patches" if patch else "")
+    if getattr(detector, "model", None) in ("ncae", "cae"):
+        from core.data.native import estimated_training_seconds
+
+        seconds = estimated_training_seconds(int(detector.input_size), patch, int(detector.epochs), training_images)
+        words += f"; at most about {_duration(seconds)} on a 2-core machine"
+    return words
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{max(seconds, 1):.0f} s"
 
 
 def _print_progress(update) -> None:

@@ -48,3 +48,9 @@ DEFAULT_PATCHES_PER_EPOCH = 2048
 # 512 px): activations stay near 150 MB per layer, and the batches are large enough to keep both
 # cores busy.
 SCORING_PIXELS_PER_BATCH = 8 * 512 * 512
+DEFAULT_PATCH_SIZE = 64
+NETWORK_STRIDE = 16  # 2 ** len(DEFAULT_WIDTHS): patch sides must be multiples of it
+# Training speed of the default network on the 2-core machine, pixels of training input per second
+# (forward, backward and the held-out loss), measured by ``python -m benchmarks.native_resolution``
+# (benchmarks/recorded/native_resolution.json); the training-time estimates shown before training use it.
+TRAINING_PIXELS_PER_SECOND = 3.5e6

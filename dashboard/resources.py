@@ -96,7 +96,7 @@ def load_detector(bundle_path: str, model_sha256: str):
 @st.cache_resource(show_spinner="Fitting the detector on the good training images…", max_entries=4)
 def fit_on_good_images(key: DetectorKey):
     """A memory bank or PaDiM fitted on the data set's good training images (never shared mutable state)."""
-    from core.detectors import AUTOENCODER_NAMES
+    from core.detectors import lends_its_encoder
     from core.detectors.memory_bank import MemoryBankDetector
     from core.detectors.padim import PadimDetector
 
@@ -105,8 +105,11 @@ def fit_on_good_images(key: DetectorKey):
         detector = PadimDetector()
     else:
         run = load_detector(key.bundle_path, key.model_sha256)
-        if key.choice.backbone == "encoder" and run.kind not in AUTOENCODER_NAMES:
-            raise InputError(f"A memory bank on the model's encoder needs an autoencoder run; this one is {run.kind}.")
+        if key.choice.backbone == "encoder" and not lends_its_encoder(run.kind, getattr(run, "patch_size", None),
+                                                                      run.channels):
+            raise InputError("A memory bank on the model's encoder needs an autoencoder run trained on whole grey "
+                             f"images; this one is {run.kind}" + (" trained on patches" if getattr(
+                                 run, "patch_size", None) else "") + ".")
         detector = MemoryBankDetector(run if key.choice.backbone == "encoder" else None, backbone=key.choice.backbone,
                                       coreset_ratio=key.choice.coreset_ratio)
     if not dataset.train_good:

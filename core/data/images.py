@@ -1,8 +1,10 @@
 """The one decode path for every image the program reads.
 
 Images are recognised by content (PNG, JPEG, BMP, TIFF), turned upright by their EXIF orientation,
-converted to grayscale, resized to the model's square input size and returned as float32 in
-[0, 1]. Every decoder failure becomes an :class:`ImageDecodeError` whose message names the file.
+converted to grayscale (or kept RGB), fitted into the model's square input and returned as float32
+in [0, 1]. Fitting keeps the aspect ratio: the long side is resized to the input size and the short
+side is padded equally on both sides by repeating the edge pixels (a non-square image is never
+stretched; a square one is simply resized). Masks are fitted the same way, so they stay aligned. Every decoder failure becomes an :class:`ImageDecodeError` whose message names the file.
 
 One rule per pixel type, whatever the content (so two near-identical frames always decode alike):
 
@@ -76,9 +78,14 @@ def decode_frame(source: ImageSource, size: int | None = None, *, name: str | No
                 picture, scale = _to_grayscale(upright, label)
                 if channels == 3 and scale == 255.0:  # 16-bit and float files are grey: repeated below
                     picture = _to_rgb(upright)
+                padding = None
                 if size is not None and picture.size != (size, size):
-                    picture = picture.resize((size, size), Image.Resampling.BILINEAR)
+                    fitted, padding = fitted_size(picture.size, size)
+                    picture = picture.resize(fitted, Image.Resampling.BILINEAR)
                 array = np.asarray(picture, dtype=np.float32)
+                if padding is not None and any(padding):
+                    top, bottom, left, right = padding
+                    array = np.pad(array, ((top, bottom), (left, right)) + ((0, 0),) * (array.ndim - 2), mode="edge")
                 if channels == 3 and array.ndim == 2:
                     array = np.repeat(array[..., None], 3, axis=-1)
     except ImageDecodeError:
@@ -97,6 +104,16 @@ def decode_frame(source: ImageSource, size: int | None = None, *, name: str | No
                                    f"({array.min():.4g} to {array.max():.4g}); save it scaled to [0, 1].")
         return np.clip(array, 0.0, 1.0), original_size
     return np.clip(array / scale, 0.0, 1.0), original_size
+
+
+def fitted_size(original: tuple[int, int], size: int) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """How a ``(width, height)`` picture fits a ``size``×``size`` square without stretching: the resized
+    ``(width, height)`` and the ``(top, bottom, left, right)`` padding that completes the square."""
+    width, height = original
+    scale = size / max(width, height)
+    fitted = (max(1, min(size, round(width * scale))), max(1, min(size, round(height * scale))))
+    spare_rows, spare_columns = size - fitted[1], size - fitted[0]
+    return fitted, (spare_rows // 2, spare_rows - spare_rows // 2, spare_columns // 2, spare_columns - spare_columns // 2)
 
 
 @dataclass

@@ -55,3 +55,10 @@ def score_columns_of(name: str) -> tuple[str, ...]:
 
 def good_for(name: str) -> str:
     return _REGISTRY[name][3]
+
+
+def lends_its_encoder(kind: str, patch_size=None, channels: int = 1) -> bool:
+    """Whether a run's network can be a memory bank's backbone (``backbone="encoder"``): an autoencoder trained
+    on whole grey images. A patch-trained one works at the full working resolution, where a bank of every
+    pixel's features would not fit in memory."""
+    return kind in AUTOENCODER_NAMES and patch_size is None and int(channels) == 1

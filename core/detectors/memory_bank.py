@@ -361,9 +361,12 @@ class MemoryBankDetector(MapsFromScore):
     primary_score = MEMORY_BANK_COLUMN
 
     def __init__(self, autoencoder=None, backbone="encoder", coreset_ratio=DEFAULT_CORESET_RATIO, neighbours=9, map_sigma=None,
-                 projection_dim=128, seed=0):
+                 projection_dim=128, seed=0, channels=3):
         self.autoencoder = autoencoder
         self.backbone = backbone
+        # ImageNet backbones see colour unless told to read grey (channels=1: grey repeated to RGB); the
+        # encoder backbone sees what its autoencoder sees
+        self.channels = getattr(autoencoder, "channels", 1) if backbone == "encoder" else channels
         self.coreset_ratio = coreset_ratio
         self.neighbours = neighbours
         self.map_sigma = map_sigma
@@ -373,7 +376,7 @@ class MemoryBankDetector(MapsFromScore):
 
     def get_params(self) -> dict:
         return {name: getattr(self, name) for name in (
-            "backbone", "coreset_ratio", "neighbours", "map_sigma", "projection_dim", "seed")}
+            "backbone", "coreset_ratio", "neighbours", "map_sigma", "projection_dim", "seed", "channels")}
 
     @property
     def input_size(self) -> int:
@@ -386,11 +389,6 @@ class MemoryBankDetector(MapsFromScore):
         return IMAGENET_BACKBONES[self.backbone].input_size
 
     score_columns = (MEMORY_BANK_COLUMN,)
-
-    @property
-    def channels(self) -> int:
-        """ImageNet backbones see colour; the encoder backbone sees what its autoencoder sees: grey."""
-        return 1 if self.backbone == "encoder" else 3
 
     @property
     def preprocessing(self) -> dict:

@@ -41,9 +41,8 @@ class PadimDetector(MapsFromScore):
     kind = "padim"
     primary_score = PADIM_COLUMN
     score_columns = (PADIM_COLUMN,)
-    channels = 3  # ImageNet features see colour
-
-    def __init__(self, regularisation=0.01, map_sigma=None, seed=0):
+    def __init__(self, regularisation=0.01, map_sigma=None, seed=0, channels=3):
+        self.channels = channels  # ImageNet features see colour; 1 reads grey, repeated to RGB
         self.regularisation = regularisation
         self.map_sigma = map_sigma
         self.seed = seed
@@ -51,7 +50,7 @@ class PadimDetector(MapsFromScore):
 
     def get_params(self) -> dict:
         return {"backbone": PACKAGED_BACKBONE, "regularisation": self.regularisation, "map_sigma": self.map_sigma,
-                "seed": self.seed}
+                "seed": self.seed, "channels": self.channels}
 
     @property
     def input_size(self) -> int:

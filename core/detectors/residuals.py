@@ -54,15 +54,19 @@ def residual_statistics(residuals: np.ndarray) -> dict[str, np.ndarray]:
     """All :data:`STATISTIC_NAMES` for a batch of signed residual maps; one value per image each."""
     count = len(residuals)
     signed = np.asarray(residuals, dtype=np.float64).reshape(count, -1)
+    pixels = max(signed.shape[1], 1)
     absolute = np.abs(signed)
     mean = absolute.mean(axis=1)
     centred = absolute - mean[:, None]
-    var = (centred ** 2).mean(axis=1)
+    squared = centred * centred   # products, not ``** 3`` / ``** 4``: np.power is ~20x slower at 512 px
+    var = squared.mean(axis=1)
     std = np.sqrt(var)
+    third = np.einsum("ij,ij->i", squared, centred) / pixels
+    fourth = np.einsum("ij,ij->i", squared, squared) / pixels
     # a constant residual has no shape; report 0 rather than NaN so tables stay numeric
     safe_var = np.where(var > 1e-18, var, 1.0)
-    skewness = np.where(var > 1e-18, (centred ** 3).mean(axis=1) / safe_var ** 1.5, 0.0)
-    kurtosis = np.where(var > 1e-18, (centred ** 4).mean(axis=1) / safe_var ** 2 - 3.0, 0.0)
+    skewness = np.where(var > 1e-18, third / safe_var ** 1.5, 0.0)
+    kurtosis = np.where(var > 1e-18, fourth / safe_var ** 2 - 3.0, 0.0)
     minimum, maximum = absolute.min(axis=1), absolute.max(axis=1)
     return {
         "mean": mean,
@@ -75,7 +79,7 @@ def residual_statistics(residuals: np.ndarray) -> dict[str, np.ndarray]:
         "max": maximum,
         "cumsum": absolute.sum(axis=1),
         "entropy": _histogram_entropy(absolute),
-        "mse": (signed ** 2).mean(axis=1),
+        "mse": np.einsum("ij,ij->i", signed, signed) / pixels,
     }
 
 

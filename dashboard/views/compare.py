@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.evaluation.compare import AUTOENCODER_SCORE_COLUMN, DETECTOR_LABELS, compare_fitted, comparison_rows
-from core.detectors import AUTOENCODER_NAMES
+from core.detectors import lends_its_encoder
 from core.evaluation.evaluate import load_test_images
 from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS
 from core.errors import InputError
@@ -28,7 +28,7 @@ def quick_comparison(bank_key: resources.DetectorKey):
     run = resources.load_detector(bank_key.bundle_path, bank_key.model_sha256)
     test = load_test_images(resources.load_dataset(bank_key.data_kind, bank_key.data_location), int(run.input_size),
                             run.channels)
-    if run.kind not in AUTOENCODER_NAMES:
+    if not lends_its_encoder(run.kind, getattr(run, "patch_size", None), run.channels):
         return compare_fitted({RUN_LABELS.get(run.kind, run.kind): (run, run.primary_score)}, test)
     bank = resources.active_detector(bank_key)
     return compare_fitted({DETECTOR_LABELS[run.model]: (run, AUTOENCODER_SCORE_COLUMN),
@@ -44,14 +44,16 @@ if not space.has_defects:
     st.stop()
 
 st.subheader("On this data, with the current model")
-is_autoencoder = space.manifest["model_kind"] in AUTOENCODER_NAMES
+is_autoencoder = lends_its_encoder(space.manifest["model_kind"], space.manifest.get("parameters", {}).get("patch_size"),
+                                   space.manifest.get("channels", 1))
 if is_autoencoder:
     st.caption("No training: the chosen model as it is, a memory bank built on its encoder from the good training "
                f"images, and the supervised reference cross-validated on its residual statistics. The autoencoder is "
                f"judged on the `{AUTOENCODER_SCORE_COLUMN}` column, fixed in advance.")
 else:
     st.caption("No training: the chosen run as it is, judged on its primary score. A memory bank on the model's "
-               "encoder and the supervised reference need an autoencoder run; the comparison below trains them all.")
+               "encoder and the supervised reference need an autoencoder run trained on whole grey images; the comparison "
+               "below trains them all.")
 data, model = session.data_choice(), session.model_choice()
 # each step says what it does; both results are cached per data set and model, so only a first visit waits
 with st.status("Comparing the detectors on this data…") as progress:

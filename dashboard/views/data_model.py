@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.data.datasets import open_dataset
 from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE
-from core.detectors import AUTOENCODER_NAMES, DETECTOR_NAMES, good_for
+from core.detectors import DETECTOR_NAMES, good_for, lends_its_encoder
 from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE
 from core.detectors.memory_bank import (BACKBONE_LABELS, BACKBONES, PACKAGED_BACKBONE, BackboneUnavailable,
                               imagenet_weights_path)
@@ -100,10 +100,12 @@ with model_column:
     elif detector_kind == "padim":
         session.choose_detector(session.DetectorChoice("padim", PACKAGED_BACKBONE))
     else:
-        run_kind = next((run.manifest["model_kind"] for run in runs if str(run.path) == session.model_choice().path),
-                        "ncae")  # the demo model is an NCAE
+        manifest = next((run.manifest for run in runs if str(run.path) == session.model_choice().path),
+                        {"model_kind": "ncae"})  # the demo model is a 64 px grey NCAE
         # the encoder backbone borrows the run's autoencoder; other runs have none to lend
-        backbones = BACKBONES if run_kind in AUTOENCODER_NAMES else tuple(b for b in BACKBONES if b != "encoder")
+        lends = lends_its_encoder(manifest["model_kind"], manifest.get("parameters", {}).get("patch_size"),
+                                  manifest.get("channels", 1))
+        backbones = BACKBONES if lends else tuple(b for b in BACKBONES if b != "encoder")
         backbone = st.selectbox("Backbone", backbones, key="detector_backbone", format_func=BACKBONE_LABELS.get,
                                 help=BACKBONE_HELP)
         ratio = st.select_slider("Memory bank size (share of good patches kept)", CORESET_CHOICES,
