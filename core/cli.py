@@ -285,15 +285,11 @@ def _resolution_words(detector, training_images: int) -> str:
     patch = getattr(detector, "patch_size", None)
     words = f"{detector.input_size} px {colour}" + (f", on random {patch} px patches" if patch else "")
     if getattr(detector, "model", None) in ("ncae", "cae"):
-        from core.data.native import estimated_training_seconds
+        from core.data.native import estimated_training_seconds, rough_duration
 
         seconds = estimated_training_seconds(int(detector.input_size), patch, int(detector.epochs), training_images)
-        words += f"; at most about {_duration(seconds)} on a 2-core machine"
+        words += f"; at most about {rough_duration(seconds)} on a 2-core machine"
     return words
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{max(seconds, 1):.0f} s"
 
 
 def _print_progress(update) -> None:

@@ -38,7 +38,8 @@ def training_jobs() -> int:
 
 
 def start_training(runs_root: Path, data_kind: str, data_location: str, model_kind: str, epochs: int,
-                   input_size: int, seed: int, anomaly_source: str | None = None) -> Path:
+                   input_size: int, seed: int, anomaly_source: str | None = None, patch_size: int | None = None,
+                   channels: int = 1) -> Path:
     if training_jobs() >= MAX_TRAINING_JOBS:
         raise TooManyJobs(f"The server is already training {MAX_TRAINING_JOBS} models; wait until one "
                           "finishes or cancel one.")
@@ -48,7 +49,8 @@ def start_training(runs_root: Path, data_kind: str, data_location: str, model_ki
                  data=data_kind if data_kind == "demo" else data_location, **owner_fields())
     thread = threading.Thread(target=_train, name=f"train-{run_dir.name}", daemon=True,
                               args=(run_dir, data_kind, data_location, model_kind,
-                                    training_parameters(model_kind, epochs, input_size, seed, anomaly_source)))
+                                    training_parameters(model_kind, epochs, input_size, seed, anomaly_source,
+                                                                        patch_size, channels)))
     with _lock:
         _threads[f"train-{run_dir.name}"] = thread
     thread.start()
@@ -79,13 +81,15 @@ def _train(run_dir, data_kind, data_location, model_kind, parameters) -> None:
 
 
 def training_parameters(model_kind: str, epochs: int, input_size: int, seed: int,
-                        anomaly_source: str | None = None) -> dict:
+                        anomaly_source: str | None = None, patch_size: int | None = None, channels: int = 1) -> dict:
     """The page's choices as the detector's parameters: memory bank and PaDiM have no epochs and work at 224 px;
-    only DRAEM takes an anomaly source folder."""
+    only DRAEM takes an anomaly source folder, and reads grey; only the autoencoders train on patches."""
     if model_kind in ("memory_bank", "padim"):
-        return {"seed": seed}
+        return {"seed": seed, "channels": channels}
     parameters = {"epochs": epochs, "input_size": input_size, "seed": seed}
-    return parameters | ({"anomaly_source": anomaly_source} if model_kind == "draem" and anomaly_source else {})
+    if model_kind == "draem":
+        return parameters | ({"anomaly_source": anomaly_source} if anomaly_source else {})
+    return parameters | {"patch_size": patch_size, "channels": channels}
 
 
 def cancel(run_dir: Path) -> None:

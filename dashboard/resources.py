@@ -86,6 +86,17 @@ def load_dataset(kind: str, location: str) -> Dataset:
     return open_dataset("demo" if kind == "demo" else location)
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def training_images_traits(kind: str, location: str) -> dict:
+    """What the data set's good training images are like: how many, their native long side and whether they are
+    colour (a sample of files is read), for the training form's defaults."""
+    from core.data.native import default_channels, native_long_side
+
+    paths = [sample.path for sample in load_dataset(kind, location).train_good]
+    return {"count": len(paths), "native": native_long_side(paths), "channels": default_channels(paths),
+            "paths": [str(path) for path in paths[:64]]}
+
+
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def load_detector(bundle_path: str, model_sha256: str):
     from core.runs.bundles import load_bundle

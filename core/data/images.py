@@ -116,6 +116,16 @@ def fitted_size(original: tuple[int, int], size: int) -> tuple[tuple[int, int], 
     return fitted, (spare_rows // 2, spare_rows - spare_rows // 2, spare_columns // 2, spare_columns - spare_columns // 2)
 
 
+def preprocessing_description(input_size: int, channels: int) -> dict:
+    """How :func:`decode_image` prepares images for a detector, in words, for a run's manifest."""
+    return {"color": "RGB (transparency on black; grey files as three equal channels)" if channels == 3
+            else "grayscale (ITU-R 601-2 luma)",
+            "resize": f"bilinear, long side to {input_size} px, aspect kept; the short side padded to "
+                      f"{input_size}×{input_size} with its edge pixels",
+            "orientation": "EXIF orientation applied",
+            "scale": "8-bit pixel / 255, 16-bit / 65535, float taken as is (must be in [0, 1]); float32"}
+
+
 @dataclass
 class DecodedBatch:
     """Images that decoded, in input order, and the ones that did not with their reasons."""

@@ -111,3 +111,8 @@ def estimated_training_seconds(input_size: int, patch_size: int | None, epochs: 
         pixels_per_epoch = training_images * input_size ** 2
     # plus scoring the held-out images once at the working resolution (about a sixth of them)
     return epochs * pixels_per_epoch / TRAINING_PIXELS_PER_SECOND + training_images * 0.15 * input_size ** 2 / 20e6
+
+
+def rough_duration(seconds: float) -> str:
+    """An estimate in words: "40 s", "3 min"."""
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{max(seconds, 1):.0f} s"

@@ -390,10 +390,6 @@ class MemoryBankDetector(MapsFromScore):
 
     score_columns = (MEMORY_BANK_COLUMN,)
 
-    @property
-    def preprocessing(self) -> dict:
-        return backbone_preprocessing(self.input_size, colour=self.channels == 3)
-
     def fit(self, good_images: np.ndarray, image_sizes=None, progress=None, should_stop=None) -> "MemoryBankDetector":
         """Build the bank from the good images, keeping a held-out share (as the autoencoders do) to
         set the default decision on ``patch_score`` from good images only."""
@@ -654,14 +650,6 @@ def imagenet_features(backbone: str) -> PatchFeatures:
                                   f"({type(error).__name__}).") from None
     preprocess = importlib.import_module(f"keras.applications.{spec.preprocess_module}").preprocess_input
     return PatchFeatures(network, spec.feature_layers, colour=True, preprocess=preprocess)
-
-
-def backbone_preprocessing(input_size: int, colour: bool) -> dict:
-    """How images reach a feature backbone, for the manifest."""
-    return {"color": "RGB (transparency on black; grey files as three equal channels)" if colour
-            else "grayscale (ITU-R 601-2 luma)",
-            "resize": f"bilinear to {input_size}×{input_size}", "orientation": "EXIF orientation applied",
-            "scale": "8-bit pixel / 255, 16-bit / 65535, float taken as is (must be in [0, 1]); float32"}
 
 
 def backbone_weights_digest(backbone: str) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from core.detectors.base import MapsFromScore, ScoreResult, map_scales, saved_parameters, smoothed_maps
-from core.detectors.memory_bank import (PACKAGED_BACKBONE, backbone_preprocessing, backbone_weights_digest,
+from core.detectors.memory_bank import (PACKAGED_BACKBONE, backbone_weights_digest,
                                         check_backbone_weights, held_out_split, imagenet_features, upsample_maps)
 
 PADIM_COLUMN = "padim_score"
@@ -57,10 +57,6 @@ class PadimDetector(MapsFromScore):
         from core.detectors.features.efficientnet_lite import NATIVE_INPUT_SIZE
 
         return NATIVE_INPUT_SIZE
-
-    @property
-    def preprocessing(self) -> dict:
-        return backbone_preprocessing(self.input_size, colour=True)
 
     def fit(self, good_images: np.ndarray, image_sizes=None, progress=None, should_stop=None) -> "PadimDetector":
         """Fit the Gaussians on the good images, holding out 15 % (as the other detectors do) to set the

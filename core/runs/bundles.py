@@ -29,14 +29,12 @@ from core.errors import BundleError
 from core.evaluation.decision import Decision, is_finite_number
 from core.files import atomic_path, atomic_write_json, atomic_writer
 from core.data.frame_check import FrameLimits
+from core.data.images import preprocessing_description
 from core.detectors.stat_distance import StatDistance
 
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
 BUNDLE_FORMAT = "residual-lab-bundle/1"
-PREPROCESSING = {"color": "grayscale (ITU-R 601-2 luma)", "resize": "bilinear to input_size×input_size",
-                 "orientation": "EXIF orientation applied",
-                 "scale": "8-bit pixel / 255, 16-bit / 65535, float taken as is (must be in [0, 1]); float32"}
 # bounded before anything is decoded or built: a manifest cannot make the program allocate a huge input
 INPUT_SIZE_RANGE = (16, 1024)
 MAX_ARRAY_BYTES = 2 * 1024 ** 3
@@ -149,7 +147,7 @@ def save_bundle(detector, directory: str | Path, data_summary: dict | None = Non
         "input_size": int(detector.input_size),
         "parameters": {key: (list(value) if isinstance(value, tuple) else value)
                        for key, value in detector.get_params().items()},
-        "preprocessing": getattr(detector, "preprocessing", PREPROCESSING),
+        "preprocessing": preprocessing_description(int(detector.input_size), int(detector.channels)),
         "channels": int(detector.channels),
         "score_sign": "higher = more anomalous; a threshold t rejects a part when score >= t",
         "score_columns": list(detector.score_columns),
@@ -250,10 +248,15 @@ def manifest_problem(manifest: dict) -> str:
         "seed": lambda v: is_int(v, -2**63, 2**63),
         "epochs": lambda v: is_int(v, 1, 100_000),
         "batch_size": lambda v: is_int(v, 1, 100_000),
+        "patch_size": lambda v: v is None or is_int(v, 16, INPUT_SIZE_RANGE[1]),
+        "patches_per_epoch": lambda v: is_int(v, 1, 10_000_000),
+        "channels": lambda v: v in (1, 3),
     }
     for key, check in checks.items():
         if key in parameters and not check(parameters[key]):
             return f"parameter {key!r} has an invalid value {parameters[key]!r}."
+    if manifest.get("channels", 1) not in (1, 3):
+        return "channels must be 1 (grey) or 3 (colour)."
     history = manifest.get("history", {})
     if not isinstance(history, dict) or not all(
             isinstance(values, list) and all(is_number(value) or value is None for value in values)

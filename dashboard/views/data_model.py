@@ -7,7 +7,8 @@ import streamlit as st
 
 from core.data.datasets import open_dataset
 from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE
-from core.detectors import DETECTOR_NAMES, good_for, lends_its_encoder
+from core.data.native import autoencoder_resolution, estimated_training_seconds, rough_duration
+from core.detectors import AUTOENCODER_NAMES, DETECTOR_NAMES, good_for, lends_its_encoder
 from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE
 from core.detectors.memory_bank import (BACKBONE_LABELS, BACKBONES, PACKAGED_BACKBONE, BackboneUnavailable,
                               imagenet_weights_path)
@@ -27,9 +28,12 @@ BACKBONE_HELP = (
 DETECTOR_KINDS = {"run": "The run itself", "memory_bank": "Memory bank (PatchCore-style)", "padim": "PaDiM"}
 SHORT_NAMES = {"run": "the run itself", "memory_bank": "memory bank", "padim": "PaDiM"}
 KIND_NAMES = {"ncae": "NCAE", "cae": "CAE", "memory_bank": "Memory bank", "padim": "PaDiM", "draem": "DRAEM"}
-# what each detector trains at, and the choices offered for it (memory bank and PaDiM: the backbone's own 224 px)
-TRAINING_SIZES = {"ncae": ([32, 64, 96, 128, 192, 256], DEFAULT_INPUT_SIZE),
-                  "cae": ([32, 64, 96, 128, 192, 256], DEFAULT_INPUT_SIZE), "draem": ([64, 96, 128], DEFAULT_DRAEM_INPUT_SIZE)}
+# what each detector trains at, and the choices offered for it (memory bank and PaDiM: the backbone's own 224 px;
+# the autoencoders: the data's native size by default, see core.data.native)
+WORKING_SIZES = [32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024]
+TRAINING_SIZES = {"ncae": (WORKING_SIZES, DEFAULT_INPUT_SIZE), "cae": (WORKING_SIZES, DEFAULT_INPUT_SIZE),
+                  "draem": ([64, 96, 128], DEFAULT_DRAEM_INPUT_SIZE)}
+PATCH_CHOICES = ["whole image", 32, 48, 64, 96, 128]
 TRAINING_EPOCHS = {"ncae": DEFAULT_EPOCHS, "cae": DEFAULT_EPOCHS, "draem": DEFAULT_DRAEM_EPOCHS}
 CORESET_CHOICES = (0.01, 0.02, 0.05, 0.1, 0.25)
 
@@ -124,13 +128,42 @@ with model_column:
         kind = st.radio("Detector to train", DETECTOR_NAMES, format_func=KIND_NAMES.get, horizontal=True,
                         key="train_kind")
         st.caption(f"**{KIND_NAMES[kind]}**: {good_for(kind)}.")
+        choice = session.data_choice()
+        try:
+            traits = resources.training_images_traits(choice.kind, choice.location)
+        except InputError:
+            traits = {"count": 0, "native": None, "channels": 1, "paths": []}
+        patch, channels = None, 1 if kind == "draem" else traits["channels"]
         if kind in TRAINING_SIZES:
             epochs = st.number_input("Maximum epochs", 1, 500, TRAINING_EPOCHS[kind], key=f"train_epochs_{kind}")
             sizes, default_size = TRAINING_SIZES[kind]
-            size = st.select_slider("Input size (pixels)", sizes, default_size, key=f"train_size_{kind}")
+            if kind in AUTOENCODER_NAMES:
+                default_size, default_patch = autoencoder_resolution([Path(p) for p in traits["paths"]])
+                sizes = sorted(set(sizes) | {default_size})
+            size = st.select_slider("Working resolution (pixels, long side)", sizes, default_size,
+                                    key=f"train_size_{kind}",
+                                    help="Images are fitted to this size, aspect kept. The default is the images' "
+                                         "native size, at most 512: a defect a few pixels across survives.")
+            if kind in AUTOENCODER_NAMES:
+                patch = st.select_slider(
+                    "Training patch (pixels)", PATCH_CHOICES, default_patch or "whole image", key=f"train_patch_{kind}",
+                    help="Train on random crops of this size and judge whole images: the training time depends on the "
+                         "number of crops, not on the working resolution.")
+                patch = None if patch == "whole image" else int(patch)
+                if patch is not None and patch > size:
+                    patch = None
+                channels = 3 if st.toggle("Colour", channels == 3, key=f"train_colour_{kind}",
+                                          help="Default: colour when the training images are colour.") else 1
+                seconds = estimated_training_seconds(int(size), patch, int(epochs), traits["count"])
+                st.caption(f"Estimated training time: **at most about {rough_duration(seconds)}** "
+                           f"({traits['count']} good images, {'colour' if channels == 3 else 'grey'}"
+                           f"{f', {patch} px patches' if patch else ', whole images'}; early stopping may end it "
+                           "sooner).")
         else:
             epochs, size = 1, 224
             st.caption("Fitted in one pass over the good images at the backbone's 224 px (no epochs).")
+            channels = 3 if st.toggle("Colour", True, key=f"train_colour_{kind}",
+                                      help="ImageNet features see colour; off reads the images grey.") else 1
         seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
         anomaly_source = ""
         if kind == "draem":
@@ -142,13 +175,13 @@ with model_column:
         busy = bool(mine) and jobs.is_alive(mine)
         if st.button("Start training", type="primary", disabled=busy,
                      help="One training per browser session at a time." if busy else None):
-            choice = session.data_choice()
             try:
                 source = str(resources.allowed_data_folder(anomaly_source)) if anomaly_source else None
                 if source is not None and not Path(source).is_dir():
                     raise InputError(f"{anomaly_source}: no such folder on the server.")
                 run_dir = jobs.start_training(resources.RUNS_ROOT, choice.kind, choice.location, kind, int(epochs),
-                                              int(size), int(seed), anomaly_source=source)
+                                              int(size), int(seed), anomaly_source=source, patch_size=patch,
+                                              channels=channels)
                 st.session_state["last_training"] = run_dir.name
             except jobs.TooManyJobs as error:
                 st.warning(str(error))
