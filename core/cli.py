@@ -71,8 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                             f"{NETWORK_STRIDE} (default {DEFAULT_PATCH_SIZE} when the working resolution is above "
                             f"{DEFAULT_INPUT_SIZE} px, else whole images); whole images are scored")
     train.add_argument("--channels", type=int, choices=(1, 3),
-                       help="1: grey, 3: colour (default: 3 when the training images are colour, else 1; draem "
-                            "reads grey)")
+                       help="1: grey, 3: colour (default: 3 when the training images are colour, else 1)")
     train.add_argument("--backbone", choices=(PACKAGED_BACKBONE, *IMAGENET_BACKBONES), default=PACKAGED_BACKBONE,
                        help="memory_bank only: ImageNet feature extractor (default efficientnet_lite0, installed "
                             "with the app; the others need their Keras weights file on disk)")
@@ -233,8 +232,6 @@ def _check_training_options(arguments) -> None:
         raise InputError("--backbone applies to --model memory_bank only.")
     if model not in AUTOENCODER_NAMES and arguments.patch_size is not None:
         raise InputError("--patch-size applies to --model ncae and cae only.")
-    if model == "draem" and arguments.channels == 3:
-        raise InputError("--channels 3: draem reads grey images; train ncae, cae, memory_bank or padim for colour.")
     if model != "draem" and arguments.anomaly_source is not None:
         raise InputError("--anomaly-source applies to --model draem only.")
     if arguments.anomaly_source is not None and not arguments.anomaly_source.is_dir():
@@ -249,7 +246,7 @@ def _new_detector(arguments, training_paths: list):
     from core.data.native import autoencoder_resolution, default_channels
 
     model = arguments.model
-    channels = arguments.channels or (1 if model == "draem" else default_channels(training_paths))
+    channels = arguments.channels or default_channels(training_paths)
     if model in AUTOENCODER_NAMES:
         from core.detectors.models import build_autoencoder
 
@@ -266,8 +263,9 @@ def _new_detector(arguments, training_paths: list):
         from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE, build_draem
 
         size = arguments.image_size or DEFAULT_DRAEM_INPUT_SIZE
-        build_draem(size, arguments.widths, arguments.bottleneck)
-        return new_detector(model, input_size=size, widths=arguments.widths, bottleneck=arguments.bottleneck,
+        build_draem(size, arguments.widths, arguments.bottleneck, channels)
+        return new_detector(model, input_size=size, channels=channels, widths=arguments.widths,
+                            bottleneck=arguments.bottleneck,
                             epochs=arguments.epochs or DEFAULT_DRAEM_EPOCHS, seed=arguments.seed,
                             anomaly_source=str(arguments.anomaly_source.resolve()) if arguments.anomaly_source else None)
     if model == "memory_bank":

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from core.defaults import DEFAULT_BOTTLENECK, DEFAULT_WIDTHS, MIN_TRAINING_IMAGES
+from core.detectors.residuals import residual_maps
 from core.detectors.base import (MapsFromScore, ScoreResult, TrainingCancelled, TrainingProgress, as_image_batch,
                                  map_scales, saved_parameters, smoothed_maps)
 
@@ -39,12 +40,13 @@ DEFAULT_DRAEM_EPOCHS = 40
 JUDGE_WIDTHS = (16, 32, 64)
 
 
-def build_judge(input_size: int, widths=JUDGE_WIDTHS):
-    """A small U-Net from the image and its reconstruction, ``(s, s, 2)``, to a defect probability ``(s, s, 1)``."""
+def build_judge(input_size: int, widths=JUDGE_WIDTHS, channels: int = 1):
+    """A small U-Net from the image and its reconstruction, ``(s, s, 2 × channels)``, to a defect probability
+    ``(s, s, 1)``."""
     import keras
     from keras import layers
 
-    pair = keras.Input(shape=(input_size, input_size, 2), name="image_and_reconstruction")
+    pair = keras.Input(shape=(input_size, input_size, 2 * channels), name="image_and_reconstruction")
     features, skips = pair, []
     for stage, width in enumerate(widths):
         features = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"judge_down_{stage}_a")(features)
@@ -60,8 +62,8 @@ def build_judge(input_size: int, widths=JUDGE_WIDTHS):
     return keras.Model(pair, probability, name="judge")
 
 
-def build_draem(input_size: int, widths=DEFAULT_WIDTHS, bottleneck: int = DEFAULT_BOTTLENECK):
-    """The NCAE and the judge as one model: image → (reconstruction, defect probability)."""
+def build_draem(input_size: int, widths=DEFAULT_WIDTHS, bottleneck: int = DEFAULT_BOTTLENECK, channels: int = 1):
+    """The NCAE and the judge as one model: image (grey or colour) → (reconstruction, defect probability)."""
     import keras
     from keras import layers
 
@@ -70,10 +72,10 @@ def build_draem(input_size: int, widths=DEFAULT_WIDTHS, bottleneck: int = DEFAUL
     stride_total = 2 ** max(len(widths), len(JUDGE_WIDTHS))
     if input_size < stride_total or input_size % stride_total:
         raise ValueError(f"`input_size` must be a positive multiple of {stride_total}, got {input_size!r}.")
-    image = keras.Input(shape=(input_size, input_size, 1), name="image")
-    reconstruction = build_autoencoder("ncae", input_size, widths, bottleneck)(image)
+    image = keras.Input(shape=(input_size, input_size, channels), name="image")
+    reconstruction = build_autoencoder("ncae", input_size, widths, bottleneck, channels=channels)(image)
     pair = layers.Concatenate(name="pair")([image, reconstruction])
-    probability = build_judge(input_size)(pair)
+    probability = build_judge(input_size, channels=channels)(pair)
     return keras.Model(image, [reconstruction, probability], name="draem")
 
 
@@ -81,7 +83,8 @@ class DraemDetector(MapsFromScore):
     """NCAE plus a learned residual judge; ``fit(good_images)``, ``score(images)``.
 
     Parameters:
-        input_size: side of the square grey input (a multiple of 16).
+        input_size: side of the square input (a multiple of 16).
+        channels: 1 reads images grey, 3 in colour.
         anomaly_source: a folder of pictures to paste as anomalies, besides the built-in sources.
         anomaly_share: share of training images that get an anomaly each epoch.
         map_sigma: Gaussian smoothing of the defect probability, in pixels (``None``: input size / 32).
@@ -90,12 +93,12 @@ class DraemDetector(MapsFromScore):
     kind = "draem"
     primary_score = DRAEM_COLUMN
     score_columns = (DRAEM_COLUMN,)
-    channels = 1
 
     def __init__(self, input_size=DEFAULT_DRAEM_INPUT_SIZE, widths=DEFAULT_WIDTHS, bottleneck=DEFAULT_BOTTLENECK,
                  epochs=DEFAULT_DRAEM_EPOCHS, batch_size=16, learning_rate=1e-3, anomaly_source=None,
-                 anomaly_share=0.5, validation_fraction=0.15, patience=10, map_sigma=None, seed=0):
+                 anomaly_share=0.5, validation_fraction=0.15, patience=10, map_sigma=None, seed=0, channels=1):
         self.input_size = input_size
+        self.channels = channels
         self.widths = widths
         self.bottleneck = bottleneck
         self.epochs = epochs
@@ -112,7 +115,7 @@ class DraemDetector(MapsFromScore):
     def get_params(self) -> dict:
         return {name: getattr(self, name) for name in (
             "input_size", "widths", "bottleneck", "epochs", "batch_size", "learning_rate", "anomaly_source",
-            "anomaly_share", "validation_fraction", "patience", "map_sigma", "seed")}
+            "anomaly_share", "validation_fraction", "patience", "map_sigma", "seed", "channels")}
 
     def fit(self, good_images: np.ndarray, image_sizes=None, progress: Callable[[TrainingProgress], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> "DraemDetector":
@@ -123,14 +126,14 @@ class DraemDetector(MapsFromScore):
         from core.evaluation.decision import default_decision
 
         size = int(self.input_size)
-        images = as_image_batch(good_images, size)
+        images = as_image_batch(good_images, size, int(self.channels))
         if len(images) < MIN_TRAINING_IMAGES:
             raise ValueError(f"Training needs at least {MIN_TRAINING_IMAGES} good images, got {len(images)}.")
         if int(self.epochs) < 1:
             raise ValueError(f"`epochs` must be at least 1, got {self.epochs!r}.")
         if not 0 < float(self.anomaly_share) < 1:
             raise ValueError(f"`anomaly_share` must be between 0 and 1, got {self.anomaly_share!r}.")
-        sources = load_anomaly_sources(self.anomaly_source, size) if self.anomaly_source else None
+        sources = load_anomaly_sources(self.anomaly_source, size, int(self.channels)) if self.anomaly_source else None
 
         keras.utils.set_random_seed(int(self.seed))  # process-wide, as for the autoencoders (see jobs.py)
         rng = np.random.default_rng(int(self.seed))
@@ -140,7 +143,8 @@ class DraemDetector(MapsFromScore):
         # a fixed anomalous version of the held-out images, so their loss can be compared between epochs
         validation_inputs, validation_masks = augment(held_out, rng, 0.5, sources)
 
-        network = build_draem(size, self.widths, int(self.bottleneck))
+        network = build_draem(size, self.widths, int(self.bottleneck), int(self.channels))
+        stack = _with_channel_axis
         network.compile(optimizer=keras.optimizers.Adam(float(self.learning_rate)),
                         loss=["mse", keras.losses.BinaryFocalCrossentropy(gamma=2.0)])
         # an epoch sees at least 256 samples, so small sets still get enough anomalies per epoch
@@ -150,11 +154,11 @@ class DraemDetector(MapsFromScore):
         for epoch in range(int(self.epochs)):
             clean = training[rng.integers(len(training), size=per_epoch)]
             inputs, masks = augment(clean, rng, float(self.anomaly_share), sources)
-            fitted = network.fit(inputs[..., None], [clean[..., None], masks[..., None]], epochs=1,
+            fitted = network.fit(stack(inputs), [stack(clean), masks[..., None]], epochs=1,
                                  batch_size=int(self.batch_size), shuffle=True, verbose=0)
             loss = float(fitted.history["loss"][-1])
-            validation_loss = float(network.evaluate(validation_inputs[..., None],
-                                                     [held_out[..., None], validation_masks[..., None]],
+            validation_loss = float(network.evaluate(stack(validation_inputs),
+                                                     [stack(held_out), validation_masks[..., None]],
                                                      batch_size=64, verbose=0)[0])
             history["loss"].append(loss)
             history["val_loss"].append(validation_loss)
@@ -184,24 +188,25 @@ class DraemDetector(MapsFromScore):
     def score(self, images: np.ndarray, with_maps: bool = False, batch_size: int = 64) -> ScoreResult:
         if not hasattr(self, "model_"):
             raise RuntimeError("This DraemDetector is not fitted yet; call fit() or load a bundle first.")
-        batch = as_image_batch(images, int(self.input_size))
+        batch = as_image_batch(images, int(self.input_size), int(self.channels))
         scores, kept = [], {"anomaly_maps": [], "reconstructions": [], "residuals": []}
         for start in range(0, len(batch), batch_size):
             chunk = batch[start:start + batch_size]
             with self._inference_lock:
-                reconstruction, probability = self.model_.predict_on_batch(chunk[..., None])
+                reconstruction, probability = self.model_.predict_on_batch(_with_channel_axis(chunk))
             anomaly_map = smoothed_maps(np.asarray(probability)[..., 0], self._map_sigma())
             scores.append(anomaly_map.reshape(len(chunk), -1).max(axis=1).astype(np.float64))
             if with_maps:
-                reconstruction = np.asarray(reconstruction)[..., 0]
+                reconstruction = np.asarray(reconstruction).reshape(chunk.shape)
                 kept["anomaly_maps"].append(anomaly_map)
                 kept["reconstructions"].append(reconstruction)
-                kept["residuals"].append(chunk - reconstruction)
+                kept["residuals"].append(residual_maps(chunk, reconstruction))
         table = pd.DataFrame({DRAEM_COLUMN: np.concatenate(scores) if scores else np.zeros(0)})
         if not with_maps:
             return ScoreResult(table)
         empty = np.zeros((0, int(self.input_size), int(self.input_size)), np.float32)
-        return ScoreResult(table, **{name: np.concatenate(parts) if parts else empty for name, parts in kept.items()})
+        return ScoreResult(table, **{name: np.concatenate(parts) if parts else
+                                     (batch[:0] if name == "reconstructions" else empty) for name, parts in kept.items()})
 
     def bundle_state(self, directory: Path) -> dict:
         from core.runs.bundles import save_keras_model
@@ -214,8 +219,8 @@ class DraemDetector(MapsFromScore):
         from core.runs.bundles import load_keras_model
 
         size = int(manifest["input_size"])
-        detector = cls(**saved_parameters(cls, manifest, input_size=size))
-        detector.model_ = load_keras_model(directory, manifest, input_shape=(size, size, 1))
+        detector = cls(**saved_parameters(cls, manifest, input_size=size, channels=int(manifest.get("channels", 1))))
+        detector.model_ = load_keras_model(directory, manifest, input_shape=(size, size, detector.channels))
         if len(detector.model_.outputs) != 2:
             raise ValueError("the model is not an image → (reconstruction, defect probability) network")
         detector.history_ = manifest.get("history", {})
@@ -225,8 +230,13 @@ class DraemDetector(MapsFromScore):
         return int(self.input_size) / 32 if self.map_sigma is None else float(self.map_sigma)
 
 
-def load_anomaly_sources(folder, size: int, limit: int = 500) -> np.ndarray:
-    """Up to ``limit`` pictures from ``folder`` (and its subfolders), grey at ``size`` px, to paste as anomalies."""
+def _with_channel_axis(images: np.ndarray) -> np.ndarray:
+    """``(n, s, s)`` grey stacks get the network's channel axis; colour ones have it."""
+    return images[..., None] if images.ndim == 3 else images
+
+
+def load_anomaly_sources(folder, size: int, channels: int = 1, limit: int = 500) -> np.ndarray:
+    """Up to ``limit`` pictures from ``folder`` (and its subfolders), at ``size`` px, to paste as anomalies."""
     from core.data.images import decode_many, is_image_name
     from core.errors import DatasetError
 
@@ -234,7 +244,7 @@ def load_anomaly_sources(folder, size: int, limit: int = 500) -> np.ndarray:
     if not folder.is_dir():
         raise DatasetError(f"{folder}: the anomaly source folder does not exist.")
     files = sorted(path for path in folder.rglob("*") if path.is_file() and is_image_name(path.name))[:limit]
-    decoded = decode_many(files, size, names=[str(path) for path in files])
+    decoded = decode_many(files, size, names=[str(path) for path in files], channels=channels)
     if not len(decoded.images):
         raise DatasetError(f"{folder}: holds no readable pictures to use as anomaly sources.")
     return decoded.images

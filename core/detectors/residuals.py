@@ -34,6 +34,7 @@ STATISTIC_NAMES = ("mean", "std", "var", "kurtosis", "skewness", "range", "min",
 # every autoencoder score column: the statistics, their fusion (core.detectors.stat_distance) and the smoothed map's maximum
 SCORE_COLUMNS = (*STATISTIC_NAMES, "stat_distance", "map_max")
 ENTROPY_BINS = 64
+STATISTICS_BLOCK_PIXELS = 2 ** 20
 
 
 def residual_maps(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray:
@@ -52,6 +53,18 @@ def residual_maps(images: np.ndarray, reconstructions: np.ndarray) -> np.ndarray
 
 def residual_statistics(residuals: np.ndarray) -> dict[str, np.ndarray]:
     """All :data:`STATISTIC_NAMES` for a batch of signed residual maps; one value per image each."""
+    residuals = np.asarray(residuals)
+    per_image = int(np.prod(residuals.shape[1:])) if residuals.ndim > 1 else 1
+    # a few images at a time: the float64 temporaries then stay in cache (64 images of 512 px at once
+    # ran 6x slower than the same images in blocks of a million pixels)
+    block = max(1, STATISTICS_BLOCK_PIXELS // max(per_image, 1))
+    if len(residuals) <= block:
+        return _block_statistics(residuals)
+    parts = [_block_statistics(residuals[start:start + block]) for start in range(0, len(residuals), block)]
+    return {name: np.concatenate([part[name] for part in parts]) for name in STATISTIC_NAMES}
+
+
+def _block_statistics(residuals: np.ndarray) -> dict[str, np.ndarray]:
     count = len(residuals)
     signed = np.asarray(residuals, dtype=np.float64).reshape(count, -1)
     pixels = max(signed.shape[1], 1)

@@ -95,14 +95,17 @@ def source_from_image(image: np.ndarray, rng: np.random.Generator) -> np.ndarray
 
 def augment(images: np.ndarray, rng: np.random.Generator, anomaly_share: float = 0.5,
             anomaly_sources: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Paste synthetic anomalies on about ``anomaly_share`` of ``images`` (``(n, s, s)`` in [0, 1]).
+    """Paste synthetic anomalies on about ``anomaly_share`` of ``images`` (``(n, s, s)`` grey or
+    ``(n, s, s, 3)`` colour, in [0, 1]).
 
-    Returns the augmented images and their masks (1 where something was pasted). Sources are drawn
-    evenly from the other images, procedural patterns and, when given, ``anomaly_sources``.
+    Returns the augmented images and their ``(n, s, s)`` masks (1 where something was pasted). Sources
+    are drawn evenly from the other images, procedural patterns (tinted with a random colour for colour
+    images) and, when given, ``anomaly_sources`` (grey sources on colour images are tinted the same way).
     """
     images = np.asarray(images, np.float32)
     count, size = len(images), images.shape[1]
-    augmented, masks = images.copy(), np.zeros_like(images)
+    colour = images.ndim == 4
+    augmented, masks = images.copy(), np.zeros(images.shape[:3], np.float32)
     kinds = ["image", "pattern"] + (["folder"] if anomaly_sources is not None and len(anomaly_sources) else [])
     for index in np.flatnonzero(rng.random(count) < anomaly_share):
         kind = kinds[int(rng.integers(len(kinds)))]
@@ -114,10 +117,14 @@ def augment(images: np.ndarray, rng: np.random.Generator, anomaly_share: float =
             source = source_from_image(anomaly_sources[int(rng.integers(len(anomaly_sources)))], rng)
         else:
             source = procedural_pattern(size, rng)
+        if colour and source.ndim == 2:
+            source = np.clip(source[..., None] * rng.uniform(0.4, 1.4, 3), 0, 1).astype(np.float32)
         mask = perlin_mask(size, rng)
         beta = rng.uniform(0.0, 0.8)
         blended = (1 - beta) * source + beta * images[index]
-        augmented[index] = (1 - mask) * images[index] + mask * blended
+        weight = mask[..., None] if colour else mask
+        augmented[index] = (1 - weight) * images[index] + weight * blended
         # a paste that changed almost nothing (a source like the part itself) is not a defect to learn
-        masks[index] = mask * (np.abs(augmented[index] - images[index]) > 0.02)
+        change = np.abs(augmented[index] - images[index])
+        masks[index] = mask * ((change.max(axis=-1) if colour else change) > 0.02)
     return augmented, masks

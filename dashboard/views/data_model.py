@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.data.datasets import open_dataset
-from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE
+from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, NETWORK_STRIDE
 from core.data.native import autoencoder_resolution, estimated_training_seconds, rough_duration
 from core.detectors import AUTOENCODER_NAMES, DETECTOR_NAMES, good_for, lends_its_encoder
 from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE
@@ -133,7 +133,7 @@ with model_column:
             traits = resources.training_images_traits(choice.kind, choice.location)
         except InputError:
             traits = {"count": 0, "native": None, "channels": 1, "paths": []}
-        patch, channels = None, 1 if kind == "draem" else traits["channels"]
+        patch, channels = None, traits["channels"]
         if kind in TRAINING_SIZES:
             epochs = st.number_input("Maximum epochs", 1, 500, TRAINING_EPOCHS[kind], key=f"train_epochs_{kind}")
             sizes, default_size = TRAINING_SIZES[kind]
@@ -152,8 +152,9 @@ with model_column:
                 patch = None if patch == "whole image" else int(patch)
                 if patch is not None and patch > size:
                     patch = None
-                channels = 3 if st.toggle("Colour", channels == 3, key=f"train_colour_{kind}",
-                                          help="Default: colour when the training images are colour.") else 1
+            channels = 3 if st.toggle("Colour", channels == 3, key=f"train_colour_{kind}",
+                                      help="Default: colour when the training images are colour.") else 1
+            if kind in AUTOENCODER_NAMES:
                 seconds = estimated_training_seconds(int(size), patch, int(epochs), traits["count"])
                 st.caption(f"Estimated training time: **at most about {rough_duration(seconds)}** "
                            f"({traits['count']} good images, {'colour' if channels == 3 else 'grey'}"
@@ -173,7 +174,11 @@ with model_column:
                      "learns, besides its built-in sources: other good images and procedural patterns.").strip()
         mine = st.session_state.get("last_training")
         busy = bool(mine) and jobs.is_alive(mine)
-        if st.button("Start training", type="primary", disabled=busy,
+        unfit = kind in AUTOENCODER_NAMES and patch is None and int(size) % NETWORK_STRIDE != 0
+        if unfit:
+            st.warning(f"Training on whole images needs a working resolution that is a multiple of {NETWORK_STRIDE} "
+                       f"px; {size} px is not. Choose a training patch, or another resolution.")
+        if st.button("Start training", type="primary", disabled=busy or unfit,
                      help="One training per browser session at a time." if busy else None):
             try:
                 source = str(resources.allowed_data_folder(anomaly_source)) if anomaly_source else None
@@ -261,10 +266,15 @@ if space is not None:
         ("Test defect", summary["test_defect"], "Defect images used to measure escapes."),
     ])
     workspace.metric_cards(st.columns(3), [
-        ("Input size", f"{space.detector.input_size} px", "The active detector resizes images to this square size."),
+        ("Input size", f"{space.detector.input_size} px", "Working resolution: the active detector fits every image to "
+         "this size (the long side; the aspect ratio is kept and the short side padded, never stretched)."),
         ("Model", KIND_NAMES[space.manifest["model_kind"]], good_for(space.manifest["model_kind"])),
         ("Detector", SHORT_NAMES[space.choice.kind], space.choice.label),
     ])
+    patch = getattr(space.detector, "patch_size", None)
+    st.caption(f"The active detector sees the images **{'in colour' if space.detector.channels == 3 else 'in grey'}** "
+               f"at {space.detector.input_size} px" + (f"; it was trained on random {patch} px patches and judges "
+                                                       "whole images." if patch else "."))
     run_decision = getattr(space.detector, "default_decision_", None)
     if run_decision is not None:
         owner = "run" if space.choice.kind == "run" else SHORT_NAMES[space.choice.kind]

@@ -296,6 +296,47 @@ def test_a_draem_run_works_on_every_page(tmp_path, monkeypatch):
         assert not app.error, (page, [item.value for item in app.error])
 
 
+def test_a_colour_patch_trained_run_works_on_every_page(tmp_path, monkeypatch):
+    """A run trained on patches, in colour, at the demo's native 128 px: every page shows whole images."""
+    import dashboard.resources
+    from core.detectors.autoencoder import ResidualDetector
+    from core.runs.pipeline import train_run
+
+    run = tmp_path / "runs" / "20260101-000000-ncae-colour"
+    detector = ResidualDetector(input_size=128, patch_size=32, patches_per_epoch=256, channels=3,
+                                widths=(8, 16, 16, 16), epochs=2, batch_size=32)
+    with open_dataset("demo") as dataset:
+        train_run(dataset, run, detector)
+    monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", tmp_path / "runs")
+    app = open_page()
+    app.selectbox[0].set_value(next(option for option in app.selectbox[0].options if "ncae-colour" in option)).run()
+    assert not app.exception
+    assert metrics(app)["Input size"] == "128 px"
+    # a patch-trained network cannot lend its encoder to a memory bank
+    app.radio(key="detector_kind").set_value("memory_bank").run()
+    assert "encoder" not in app.selectbox(key="detector_backbone").options
+    app.radio(key="detector_kind").set_value("run").run()
+    app.switch_page("views/residuals.py").run()
+    assert not app.exception
+    assert len(app.get("image")) == 8 * 4  # original, reconstruction (in colour), residual, heat map
+    for page in ("threshold", "statistics", "compare", "inspect"):
+        app.switch_page(f"views/{page}.py").run()
+        assert not app.exception, (page, [item.value for item in app.exception])
+        assert not app.error, (page, [item.value for item in app.error])
+
+
+def test_the_training_form_offers_the_native_resolution_and_estimates_the_time():
+    app = open_page()
+    app.radio(key="train_kind").set_value("ncae").run()
+    assert app.select_slider(key="train_size_ncae").value == 128      # the demo's native size
+    assert app.select_slider(key="train_patch_ncae").value == 64
+    assert app.toggle(key="train_colour_ncae").value is False          # the demo is grey
+    estimate = next(caption.value for caption in app.caption if caption.value.startswith("Estimated training time"))
+    assert "64 px patches" in estimate and "min" in estimate
+    app.select_slider(key="train_patch_ncae").set_value("whole image").run()
+    assert any("whole images" in caption.value for caption in app.caption)
+
+
 def test_saving_a_threshold_to_a_run_says_so_and_nothing_else(tmp_path, monkeypatch):
     """A bare expression once made Streamlit print its own documentation under the button."""
     import shutil
