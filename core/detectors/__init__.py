@@ -12,8 +12,9 @@ from core.detectors.residuals import SCORE_COLUMNS as RESIDUAL_SCORE_COLUMNS
 # measured tables in the README ("Which detector?": benchmarks/recorded/real_surfaces*.json, 3 seeds).
 _REGISTRY = {
     "ncae": ("core.detectors.autoencoder", "ResidualDetector", RESIDUAL_SCORE_COLUMNS,
-             "neighbour-convolution autoencoder, 64 px grey: residual statistics and maps, fast (about 500 "
-             "images/s); good on the textured demo castings (0.96), weak on real photographs (0.61-0.81)"),
+             "neighbour-convolution autoencoder at the images' native size (at most 512 px, on 64 px patches), "
+             "grey or colour: residual statistics and maps; finds 1-2 px pinholes and hairline cracks at 512 px "
+             "(1.00) and colour-only stains in colour (1.00); weak on real photographs (0.61-0.81 at 64 px)"),
     "cae": ("core.detectors.autoencoder", "ResidualDetector", RESIDUAL_SCORE_COLUMNS,
             "plain convolutional autoencoder, the NCAE's baseline (demo 0.97)"),
     "memory_bank": ("core.detectors.memory_bank", "MemoryBankDetector", ("patch_score",),

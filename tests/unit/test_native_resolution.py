@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from core.data.datasets import open_dataset
-from core.data.images import decode_image
 from core.data.native import autoencoder_resolution, default_channels, native_long_side
 from core.data.synthetic import DemoSetSize, generate_demo_set
 from core.detectors.autoencoder import RandomPatches, ResidualDetector
@@ -197,3 +196,18 @@ def test_draem_reads_colour_when_told_and_its_run_keeps_it(tmp_path):
     reloaded = load_bundle(tmp_path / "run")
     assert reloaded.channels == 3
     np.testing.assert_allclose(reloaded.score(images).table["draem_score"], result.table["draem_score"], rtol=1e-5)
+
+
+def test_a_run_trained_the_old_way_still_loads_and_scores():
+    """The shipped demo run predates patches and channels: whole 64 px grey images, and so it stays."""
+    root = Path(__file__).resolve().parents[2] / "assets" / "demo_model"
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert "patch_size" not in manifest["parameters"] and "channels" not in manifest
+    detector = load_bundle(root)
+    assert detector.patch_size is None and detector.channels == 1
+    assert detector.model_.input_shape[1:] == (64, 64, 1)
+    with open_dataset("demo") as data:
+        samples = [s for s in data.test if s.label == "good"][:3] + [s for s in data.test if s.label == "defect"][:3]
+        table = detector.score(data.load(samples, 64).images).table
+    assert np.isfinite(table.to_numpy()).all()
+    assert table["map_max"][3:].min() > table["map_max"][:3].max()   # defects still above good parts
