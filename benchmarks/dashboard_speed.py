@@ -1,9 +1,9 @@
 """Dashboard speed, printed as one JSON object.
 
-    python -m benchmarks.dashboard_speed [--skip-browser]
+    python -m benchmarks.dashboard_speed
 
-- slider move: the server-side work the Threshold page's fragment does per move (metrics, ROC, PR,
-  histogram, confusion matrix, misclassified rows) on a 10,000-image score table;
+- slider moves are measured in the browser by ``benchmarks.live_threshold`` (the Threshold page's
+  slider no longer reaches the server per move);
 - cold start: from launching ``streamlit run`` to the Threshold page showing its metrics in Chromium,
   once with an empty demo cache (demo set generated and scored) and once with it warm;
 - Compare's first visit: on a fresh server (warm demo cache), from opening the Compare page to its ROC
@@ -24,29 +24,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def slider_move(count: int = 10_000, moves: int = 50) -> dict:
-    from core.evaluation.metrics import ThresholdTable
-    from dashboard.figures import threshold_view
-
-    rng = np.random.default_rng(0)
-    labels = pd.Series(np.where(rng.random(count) < 0.2, "defect", "good"))
-    scores = pd.Series(rng.normal((labels == "defect") * 1.5, 1.0))
-    table = ThresholdTable(scores.to_numpy(), labels.to_numpy())
-    thresholds = np.linspace(scores.min(), scores.max(), moves)
-    threshold_view(table, scores, labels, "max", float(thresholds[0]))  # warm-up
-    timings = []
-    for threshold in thresholds:
-        started = time.perf_counter()
-        threshold_view(table, scores, labels, "max", float(threshold))
-        timings.append(time.perf_counter() - started)
-    return {"scores": count, "moves": moves, "median_ms": round(float(np.median(timings)) * 1000, 1),
-            "p95_ms": round(float(np.quantile(timings, 0.95)) * 1000, 1)}
 
 
 @contextlib.contextmanager
@@ -106,10 +85,9 @@ def compare_first_visit(cache_dir: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skip-browser", action="store_true", help="only the slider-move figure")
-    arguments = parser.parse_args()
-    result = {"slider_move_10k": slider_move()}
-    if not arguments.skip_browser and Path("/usr/bin/chromium").exists():
+    parser.parse_args()
+    result = {}
+    if Path("/usr/bin/chromium").exists():
         with tempfile.TemporaryDirectory() as cache:
             result["cold_start_seconds_empty_demo_cache"] = cold_start(cache)
             result["cold_start_seconds_warm_demo_cache"] = cold_start(cache)

@@ -179,20 +179,6 @@ def _palette(groups: list[str]) -> dict[str, str]:
     return palette
 
 
-def threshold_view(table: ThresholdTable, scores: pd.Series, labels: pd.Series, column: str, threshold: float,
-                   review_from: float | None = None) -> dict:
-    """Everything the Threshold page redraws when the slider moves: metrics, figures, misclassified rows."""
-    point = table.at(threshold)
-    view = {"point": point,
-            "histogram": score_histogram(scores, labels, threshold, column, review_from),
-            "confusion": confusion_figure(point),
-            "misclassified": ((scores >= threshold) & (labels == "good")) | ((scores < threshold) & (labels == "defect"))}
-    if table.n_good and table.n_defect:
-        view["roc"] = roc_figure(table, point)
-        view["pr"] = pr_figure(table, point)
-    return view
-
-
 PRINT_WIDTH = 680   # pixels: the printable width of an A4 page at 96 dpi with 15 mm margins
 PRINT_TEXT = "#1f2328"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -109,6 +110,22 @@ def default_decision(space: "Workspace", column: str) -> Decision:
 def threshold_table(space: Workspace, column: str) -> ThresholdTable:
     labelled = space.labelled
     return ThresholdTable(labelled[column].to_numpy(), labelled["label"].to_numpy())
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _live_payload(scores: np.ndarray, labels: np.ndarray, kinds: np.ndarray, column: str, low: float,
+                  high: float, step: float) -> dict:
+    from dashboard.live_threshold import component_payload
+
+    return component_payload(scores, labels, kinds, column, ThresholdTable(scores, labels), low, high, step)
+
+
+def live_payload(space: Workspace, column: str, low: float, high: float, step: float) -> dict:
+    """What the live threshold component receives for ``column`` (built once per column and data)."""
+    labelled = space.labelled
+    kinds = labelled["defect_type"].fillna("").astype(str).to_numpy()
+    return _live_payload(labelled[column].to_numpy(np.float64),
+                         labelled["label"].to_numpy(), kinds, column, low, high, step)
 
 
 def current_column(space: Workspace) -> str:

@@ -1,14 +1,21 @@
-"""Threshold: choose a score and a threshold; every chart and number follows the slider live."""
+"""Threshold: choose a score and a threshold; every chart and number follows the slider live, in the browser.
+
+The slider, its cards, curves, histogram, confusion matrix and per-type recall are one component
+(:mod:`dashboard.live_threshold`) that computes everything in the browser; the server hears of the
+threshold when the slider is released and then refreshes the misclassified thumbnails and the file
+a save writes.
+"""
 
 import json
 
 import numpy as np
 import streamlit as st
 
-from core.evaluation.decision import Decision
-from dashboard import figures, session, workspace
+from core.evaluation.outcomes import outcome_codes, outcomes
+from dashboard import session, workspace
 from dashboard.detail import thumbnail_grid
 from dashboard.words import PRESET_MEANINGS, meaning
+from dashboard.live_threshold import live_threshold
 from dashboard.maps import thumbnails
 
 st.title("Threshold")
@@ -46,25 +53,30 @@ if not table.n_defect:
 scores = space.labelled[column].to_numpy()
 low, high = float(np.min(space.table[column])), float(np.max(space.table[column]))
 step = (high - low) / 1000 if high > low else 1e-6
+LIVE_KEY = f"live-{column}"
 
 
 def set_threshold(value: float) -> None:
+    """A threshold set on the server (preset, exact value, first visit): the browser adopts it."""
     value = float(value)
     st.session_state["threshold"] = value
-    st.session_state["threshold_slider"] = min(max(value, low), high + step)
     st.session_state["threshold_input"] = value
-
-
-def from_slider() -> None:
-    set_threshold(st.session_state["threshold_slider"])
+    st.session_state["threshold_revision"] = st.session_state.get("threshold_revision", 0) + 1
 
 
 def from_input() -> None:
     set_threshold(st.session_state["threshold_input"])
 
 
-if "threshold_slider" not in st.session_state or "threshold" not in st.session_state:
+if "threshold" not in st.session_state or "threshold_revision" not in st.session_state:
     set_threshold(workspace.current_threshold(space))
+
+# what the browser reported on release: adopted unless the server has set another threshold since
+reported = st.session_state.get(LIVE_KEY)
+if reported and reported.get("revision") == st.session_state["threshold_revision"]:
+    st.session_state["threshold"] = float(reported["threshold"])
+    st.session_state["threshold_input"] = float(reported["threshold"])
+    st.session_state["review_from"] = reported.get("review_from")
 
 
 with st.expander("Presets", expanded=True):
@@ -93,59 +105,47 @@ with st.expander("Presets", expanded=True):
                   on_click=lambda: set_threshold(table.minimum_cost_threshold(escape_cost, reject_cost)))
 
 
+def band_start(threshold: float) -> float:
+    """Where the review band starts when it is switched on: the target false-reject preset (parts between it and
+    the threshold go to review), inside the slider's range and below the threshold."""
+    start = table.target_false_reject_threshold(target_rate / 100) if table.n_good else low
+    if not low <= start < threshold:
+        start = max(low, threshold - (high - low) * 0.1)
+    return float(start)
+
+
 @st.fragment
 def tuning() -> None:
-    slider_column, number_column = st.columns([4, 1])
-    slider_column.slider("Threshold (reject when score ≥ threshold)", low, high + step, step=step, format="%.6g",
-                         key="threshold_slider", on_change=from_slider)
-    number_column.number_input("Exact value", format="%.6g", key="threshold_input", step=step,
-                               on_change=from_input)
     threshold = float(st.session_state["threshold"])
-
-    use_band = st.toggle("Review band (accept / review / reject)", value=st.session_state.get("review_from") is not None)
-    review_from = None
-    if use_band:
-        default_from = st.session_state.get("review_from") or threshold - (high - low) * 0.1
-        review_from = st.slider("Send to review from", low, threshold, float(min(default_from, threshold)),
-                                step=step, format="%.6g", key="review_slider")
-        st.session_state["review_from"] = review_from
-    else:
-        st.session_state["review_from"] = None
+    review_from = st.session_state.get("review_from")
+    payload = workspace.live_payload(space, column, low, high, step)
+    live_threshold(payload, threshold, review_from, band_start(threshold), st.session_state["threshold_revision"],
+                   key=LIVE_KEY)
+    st.number_input("Exact value", format="%.6g", key="threshold_input", step=step, on_change=from_input,
+                    help="Type a threshold; the slider above follows.")
 
     labelled = space.labelled
-    view = figures.threshold_view(table, labelled[column], labelled["label"], column, threshold, review_from)
-    point = view["point"]
-    cards = st.columns(6)
-    workspace.metric_cards(cards, [
-        ("Precision", workspace.percent(point.precision), "Of the parts rejected, the share that are defects."),
-        ("Recall", workspace.percent(point.recall), "Of the defects, the share rejected (caught)."),
-        ("F1", "—" if point.f1 != point.f1 else f"{point.f1:.3f}", "Harmonic mean of precision and recall."),
-        ("Accuracy", workspace.percent(point.accuracy), "Share of all parts judged correctly."),
-        ("False-reject rate", workspace.percent(point.false_reject_rate), "Good parts rejected."),
-        ("Escape rate", workspace.percent(point.escape_rate), "Defects accepted."),
-    ])
-    if review_from is not None:
-        verdicts = Decision(column, threshold, review_from).verdicts(scores)
-        counts = {name: int((verdicts == name).sum()) for name in ("OK", "REVIEW", "NG")}
-        st.caption(f"With the review band: {counts['OK']} OK, {counts['REVIEW']} to review, {counts['NG']} NG.")
+    result = outcomes(labelled[column], labelled["label"], threshold, review_from)
+    st.session_state["released_outcomes"] = result
+    st.caption(f"Released at **{threshold:.6g}**"
+               + (f", review from **{review_from:.6g}**" if review_from is not None else "")
+               + f": recall {workspace.percent(result.recall)}, false-reject rate "
+               f"{workspace.percent(result.false_reject_rate)}, escape rate {workspace.percent(result.escape_rate)}, "
+               f"review rate {workspace.percent(result.review_rate)}. The thumbnails below and a saved threshold "
+               "file use these.")
 
-    if "roc" in view:
-        left, right = st.columns(2)
-        left.plotly_chart(view["roc"], width="stretch")
-        right.plotly_chart(view["pr"], width="stretch")
-    left, right = st.columns(2)
-    left.plotly_chart(view["histogram"], width="stretch")
-    right.plotly_chart(view["confusion"], width="stretch")
-
-    wrong = labelled[view["misclassified"]]
+    codes = outcome_codes(labelled[column], threshold, review_from)
+    wrong = labelled[((codes == 2) & (labelled["label"] == "good")) | ((codes == 0) & (labelled["label"] == "defect"))]
     st.subheader(f"Misclassified at this threshold: {len(wrong)}")
+    if review_from is not None:
+        st.caption(f"{int((codes == 1).sum())} parts go to review and are not counted as misclassified.")
     if len(wrong):
         shown = wrong.sort_values(column, ascending=False).head(24)
         pictures = thumbnails(tuple(shown["source"]))
         thumbnail_grid(space, shown, pictures, key="wrong", primary=primary, headline=lambda row: (
             f"{'false reject' if row.label == 'good' else 'escape'} · {getattr(row, column):.4g}"))
 
-    document = workspace.threshold_document(space, column, threshold, point, review_from)
+    document = workspace.threshold_document(space, column, threshold, table.at(threshold), review_from)
     save_column, download_column = st.columns(2)
     if save_column.button("Save threshold to the run", help="Writes threshold.json next to a saved run's model."):
         message = workspace.save_threshold(document)

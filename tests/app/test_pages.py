@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from core.runs.bundles import load_bundle
 from core.data.datasets import open_dataset
 from core.evaluation.metrics import ThresholdTable
+from core.evaluation.outcomes import outcomes
 from core.runs.pipeline import judged_rows, score_samples, score_sources
 from PIL import Image
 
@@ -38,12 +39,6 @@ def metrics(app: AppTest) -> dict:
     return {metric.label: metric.value for metric in app.metric}
 
 
-def expected_cards(point) -> dict:
-    percent = lambda value: f"{value * 100:.1f} %"  # noqa: E731
-    return {"Precision": percent(point.precision), "Recall": percent(point.recall), "F1": f"{point.f1:.3f}",
-            "False-reject rate": percent(point.false_reject_rate), "Escape rate": percent(point.escape_rate)}
-
-
 def test_data_and_model_page_summarises_the_demo():
     app = open_page()
     cards = metrics(app)
@@ -66,20 +61,40 @@ def test_threshold_page_opens_on_the_primary_score_and_the_runs_own_threshold(de
     assert any("held-out good training images" in caption.value for caption in app.caption)
 
 
-def test_threshold_slider_moves_the_metrics_to_the_cores_values(demo_scores):
+def released(app: AppTest):
+    """The decision the server holds (what the thumbnails and a saved file use), as core Outcomes."""
+    return app.session_state["released_outcomes"]
+
+
+def test_the_exact_value_box_sets_the_numbers_the_core_computes(demo_scores):
     app = open_page("threshold")
     column = app.session_state["score_column"]
-    table = ThresholdTable(demo_scores[column], demo_scores["label"])
-    before = metrics(app)
     for quantile in (0.3, 0.8):
         value = float(np.quantile(demo_scores[column], quantile))
-        app.slider(key="threshold_slider").set_value(value).run()
+        app.number_input(key="threshold_input").set_value(value).run()
         assert not app.exception
-        shown = metrics(app)
-        for label, text in expected_cards(table.at(app.session_state["threshold"])).items():
-            assert shown[label] == text, label
         assert app.session_state["threshold"] == pytest.approx(value, rel=1e-6)
-    assert shown != before
+        expected = outcomes(demo_scores[column], demo_scores["label"], value)
+        assert released(app) == expected
+        assert any(f"recall {expected.recall * 100:.1f} %" in caption.value for caption in app.caption)
+
+
+def test_a_release_in_the_browser_is_adopted_and_a_stale_one_is_not(demo_scores):
+    """The live component reports on release with the revision it was drawn at; after a preset the server's
+    threshold wins over a report from before it."""
+    app = open_page("threshold")
+    column = app.session_state["score_column"]
+    revision = app.session_state["threshold_revision"]
+    value = float(np.quantile(demo_scores[column], 0.6))
+    band = float(np.quantile(demo_scores[column], 0.4))
+    app.session_state[f"live-{column}"] = {"threshold": value, "review_from": band, "band": True, "revision": revision}
+    app.run()
+    assert app.session_state["threshold"] == pytest.approx(value) and app.session_state["review_from"] == band
+    assert released(app) == outcomes(demo_scores[column], demo_scores["label"], value, band)
+    assert released(app).good[1] + released(app).defect[1] > 0      # the band is a third outcome
+    next(button for button in app.button if button.label == "Best F1").click().run()
+    best = ThresholdTable(demo_scores[column], demo_scores["label"]).best_f1_threshold()
+    assert app.session_state["threshold"] == pytest.approx(best)     # the old report does not pull it back
 
 
 def test_every_preset_sets_the_threshold_the_core_computes(demo_scores):
@@ -98,7 +113,7 @@ def test_every_preset_sets_the_threshold_the_core_computes(demo_scores):
     app.number_input(key="reject_cost").set_value(3.0).run()
     app.button(key="preset_cost").click().run()
     assert app.session_state["threshold"] == pytest.approx(table.minimum_cost_threshold(20.0, 3.0))
-    assert metrics(app)["Escape rate"] == expected_cards(table.at(app.session_state["threshold"]))["Escape rate"]
+    assert released(app).escape_rate == pytest.approx(table.at(app.session_state["threshold"]).escape_rate)
 
 
 def _png(path: Path) -> bytes:
@@ -221,8 +236,9 @@ def test_memory_bank_detector_drives_the_threshold_and_residual_pages():
     assert app.session_state["score_column"] == "patch_score"
     # its own default threshold (held-out good images): good separation, few good parts rejected
     # (rejecting everything would give F1 0.727 and a 100 % false-reject rate)
-    cards = metrics(app)
-    assert float(cards["F1"]) > 0.75 and float(cards["False-reject rate"].split()[0]) < 20
+    decided = released(app)
+    f1 = 2 * decided.precision * decided.recall / (decided.precision + decided.recall)
+    assert f1 > 0.75 and decided.false_reject_rate < 0.20
     assert any("held-out good training images" in caption.value for caption in app.caption)
     app.switch_page("views/residuals.py").run()
     assert not app.exception
@@ -240,9 +256,8 @@ def test_memory_bank_on_the_packaged_imagenet_backbone_judges_the_demo(tmp_path,
     assert metrics(app)["Input size"] == "224 px"
     app.switch_page("views/threshold.py").run()
     assert not app.exception
-    cards = metrics(app)
     # the demo's defects, at the run's own held-out threshold: almost all caught, few good parts rejected
-    assert float(cards["Recall"].split()[0]) > 90 and float(cards["False-reject rate"].split()[0]) < 10
+    assert released(app).recall > 0.9 and released(app).false_reject_rate < 0.1
 
 
 def test_padim_judges_the_demo_on_every_page(tmp_path, monkeypatch):
@@ -254,8 +269,7 @@ def test_padim_judges_the_demo_on_every_page(tmp_path, monkeypatch):
     app.switch_page("views/threshold.py").run()
     assert not app.exception
     assert app.session_state["score_column"] == "padim_score"
-    cards = metrics(app)
-    assert float(cards["Recall"].split()[0]) > 90 and float(cards["False-reject rate"].split()[0]) < 10
+    assert released(app).recall > 0.9 and released(app).false_reject_rate < 0.1
     app.switch_page("views/residuals.py").run()
     assert not app.exception
     assert len(app.get("image")) == 8 * 3  # original, anomaly map, heat map

@@ -102,23 +102,73 @@ def _metric(page, label: str):
     return card.locator('[data-testid="stMetricValue"]')
 
 
-def test_threshold_slider_changes_the_metrics(page, server):
+def test_the_slider_updates_every_number_in_the_browser_without_the_server(page, server):
+    """Keyboard moves change the numbers at once and send nothing to the server; the release (after a pause) is
+    sent once, and the server's thumbnails and caption follow it."""
+    from benchmarks.live_threshold import component, move_and_measure
+
+    sent = []
+    page.on("websocket", lambda socket: socket.on("framesent", lambda payload: sent.append(payload)))
     page.goto(f"{server}/threshold", wait_until="networkidle")
-    recall = _metric(page, "Recall")
-    expect(recall).to_have_text(re.compile(r"%"), timeout=120_000)
-    before = recall.inner_text()
-    slider = page.get_by_role("slider").first
-    slider.focus()
-    for _ in range(40):
-        page.keyboard.press("ArrowRight")
-        page.keyboard.press("ArrowRight")
-        page.keyboard.press("ArrowRight")
-        if recall.inner_text() != before:
-            break
-        page.wait_for_timeout(150)
-    expect(recall).not_to_have_text(before, timeout=30_000)
-    page.wait_for_load_state("networkidle")
+    frame = component(page)
+    recall = frame.locator('[data-metric="recall"]')
+    before, sent_before = recall.inner_text(), len(sent)
+    figures = move_and_measure(page, frame, moves=24)
+    assert recall.inner_text() != before
+    assert len(sent) == sent_before, "a slider move reached the server before the release"
+    assert figures["numbers_median_ms"] <= 50, figures
+    threshold = float(frame.locator("#threshold").input_value())
+    # released after the pause: the server adopts the threshold (its caption says so) and reruns once
+    expect(page.get_by_text(re.compile(rf"Released at {threshold:.6g}"))).to_be_visible(timeout=30_000)
+    assert len(sent) > sent_before
     whole_page_screenshot(page, ARTIFACTS / "threshold.png")
+
+
+def test_the_per_type_recall_and_the_three_way_table_are_the_cores(page, server):
+    from benchmarks.live_threshold import component
+    from core.data.datasets import open_dataset
+    from core.evaluation.outcomes import outcomes, per_defect_type
+    from core.runs.bundles import load_bundle
+    from core.runs.pipeline import score_samples
+
+    page.goto(f"{server}/threshold", wait_until="networkidle")
+    frame = component(page)
+    frame.locator("#band-toggle").check()
+    frame.locator("#threshold").focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowLeft")
+    threshold = float(frame.locator("#threshold").input_value())
+    review_from = float(frame.locator("#review-from").input_value())
+    with open_dataset("demo") as dataset:
+        table = score_samples(load_bundle(ROOT / "assets" / "demo_model"), dataset, dataset.test).table
+    expected = per_defect_type(table["map_max"], table["label"], table["defect_type"], threshold, review_from)
+    for row in expected.itertuples():
+        shown = frame.locator(f'tr[data-type="{row._1}"] td').all_inner_texts()
+        assert shown[:5] == [row._1, str(row.images), str(row._3), str(row._4), str(row._5)], (shown, row)
+    three_way = outcomes(table["map_max"], table["label"], threshold, review_from)
+    cells = {name: int(frame.locator(f'[data-metric="{name}"]').inner_text()) for name in
+             ("good_ok", "good_review", "good_ng", "defect_ok", "defect_review", "defect_ng")}
+    assert (cells["good_ok"], cells["good_review"], cells["good_ng"]) == three_way.good
+    assert (cells["defect_ok"], cells["defect_review"], cells["defect_ng"]) == three_way.defect
+    assert three_way.good[1] + three_way.defect[1] > 0   # the band starts inside the range, not empty
+
+
+@pytest.fixture(scope="module")
+def large_table_server():
+    from benchmarks.live_threshold import streamlit_server
+
+    with streamlit_server(ROOT / "benchmarks" / "live_threshold_app.py", {"LIVE_SCORES": "100000"}) as url:
+        yield url
+
+
+def test_the_slider_follows_at_once_on_100000_scores(page, large_table_server):
+    from benchmarks.live_threshold import component, move_and_measure
+
+    page.goto(large_table_server)
+    frame = component(page)
+    figures = move_and_measure(page, frame, moves=30)
+    assert figures["numbers_median_ms"] <= 50, figures
+    assert frame.locator('[data-metric="defect_ng"]').inner_text().isdigit()
 
 
 def core_verdicts(paths) -> dict:

@@ -1,0 +1,292 @@
+// Live threshold tuning in the browser: every number follows the slider with no server round trip.
+//
+// The server sends the scores once per score column, sorted, as float64 arrays (good ones, defect ones
+// with a defect-type code each). Each count "how many scores are >= t" is a binary search, so a move
+// costs O(log n) per class and per defect type whatever the number of images. The curves and the
+// histogram's bars arrive drawn-ready (downsampled by the server for drawing only); a move restyles
+// the operating points and moves the histogram's lines. The server hears of the threshold on release
+// (after a short pause for keyboard moves), to refresh the misclassified thumbnails and to save.
+//
+// The Streamlit component protocol is spoken directly (no npm package): "componentReady" once,
+// "render" events in, "setComponentValue" and "setFrameHeight" out.
+"use strict";
+
+const state = {
+  dataKey: null, revision: null, good: null, defect: null, types: [], typeNames: [],
+  threshold: 0, reviewFrom: 0, band: false, low: 0, high: 1, step: 1e-3,
+  plotsReady: false, framePending: false, sendTimer: null,
+};
+window.liveLatencies = [];   // ms from an input event to its numbers on the page (read by the e2e test)
+window.liveFrameLatencies = [];   // ms from an input event to the next painted frame
+
+const $ = (id) => document.getElementById(id);
+
+function post(type, extra) {
+  window.parent.postMessage(Object.assign({ isStreamlitMessage: true, type: type }, extra), "*");
+}
+
+function decodeFloat64(base64) {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  return new Float64Array(bytes.buffer);
+}
+
+function decodeUint16(base64) {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  return new Uint16Array(bytes.buffer);
+}
+
+// how many values of an ascending array are >= t
+function countAtLeast(sorted, t) {
+  let low = 0, high = sorted.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (sorted[middle] < t) low = middle + 1; else high = middle;
+  }
+  return sorted.length - low;
+}
+
+// [OK, REVIEW, NG] counts of one ascending array
+function split(sorted, threshold, reviewFrom) {
+  const ng = countAtLeast(sorted, threshold);
+  const atReview = reviewFrom === null ? ng : countAtLeast(sorted, Math.min(reviewFrom, threshold));
+  return [sorted.length - atReview, atReview - ng, ng];
+}
+
+function share(part, whole) { return whole ? part / whole : NaN; }
+function percent(value) { return Number.isNaN(value) ? "—" : (100 * value).toFixed(1) + " %"; }
+function number(value) { return Number.isFinite(value) ? Number(value.toPrecision(6)).toString() : "—"; }
+
+function measure(threshold, reviewFrom) {
+  const good = split(state.good, threshold, reviewFrom);
+  const defect = split(state.defect, threshold, reviewFrom);
+  const nGood = state.good.length, nDefect = state.defect.length;
+  const precision = share(defect[2], defect[2] + good[2]);
+  const recall = share(defect[2], nDefect);
+  const f1 = precision + recall > 0 ? 2 * precision * recall / (precision + recall) : NaN;
+  return {
+    good: good, defect: defect, precision: precision, recall: recall, f1: f1,
+    accuracy: share(good[0] + defect[2], good[0] + good[2] + defect[0] + defect[2]),
+    falseRejectRate: share(good[2], nGood), escapeRate: share(defect[0], nDefect),
+    reviewRate: share(good[1] + defect[1], nGood + nDefect),
+    perType: state.types.map((sorted, index) => {
+      const counts = split(sorted, threshold, reviewFrom);
+      return { name: state.typeNames[index], images: sorted.length, caught: counts[2], review: counts[1],
+               escaped: counts[0], recall: share(counts[2], sorted.length) };
+    }).sort((a, b) => (a.recall - b.recall) || a.name.localeCompare(b.name)),
+  };
+}
+
+const CARDS = [
+  ["precision", "Precision", "Of the parts rejected (NG), the share that are defects."],
+  ["recall", "Recall", "Of the defects, the share rejected (NG)."],
+  ["f1", "F1", "Harmonic mean of precision and recall."],
+  ["accuracy", "Accuracy", "Share of the automatically decided parts judged correctly."],
+  ["false_reject_rate", "False-reject rate", "Good parts rejected (NG), of all good parts."],
+  ["escape_rate", "Escape rate", "Defects accepted (OK), of all defects."],
+  ["review_rate", "Review rate", "Parts sent to review, of all parts."],
+];
+
+function buildCards() {
+  $("cards").innerHTML = CARDS.map(([key, label, help]) =>
+    `<div class="card" title="${help}" data-card="${key}"><div class="label">${label}</div>` +
+    `<div class="value" data-metric="${key}">—</div></div>`).join("");
+}
+
+function showNumbers(numbers) {
+  const values = {
+    precision: percent(numbers.precision), recall: percent(numbers.recall),
+    f1: Number.isNaN(numbers.f1) ? "—" : numbers.f1.toFixed(3), accuracy: percent(numbers.accuracy),
+    false_reject_rate: percent(numbers.falseRejectRate), escape_rate: percent(numbers.escapeRate),
+    review_rate: state.band ? percent(numbers.reviewRate) : "off",
+  };
+  for (const [key, text] of Object.entries(values)) {
+    document.querySelector(`[data-metric="${key}"]`).textContent = text;
+  }
+  $("threshold-value").textContent = number(state.threshold);
+  $("review-value").textContent = number(state.reviewFrom);
+  const g = numbers.good, d = numbers.defect;
+  const cell = (value, name, css) => `<td class="${css}" data-metric="${name}">${value}</td>`;
+  $("confusion").innerHTML =
+    "<tr><th></th><th>accepted (OK)</th><th>review</th><th>rejected (NG)</th></tr>" +
+    `<tr><th>actual good</th>${cell(g[0], "good_ok", "ok-good")}${cell(g[1], "good_review", "review")}` +
+    `${cell(g[2], "good_ng", "ng-good")}</tr>` +
+    `<tr><th>actual defect</th>${cell(d[0], "defect_ok", "ok-defect")}${cell(d[1], "defect_review", "review")}` +
+    `${cell(d[2], "defect_ng", "ng-defect")}</tr>`;
+  $("band-counts").textContent = `${g[0] + d[0]} OK, ${g[1] + d[1]} to review, ${g[2] + d[2]} NG` +
+    (state.band ? "" : " (review band off)");
+  $("per-type").innerHTML = numbers.perType.length ?
+    "<tr><th>defect type</th><th>images</th><th>caught (NG)</th><th>to review</th><th>escaped (OK)</th>" +
+    "<th>recall</th></tr>" + numbers.perType.map((row) =>
+      `<tr data-type="${row.name}"><td>${row.name}</td><td>${row.images}</td><td>${row.caught}</td>` +
+      `<td>${row.review}</td><td class="${row.escaped ? "escapes" : ""}">${row.escaped}</td>` +
+      `<td data-metric="recall_${row.name}">${percent(row.recall)}</td></tr>`).join("") :
+    "<tr><td>No labelled defects in this data set.</td></tr>";
+}
+
+const DARK = { paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#0e1117", font: { color: "#e6edf3" },
+               margin: { l: 55, r: 15, t: 40, b: 45 }, height: 340, showlegend: true,
+               legend: { orientation: "h", y: 1.0, yanchor: "bottom", x: 1, xanchor: "right" } };
+const AXIS = { gridcolor: "#30363d", zerolinecolor: "#30363d" };
+const POINT = { size: 13, color: "#f5a623", line: { width: 2, color: "white" } };
+
+function drawPlots(args, numbers) {
+  const config = { displayModeBar: false, responsive: true };
+  const haveCurves = args.roc !== null;
+  $("roc").hidden = $("pr").hidden = !haveCurves;
+  if (haveCurves) {
+    Plotly.newPlot("roc", [
+      { x: [0, 1], y: [0, 1], mode: "lines", name: "chance", line: { dash: "dot", color: "#8b949e" }, hoverinfo: "skip" },
+      { x: args.roc.x, y: args.roc.y, mode: "lines", name: "ROC", line: { color: "#58a6ff", shape: "hv" } },
+      { x: [numbers.falseRejectRate], y: [numbers.recall], mode: "markers", name: "current threshold", marker: POINT },
+    ], Object.assign({}, DARK, { title: { text: `ROC curve — AUROC ${args.roc.area.toFixed(3)}` },
+      xaxis: Object.assign({ title: "false-reject rate (good parts rejected)", range: [-0.02, 1.02] }, AXIS),
+      yaxis: Object.assign({ title: "recall (defects caught)", range: [-0.02, 1.02] }, AXIS) }), config);
+    Plotly.newPlot("pr", [
+      { x: args.pr.x, y: args.pr.y, mode: "lines", name: "PR", line: { color: "#58a6ff", shape: "hv" } },
+      { x: [numbers.recall], y: [numbers.precision], mode: "markers", name: "current threshold", marker: POINT },
+    ], Object.assign({}, DARK, { title: { text: `Precision–recall — AUPRC ${args.pr.area.toFixed(3)}` },
+      xaxis: Object.assign({ title: "recall (defects caught)", range: [-0.02, 1.02] }, AXIS),
+      yaxis: Object.assign({ title: "precision (rejects that are defects)", range: [-0.02, 1.02] }, AXIS) }), config);
+  }
+  const bars = [];
+  for (const [name, counts, colour] of [["good", args.histogram.good, "#3fb68b"],
+                                          ["defect", args.histogram.defect, "#e5534b"]]) {
+    if (counts.some((count) => count > 0)) {
+      bars.push({ type: "bar", x: args.histogram.centres, y: counts, width: args.histogram.width, name: name,
+                  marker: { color: colour }, opacity: 0.7 });
+    }
+  }
+  Plotly.newPlot("histogram", bars, Object.assign({}, DARK, {
+    title: { text: "Score distribution — drag the orange line" }, barmode: "overlay",
+    xaxis: Object.assign({ title: `${args.column} (higher = more anomalous)` }, AXIS),
+    yaxis: Object.assign({ title: "images" }, AXIS), shapes: histogramShapes() }),
+    Object.assign({ edits: { shapePosition: true } }, config));
+  // dragging the threshold (or the band's edge) on the histogram moves the slider
+  $("histogram").on("plotly_relayout", (update) => {
+    const moved = Object.keys(update).find((key) => /^shapes\[\d\]\.x0$/.test(key));
+    if (!moved) return;
+    const index = Number(moved.match(/\d/)[0]);
+    const value = clamp(Number(update[moved]));
+    if (index === 0) state.threshold = value; else state.reviewFrom = Math.min(value, state.threshold);
+    syncInputs();
+    refresh(null);
+    scheduleSend(0);
+  });
+  state.plotsReady = true;
+}
+
+function histogramShapes() {
+  const line = { type: "line", yref: "paper", y0: 0, y1: 1, x0: state.threshold, x1: state.threshold,
+                 line: { color: "#f5a623", width: 3 } };
+  if (!state.band) return [line];
+  return [line, { type: "line", yref: "paper", y0: 0, y1: 1, x0: state.reviewFrom, x1: state.reviewFrom,
+                  line: { color: "#c9d1d9", width: 2, dash: "dash" } },
+          { type: "rect", yref: "paper", y0: 0, y1: 1, x0: state.reviewFrom, x1: state.threshold,
+            fillcolor: "#8b949e", opacity: 0.2, line: { width: 0 }, editable: false }];
+}
+
+function redrawPlots(numbers) {
+  if (!state.plotsReady) return;
+  if (!$("roc").hidden) {
+    Plotly.restyle("roc", { x: [[numbers.falseRejectRate]], y: [[numbers.recall]] }, [2]);
+    Plotly.restyle("pr", { x: [[numbers.recall]], y: [[numbers.precision]] }, [1]);
+  }
+  Plotly.relayout("histogram", { shapes: histogramShapes() });
+}
+
+function clamp(value) { return Math.min(Math.max(value, state.low), state.high); }
+
+function syncInputs() {
+  $("threshold").value = state.threshold;
+  $("review-from").max = state.threshold;
+  $("review-from").value = Math.min(state.reviewFrom, state.threshold);
+  $("band-toggle").checked = state.band;
+  $("band-row").hidden = !state.band;
+}
+
+let latest = null;
+
+function refresh(event) {
+  const numbers = measure(state.threshold, state.band ? Math.min(state.reviewFrom, state.threshold) : null);
+  showNumbers(numbers);
+  if (event) {
+    const started = event.timeStamp;
+    window.liveLatencies.push(performance.now() - started);
+    requestAnimationFrame(() => window.liveFrameLatencies.push(performance.now() - started));
+  }
+  latest = numbers;
+  // the plots follow on the next frame; several moves within one frame are drawn once
+  if (!state.framePending) {
+    state.framePending = true;
+    requestAnimationFrame(() => { state.framePending = false; redrawPlots(latest); });
+  }
+}
+
+function scheduleSend(delay) {
+  clearTimeout(state.sendTimer);
+  state.sendTimer = setTimeout(() => post("streamlit:setComponentValue", { dataType: "json", value: {
+    threshold: state.threshold, review_from: state.band ? Math.min(state.reviewFrom, state.threshold) : null,
+    band: state.band, revision: state.revision } }), delay);
+}
+
+function setHeight() {
+  post("streamlit:setFrameHeight", { height: document.documentElement.scrollHeight + 4 });
+}
+
+function onRender(args) {
+  const dataChanged = args.data_key !== state.dataKey;
+  if (dataChanged) {
+    state.dataKey = args.data_key;
+    state.good = decodeFloat64(args.good);
+    state.defect = decodeFloat64(args.defect);
+    const defectTypes = decodeUint16(args.defect_types);
+    state.typeNames = args.type_names;
+    state.types = args.type_names.map((_, code) => state.defect.filter((_, index) => defectTypes[index] === code));
+    state.low = args.low; state.high = args.high; state.step = args.step;
+    for (const id of ["threshold", "review-from"]) {
+      $(id).min = args.low; $(id).max = args.high; $(id).step = args.step;
+    }
+  }
+  if (dataChanged || args.revision !== state.revision) {   // the server set the threshold (preset, exact value)
+    state.revision = args.revision;
+    state.threshold = clamp(args.threshold);
+    state.band = args.review_from !== null;
+    state.reviewFrom = args.review_from !== null ? args.review_from : clamp(args.default_review_from);
+    syncInputs();
+  }
+  const numbers = measure(state.threshold, state.band ? Math.min(state.reviewFrom, state.threshold) : null);
+  if (dataChanged) drawPlots(args, numbers); else redrawPlots(numbers);
+  showNumbers(numbers);
+  setHeight();
+}
+
+function main() {
+  buildCards();
+  $("threshold").addEventListener("input", (event) => {
+    state.threshold = Number(event.target.value);
+    if (state.reviewFrom > state.threshold) state.reviewFrom = state.threshold;
+    $("review-from").max = state.threshold;
+    refresh(event);
+  });
+  $("review-from").addEventListener("input", (event) => {
+    state.reviewFrom = Math.min(Number(event.target.value), state.threshold);
+    refresh(event);
+  });
+  $("band-toggle").addEventListener("change", (event) => {
+    state.band = event.target.checked;
+    syncInputs();
+    refresh(event);
+    setHeight();
+    scheduleSend(0);
+  });
+  // told on release: a pointer drag ends with "change"; keyboard steps fire "change" each, so wait for a pause
+  for (const id of ["threshold", "review-from"]) {
+    $(id).addEventListener("change", () => scheduleSend(400));
+  }
+  window.addEventListener("message", (event) => {
+    if (event.data && event.data.type === "streamlit:render") onRender(event.data.args);
+  });
+  post("streamlit:componentReady", { apiVersion: 1 });
+}
+
+main();
