@@ -68,8 +68,29 @@ def expand(files) -> tuple[list[bytes], list[str], dict[str, str]]:
     return contents, names, problems
 
 
+SAMPLES = Path(__file__).resolve().parents[2] / "assets" / "samples"
+
+
+class _Sample:
+    """A sample image shipped with the app, shaped like an upload (a browser user cannot reach the server's files)."""
+
+    def __init__(self, path: Path):
+        self.name, self._path = path.name, path
+
+    def getvalue(self) -> bytes:
+        return self._path.read_bytes()
+
+
+if st.button("Try the sample images", icon=":material/photo_library:", key="try_samples",
+             help="Judge the demo's sample parts shipped with the app: three good ones and one of each defect type."):
+    st.session_state["inspect_samples"] = True
+if uploads:
+    st.session_state["inspect_samples"] = False
+if not uploads and st.session_state.get("inspect_samples"):
+    uploads = [_Sample(path) for path in sorted(SAMPLES.iterdir()) if is_image_name(path.name)]
+    st.caption(f"Judging the {len(uploads)} sample images shipped with the app; drop your own above to replace them.")
 if not uploads:
-    st.info("Drop one or more images above to judge them. Sample images to try are in `assets/samples/`.")
+    st.info("Drop one or more images above to judge them, or try the sample images.")
     st.stop()
 
 contents, names, problems = expand(uploads)

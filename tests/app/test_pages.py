@@ -156,6 +156,15 @@ def test_inspect_gives_the_cores_verdicts_and_rejects_dead_and_corrupt_frames():
     assert download.proto.label == "Download scores.csv"
 
 
+def test_a_presenter_can_try_the_sample_images_without_files():
+    """A browser user cannot reach assets/samples/ on the server: one button judges them, as the core does."""
+    app = open_page("inspect")
+    app.button(key="try_samples").click().run()
+    assert not app.exception
+    table = app.dataframe[0].value
+    assert dict(zip(table["path"], table["verdict"])) == core_verdicts(sorted(SAMPLES.glob("*.png")))
+
+
 def test_inspect_accepts_a_zip_and_refuses_a_hostile_one():
     import zipfile
 
