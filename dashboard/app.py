@@ -23,6 +23,7 @@ navigation = st.navigation([
     st.Page(PAGES / "threshold.py", title="Threshold", icon=":material/tune:"),
     st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page(PAGES / "inspect.py", title="Inspect", icon=":material/search:"),
+    st.Page(PAGES / "review.py", title="Review", icon=":material/rate_review:"),
     st.Page(PAGES / "report.py", title="Report", icon=":material/description:"),
 ])
 with st.sidebar:

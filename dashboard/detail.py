@@ -27,6 +27,7 @@ class Detail:
     reason: str
     pictures: list[tuple[str, np.ndarray]]
     scores: dict[str, float]
+    corrections: object = None   # the review queue (core.runs.corrections.Corrections) for a data-set image
 
 
 def detail_from_arrays(space, title: str, label: str, verdict: str, reason: str, scores: dict,
@@ -55,10 +56,12 @@ def detail_for_row(space, index) -> Detail:
     if row["label"] == "defect" and row["defect_type"]:
         label = f"defect · {row['defect_type']}"
     scores = {column: float(row[column]) for column in workspace.score_columns(space.table)}
-    return detail_from_arrays(space, row["path"], label, str(verdicts[0]), str(reasons[0]), scores,
-                              page.images[0], page.anomaly_maps[0],
-                              None if page.reconstructions is None else page.reconstructions[0],
-                              None if page.residuals is None else page.residuals[0], page.masks[0])
+    detail = detail_from_arrays(space, row["path"], label, str(verdicts[0]), str(reasons[0]), scores,
+                                page.images[0], page.anomaly_maps[0],
+                                None if page.reconstructions is None else page.reconstructions[0],
+                                None if page.residuals is None else page.residuals[0], page.masks[0])
+    detail.corrections = space.corrections
+    return detail
 
 
 def render(detail: Detail, primary: str) -> None:
@@ -71,6 +74,47 @@ def render(detail: Detail, primary: str) -> None:
     scores["decides"] = np.where(scores["score"] == primary, "primary score", "")
     st.dataframe(scores, hide_index=True, width="stretch",
                  column_config={"value": st.column_config.NumberColumn(format="%.5g")})
+    if detail.corrections is not None:
+        review_controls(detail.corrections, detail.title)
+
+
+REVIEW_CHANGED = "review_changed"
+
+
+def review_controls(corrections, image: str) -> None:
+    """Mark this image for the review queue: actually good, actually defect (of a type), or excluded.
+
+    The marks are made in the buttons' callbacks, so they hold whatever reruns next; a dialog reruns on its
+    own, so it then asks for a whole-page rerun, which every page's numbers follow (and which closes it).
+    """
+    if st.session_state.pop(REVIEW_CHANGED, False):
+        st.rerun()
+    entry = corrections.entries.get(image)
+    st.markdown("**Review** — " + (f"marked *{entry['action']}*" + (f" ({entry['defect_type']})" if
+                                   entry.get("defect_type") else "") if entry else "not marked") +
+                ". Marks are kept beside the run, never in your data folder; every page follows them, and "
+                "*Retrain with corrections* on the Review page uses them.")
+    good, defect, kind, exclude, undo = st.columns([1, 1, 1, 1, 1])
+    type_key = f"review-type-{image}"
+    kind.text_input("Defect type", value=entry.get("defect_type", "") if entry else "", key=type_key,
+                    placeholder="e.g. crack", label_visibility="collapsed")
+
+    def mark(action: str) -> None:
+        corrections.mark(image, action, st.session_state.get(type_key, "") if action == "defect" else "")
+        st.session_state[REVIEW_CHANGED] = True
+
+    def unmark() -> None:
+        corrections.undo(image)
+        st.session_state[REVIEW_CHANGED] = True
+
+    good.button("Actually good", key=f"review-good-{image}", icon=":material/check:", on_click=mark, args=("good",))
+    defect.button("Actually defect", key=f"review-defect-{image}", icon=":material/report:", on_click=mark,
+                  args=("defect",))
+    exclude.button("Exclude", key=f"review-exclude-{image}", icon=":material/block:", on_click=mark,
+                   args=("exclude",),
+                   help="Leave this image out of every measurement and of retraining (a bad capture, not a part).")
+    if entry:
+        undo.button("Undo", key=f"review-undo-{image}", icon=":material/undo:", on_click=unmark)
 
 
 def open_dialog(detail: Detail, primary: str) -> None:

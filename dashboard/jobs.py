@@ -40,24 +40,45 @@ def training_jobs() -> int:
 def start_training(runs_root: Path, data_kind: str, data_location: str, model_kind: str, epochs: int,
                    input_size: int, seed: int, anomaly_source: str | None = None, patch_size: int | None = None,
                    channels: int = 1) -> Path:
+    return _start(runs_root, data_kind, data_location, model_kind, epochs,
+                  training_parameters(model_kind, epochs, input_size, seed, anomaly_source, patch_size, channels))
+
+
+def start_retraining(runs_root: Path, data_kind: str, data_location: str, manifest: dict, corrections_path: Path,
+                     epochs: int | None = None) -> Path:
+    """Train a new run like the one ``manifest`` describes, on the data as the review queue corrected it: test
+    images marked good join the training set, excluded images leave it. The old run is not touched."""
+    from core.detectors import detector_class
+    from core.detectors.base import saved_parameters
+
+    kind = manifest["model_kind"]
+    parameters = saved_parameters(detector_class(kind), manifest)
+    parameters.pop("model", None)   # new_detector names the autoencoder's network itself
+    if epochs is not None and "epochs" in parameters:
+        parameters["epochs"] = int(epochs)
+    return _start(runs_root, data_kind, data_location, kind, int(parameters.get("epochs", 0)), parameters,
+                  corrections_path=str(corrections_path), retrained_from=manifest["model_sha256"])
+
+
+def _start(runs_root, data_kind, data_location, model_kind, epochs, parameters, corrections_path=None,
+           retrained_from=None) -> Path:
     if training_jobs() >= MAX_TRAINING_JOBS:
         raise TooManyJobs(f"The server is already training {MAX_TRAINING_JOBS} models; wait until one "
                           "finishes or cancel one.")
     run_dir = claim_run_folder(Path(runs_root) / new_run_id(model_kind))
     write_status(run_dir, state="queued", model_kind=model_kind, epochs=epochs, epoch=0,
                  message="Waiting for the training before it to finish",
-                 data=data_kind if data_kind == "demo" else data_location, **owner_fields())
+                 data=data_kind if data_kind == "demo" else data_location, **owner_fields(),
+                 **({"retrained_from": retrained_from, "corrections_path": corrections_path} if retrained_from else {}))
     thread = threading.Thread(target=_train, name=f"train-{run_dir.name}", daemon=True,
-                              args=(run_dir, data_kind, data_location, model_kind,
-                                    training_parameters(model_kind, epochs, input_size, seed, anomaly_source,
-                                                                        patch_size, channels)))
+                              args=(run_dir, data_kind, data_location, model_kind, parameters, corrections_path))
     with _lock:
         _threads[f"train-{run_dir.name}"] = thread
     thread.start()
     return run_dir
 
 
-def _train(run_dir, data_kind, data_location, model_kind, parameters) -> None:
+def _train(run_dir, data_kind, data_location, model_kind, parameters, corrections_path=None) -> None:
     from core.detectors import new_detector
     from core.detectors.base import TrainingCancelled
     from core.runs.pipeline import train_run
@@ -68,6 +89,10 @@ def _train(run_dir, data_kind, data_location, model_kind, parameters) -> None:
                 write_status(run_dir, state="cancelled", message="Training was cancelled before it started.")
                 return
             with open_dataset_for(data_kind, data_location) as dataset:
+                if corrections_path is not None:
+                    from core.runs.corrections import corrected_dataset, load_corrections
+
+                    dataset = corrected_dataset(dataset, load_corrections(Path(corrections_path)))
                 detector = new_detector(model_kind, **parameters)
                 train_run(dataset, run_dir, detector, should_stop=lambda: (run_dir / CANCEL_FILE).exists())
     except TrainingCancelled:

@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from core.runs.bundles import read_manifest
+from core.runs.corrections import Corrections, apply_to_table, corrections_file, load_corrections
 from core.data.datasets import Dataset
 from core.evaluation.decision import DEFAULT_FALSE_REJECT_RATE, Decision
 from core.evaluation.decision import default_decision as core_default_decision
@@ -37,6 +38,7 @@ class Workspace:
     errors: dict[str, str]
     choice: DetectorChoice = RUN_ITSELF
     fingerprint: str = ""
+    corrections: Corrections | None = None   # the review queue's labels, already applied to ``table``
 
     @property
     def has_reconstructions(self) -> bool:
@@ -68,13 +70,26 @@ def current() -> Workspace | None:
                           resources.fingerprint(dataset), choice)
         detector = resources.active_detector(key)
         table, errors = resources.score_table(key)
+        st.session_state.pop("review_changed", None)   # a mark made in a dialog: this whole-page run follows it
+        corrections = current_corrections()
+        table = apply_to_table(table, corrections)
     except InputError as error:
         st.error(f"{error} Choose another data set, model or detector on the Data & Model page.")
         return None
+    except ValueError as error:   # a damaged corrections file: say so, and go on without it
+        st.warning(f"{error} The review queue's corrections are not applied.")
+        corrections = None
     if table.empty:
         st.warning("None of the test images could be read. Choose another data set on the Data & Model page.")
         return None
-    return Workspace(dataset, detector, manifest, table, errors, choice, key.fingerprint)
+    return Workspace(dataset, detector, manifest, table, errors, choice, key.fingerprint, corrections)
+
+
+def current_corrections() -> Corrections:
+    """The review queue of the current run on the current data (``ValueError`` for a damaged file)."""
+    data, model = data_choice(), model_choice()
+    location = data.location or data.kind
+    return load_corrections(corrections_file(resources.RUNS_ROOT, model.path, location), model.path, location)
 
 
 # -- threshold state ------------------------------------------------------------------------------

@@ -521,3 +521,50 @@ def test_details_open_from_the_gallery_and_from_a_misclassified_image(demo_score
     row = demo_scores.set_index("path").loc[path]
     expected = "NG" if row["label"] == "good" else "OK"   # a false reject is NG, an escape OK
     assert f"**{path}**" in _detail_text(threshold) and f"verdict: **{expected}**" in _detail_text(threshold)
+
+
+def test_mark_a_false_reject_good_retrain_and_see_before_and_after(tmp_path, monkeypatch, demo_scores):
+    """The review loop: a false reject marked good is trained on by a new run; both runs are then shown on the
+    same test images (that image no longer among them), both ROC curves and the verdicts that changed."""
+    import dashboard.resources
+    from dashboard import jobs
+
+    monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", tmp_path / "runs")
+    app = open_page("threshold")
+    false_reject = next(button for button in app.button if button.key and button.key.startswith("wrong-")
+                        and button.key.removeprefix("wrong-").startswith("test/good/"))
+    path = false_reject.key.removeprefix("wrong-")
+    false_reject.click().run()
+    app.button(key=f"review-good-{path}").click().run()
+    assert not app.exception
+    marks = list((tmp_path / "runs" / "corrections").glob("*.json"))
+    assert len(marks) == 1 and path in marks[0].read_text()
+    assert not list(Path(ROOT).rglob("*corrections*.json"))   # nothing written into the data or the app
+
+    # an escape marked good changes the labels every page counts with, at once
+    escape = demo_scores[(demo_scores["label"] == "defect")].sort_values("map_max").iloc[0]["path"]
+    app.switch_page("views/residuals.py").run()
+    from core.runs.corrections import load_corrections
+
+    load_corrections(marks[0]).mark(escape, "exclude")
+    app.switch_page("views/threshold.py").run()
+    assert released(app).n_defect == int((demo_scores["label"] == "defect").sum()) - 1
+
+    app.switch_page("views/review.py").run()
+    assert not app.exception
+    assert any(path in item.value for item in app.markdown) and any(escape in item.value for item in app.markdown)
+    app.number_input(key="retrain_epochs").set_value(2).run()
+    next(button for button in app.button if button.label == "Retrain with corrections").click().run()
+    run_id = app.session_state["retraining"]
+    jobs.join(run_id, timeout=600)
+    app.run()
+    assert not app.exception, [item.value for item in app.exception]
+    assert not app.error, [item.value for item in app.error]
+    cards = next(frame.value for frame in app.dataframe if list(frame.value.columns) == ["before", "after"])
+    assert "image AUROC" in cards.index and "escape rate" in cards.index
+    assert any(item.value.startswith("**Images whose verdict changed:") for item in app.markdown)
+    roc = app.get("plotly_chart")[-1].proto.spec
+    assert '"before (AUROC' in roc and '"after (AUROC' in roc
+    assert any(item.value.startswith("Both runs on the same 138 test images") for item in app.caption)
+    manifest = (tmp_path / "runs" / run_id / "manifest.json").read_text()
+    assert '"train_good": 241' in manifest    # the false reject joined the training images
