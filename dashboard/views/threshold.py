@@ -71,14 +71,6 @@ def from_input() -> None:
 if "threshold" not in st.session_state or "threshold_revision" not in st.session_state:
     set_threshold(workspace.current_threshold(space))
 
-# what the browser reported on release: adopted unless the server has set another threshold since
-reported = st.session_state.get(LIVE_KEY)
-if reported and reported.get("revision") == st.session_state["threshold_revision"]:
-    st.session_state["threshold"] = float(reported["threshold"])
-    st.session_state["threshold_input"] = float(reported["threshold"])
-    st.session_state["review_from"] = reported.get("review_from")
-
-
 with st.expander("Presets", expanded=True):
     preset_columns = st.columns(5)
     presets = {"Run default": lambda: default.threshold}
@@ -114,8 +106,19 @@ def band_start(threshold: float) -> float:
     return float(start)
 
 
+def adopt_release() -> None:
+    """What the browser reported on release, unless the server has set another threshold since (a report
+    carries the revision it was drawn at). The release reruns this fragment only, so it is read here."""
+    reported = st.session_state.get(LIVE_KEY)
+    if reported and reported.get("revision") == st.session_state["threshold_revision"]:
+        st.session_state["threshold"] = float(reported["threshold"])
+        st.session_state["threshold_input"] = float(reported["threshold"])
+        st.session_state["review_from"] = reported.get("review_from")
+
+
 @st.fragment
 def tuning() -> None:
+    adopt_release()
     threshold = float(st.session_state["threshold"])
     review_from = st.session_state.get("review_from")
     payload = workspace.live_payload(space, column, low, high, step)

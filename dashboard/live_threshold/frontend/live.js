@@ -18,6 +18,7 @@ const state = {
 };
 window.liveLatencies = [];   // ms from an input event to its numbers on the page (read by the e2e test)
 window.liveFrameLatencies = [];   // ms from an input event to the next painted frame
+window.liveSent = 0;   // how many times the server was told of a threshold (on release only)
 
 const $ = (id) => document.getElementById(id);
 
@@ -103,7 +104,10 @@ function showNumbers(numbers) {
     document.querySelector(`[data-metric="${key}"]`).textContent = text;
   }
   $("threshold-value").textContent = number(state.threshold);
-  $("review-value").textContent = number(state.reviewFrom);
+  $("threshold-value").dataset.value = String(state.threshold);   // full precision, for tests and tools
+  const reviewFrom = Math.min(state.reviewFrom, state.threshold);
+  $("review-value").textContent = number(reviewFrom);
+  $("review-value").dataset.value = state.band ? String(reviewFrom) : "";
   const g = numbers.good, d = numbers.defect;
   const cell = (value, name, css) => `<td class="${css}" data-metric="${name}">${value}</td>`;
   $("confusion").innerHTML =
@@ -224,9 +228,12 @@ function refresh(event) {
 
 function scheduleSend(delay) {
   clearTimeout(state.sendTimer);
-  state.sendTimer = setTimeout(() => post("streamlit:setComponentValue", { dataType: "json", value: {
-    threshold: state.threshold, review_from: state.band ? Math.min(state.reviewFrom, state.threshold) : null,
-    band: state.band, revision: state.revision } }), delay);
+  state.sendTimer = setTimeout(() => {
+    window.liveSent += 1;
+    post("streamlit:setComponentValue", { dataType: "json", value: {
+      threshold: state.threshold, review_from: state.band ? Math.min(state.reviewFrom, state.threshold) : null,
+      band: state.band, revision: state.revision } });
+  }, delay);
 }
 
 function setHeight() {
