@@ -14,7 +14,7 @@
 const state = {
   dataKey: null, revision: null, good: null, defect: null, types: [], typeNames: [],
   threshold: 0, reviewFrom: 0, band: false, low: 0, high: 1, step: 1e-3,
-  plotsReady: false, framePending: false, sendTimer: null,
+  plotsReady: false, framePending: false, sendTimer: null, lastArgs: null, height: 0,
 };
 window.liveLatencies = [];   // ms from an input event to its numbers on the page (read by the e2e test)
 window.liveFrameLatencies = [];   // ms from an input event to the next painted frame
@@ -127,9 +127,11 @@ function showNumbers(numbers) {
     "<tr><td>No labelled defects in this data set.</td></tr>";
 }
 
+// the title sits at the top left, the legend just above the plot area: they never overlap
 const DARK = { paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#0e1117", font: { color: "#e6edf3" },
-               margin: { l: 55, r: 15, t: 40, b: 45 }, height: 340, showlegend: true,
-               legend: { orientation: "h", y: 1.0, yanchor: "bottom", x: 1, xanchor: "right" } };
+               margin: { l: 55, r: 15, t: 70, b: 45 }, height: 360, showlegend: true,
+               legend: { orientation: "h", y: 1.02, yanchor: "bottom", x: 1, xanchor: "right" } };
+const title = (text) => ({ text: text, x: 0.01, xanchor: "left", y: 0.97, yanchor: "top" });
 const AXIS = { gridcolor: "#30363d", zerolinecolor: "#30363d" };
 const POINT = { size: 13, color: "#f5a623", line: { width: 2, color: "white" } };
 
@@ -142,15 +144,15 @@ function drawPlots(args, numbers) {
       { x: [0, 1], y: [0, 1], mode: "lines", name: "chance", line: { dash: "dot", color: "#8b949e" }, hoverinfo: "skip" },
       { x: args.roc.x, y: args.roc.y, mode: "lines", name: "ROC", line: { color: "#58a6ff", shape: "hv" } },
       { x: [numbers.falseRejectRate], y: [numbers.recall], mode: "markers", name: "current threshold", marker: POINT },
-    ], Object.assign({}, DARK, { title: { text: `ROC curve — AUROC ${args.roc.area.toFixed(3)}` },
-      xaxis: Object.assign({ title: "false-reject rate (good parts rejected)", range: [-0.02, 1.02] }, AXIS),
-      yaxis: Object.assign({ title: "recall (defects caught)", range: [-0.02, 1.02] }, AXIS) }), config);
+    ], Object.assign({}, DARK, { title: title(`ROC curve — AUROC ${args.roc.area.toFixed(3)}`),
+      xaxis: Object.assign({ title: { text: "false-reject rate (good parts rejected)" }, range: [-0.02, 1.02] }, AXIS),
+      yaxis: Object.assign({ title: { text: "recall (defects caught)" }, range: [-0.02, 1.02] }, AXIS) }), config);
     Plotly.newPlot("pr", [
       { x: args.pr.x, y: args.pr.y, mode: "lines", name: "PR", line: { color: "#58a6ff", shape: "hv" } },
       { x: [numbers.recall], y: [numbers.precision], mode: "markers", name: "current threshold", marker: POINT },
-    ], Object.assign({}, DARK, { title: { text: `Precision–recall — AUPRC ${args.pr.area.toFixed(3)}` },
-      xaxis: Object.assign({ title: "recall (defects caught)", range: [-0.02, 1.02] }, AXIS),
-      yaxis: Object.assign({ title: "precision (rejects that are defects)", range: [-0.02, 1.02] }, AXIS) }), config);
+    ], Object.assign({}, DARK, { title: title(`Precision–recall — AUPRC ${args.pr.area.toFixed(3)}`),
+      xaxis: Object.assign({ title: { text: "recall (defects caught)" }, range: [-0.02, 1.02] }, AXIS),
+      yaxis: Object.assign({ title: { text: "precision (rejects that are defects)" }, range: [-0.02, 1.02] }, AXIS) }), config);
   }
   const bars = [];
   for (const [name, counts, colour] of [["good", args.histogram.good, "#3fb68b"],
@@ -161,9 +163,9 @@ function drawPlots(args, numbers) {
     }
   }
   Plotly.newPlot("histogram", bars, Object.assign({}, DARK, {
-    title: { text: "Score distribution — drag the orange line" }, barmode: "overlay",
-    xaxis: Object.assign({ title: `${args.column} (higher = more anomalous)` }, AXIS),
-    yaxis: Object.assign({ title: "images" }, AXIS), shapes: histogramShapes() }),
+    title: title("Score distribution — drag the orange line"), barmode: "overlay",
+    xaxis: Object.assign({ title: { text: `${args.column} (higher = more anomalous)` } }, AXIS),
+    yaxis: Object.assign({ title: { text: "images" } }, AXIS), shapes: histogramShapes() }),
     Object.assign({ edits: { shapePosition: true } }, config));
   // dragging the threshold (or the band's edge) on the histogram moves the slider
   $("histogram").on("plotly_relayout", (update) => {
@@ -190,7 +192,11 @@ function histogramShapes() {
 }
 
 function redrawPlots(numbers) {
-  if (!state.plotsReady) return;
+  if (!state.plotsReady) {
+    // plotly.js (4.8 MB) loads after the numbers are on the page; the plots are drawn once it has
+    if (window.Plotly && state.lastArgs) drawPlots(state.lastArgs, numbers);
+    return;
+  }
   if (!$("roc").hidden) {
     Plotly.restyle("roc", { x: [[numbers.falseRejectRate]], y: [[numbers.recall]] }, [2]);
     Plotly.restyle("pr", { x: [[numbers.recall]], y: [[numbers.precision]] }, [1]);
@@ -237,7 +243,25 @@ function scheduleSend(delay) {
 }
 
 function setHeight() {
-  post("streamlit:setFrameHeight", { height: document.documentElement.scrollHeight + 4 });
+  // only a real change is sent: Streamlit re-renders the component on every height it is told
+  // the content's own height: the document's scrollHeight is never less than the frame, so it could only grow
+  const height = Math.ceil($("live").getBoundingClientRect().height) + 12;
+  if (Math.abs(height - state.height) > 2) {
+    state.height = height;
+    post("streamlit:setFrameHeight", { height: height });
+  }
+}
+
+function loadPlotly() {
+  const script = document.createElement("script");
+  script.src = "plotly.min.js";
+  script.onload = () => {
+    if (state.lastArgs) {
+      drawPlots(state.lastArgs, latest || measure(state.threshold, state.band ? state.reviewFrom : null));
+      setHeight();
+    }
+  };
+  document.head.appendChild(script);
 }
 
 function onRender(args) {
@@ -262,8 +286,13 @@ function onRender(args) {
     syncInputs();
   }
   const numbers = measure(state.threshold, state.band ? Math.min(state.reviewFrom, state.threshold) : null);
-  if (dataChanged) drawPlots(args, numbers); else redrawPlots(numbers);
+  latest = numbers;
+  state.lastArgs = args;
+  if (dataChanged) state.plotsReady = false;
   showNumbers(numbers);
+  if (window.Plotly) {
+    if (dataChanged) drawPlots(args, numbers); else redrawPlots(numbers);
+  }
   setHeight();
 }
 
@@ -294,6 +323,7 @@ function main() {
     if (event.data && event.data.type === "streamlit:render") onRender(event.data.args);
   });
   post("streamlit:componentReady", { apiVersion: 1 });
+  loadPlotly();
 }
 
 main();
