@@ -15,41 +15,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@contextlib.contextmanager
 def _dashboard(cache_dir: str):
-    """A fresh ``streamlit run`` of the dashboard on a free port; yields its address once it is healthy."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    environment = os.environ | {"RESIDUAL_LAB_CACHE": cache_dir}
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-                               "--server.port", str(port), "--server.headless", "true"],
-                              cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+    """A fresh ``streamlit run`` of the dashboard on a free port with its own demo cache."""
+    from benchmarks.live_threshold import streamlit_server
+
+    return streamlit_server(ROOT / "dashboard" / "app.py", {"RESIDUAL_LAB_CACHE": cache_dir})
 
 
 @contextlib.contextmanager
@@ -66,11 +44,13 @@ def _chromium_page():
 
 
 def cold_start(cache_dir: str) -> float:
-    """Seconds from launching the server to the Threshold page showing its metrics."""
+    """Seconds from launching the server to the Threshold page showing its metrics (in its live component)."""
+    from benchmarks.live_threshold import component
+
     started = time.perf_counter()
     with _dashboard(cache_dir) as url, _chromium_page() as page:
         page.goto(f"{url}/threshold")
-        page.locator('[data-testid="stMetricValue"]').first.wait_for(timeout=120_000)
+        component(page)
         return round(time.perf_counter() - started, 1)
 
 

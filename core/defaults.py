@@ -21,7 +21,10 @@ Figures are image AUROC of the ``max`` column unless another column is named.
 - **Denoising: off.** σ = 0.05 moves AUROC by at most ±0.003 on casting and texture.
 - **Input size: 64 px.** At 96 px, texture improves (0.820 against 0.781), because the fine weave
   is close to the pixel pitch at 64 px. Casting falls to 0.966, and training takes 2.1× as long.
-  For fine periodic textures, train at a larger ``--image-size``.
+  For fine periodic textures, train at a larger ``--image-size``. (This is the Python class's
+  default and the whole-image recipe. The command line and Data & Model now start from the images'
+  native size, at most 512 px, and train on 64 px patches above 64 px: see
+  :mod:`core.data.native` and ``benchmarks/recorded/native_resolution.json``.)
 - **Memory bank coreset: 5 % of the good patches.** Against 1 %, it wins in 5 of 8 settings on
   casting and in all 8 on object (on the default network: 0.985 against 0.967). It loses
   slightly on texture. Building the bank takes about 4× as long, about 20 s on the demo.
