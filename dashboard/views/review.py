@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.evaluation.before_after import compare_runs
 from core.runs.corrections import corrected_dataset, load_corrections
-from core.runs.store import FINISHED_STATES, read_status
+from core.runs.store import FINISHED_STATES, list_runs, read_status
 from dashboard import figures, jobs, resources, session, workspace
 from dashboard.words import as_code
 
@@ -69,8 +69,19 @@ def before_and_after(before_path: str, before_sha: str, after_path: str, after_s
     return compare_runs(before, after, corrected)
 
 
+def latest_retraining() -> str | None:
+    """The newest retraining of the current run, so that a reload (which forgets the session) finds it again."""
+    sha = space.manifest["model_sha256"]
+    found = [run.run_id for run in list_runs(resources.RUNS_ROOT, usable_only=False)
+             if run.status.get("retrained_from") == sha]
+    return found[0] if found else None
+
+
 @st.fragment(run_every=2)
 def retraining() -> None:
+    if st.session_state.get("retraining") is None and "retraining_dismissed" not in st.session_state:
+        st.session_state["retraining"] = latest_retraining()
+        st.session_state["retraining_from"] = session.model_choice().path
     run_id = st.session_state.get("retraining")
     if not run_id:
         return
@@ -112,6 +123,7 @@ def retraining() -> None:
     if st.button("Use the retrained run", key="use-retrained", icon=":material/published_with_changes:"):
         session.choose_model(session.ModelChoice(str(run_dir), run_dir.name))
         st.session_state["retraining"] = None
+        st.session_state["retraining_dismissed"] = True
         st.rerun(scope="app")
 
 

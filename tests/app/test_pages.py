@@ -568,3 +568,6 @@ def test_mark_a_false_reject_good_retrain_and_see_before_and_after(tmp_path, mon
     assert any(item.value.startswith("Both runs on the same 138 test images") for item in app.caption)
     manifest = (tmp_path / "runs" / run_id / "manifest.json").read_text()
     assert '"train_good": 241' in manifest    # the false reject joined the training images
+    # a reload forgets the session; the page finds the retraining again and shows the same comparison
+    reloaded = open_page("review")
+    assert any(item.value.startswith("Both runs on the same 138 test images") for item in reloaded.caption)
