@@ -27,7 +27,8 @@ class Detail:
     reason: str
     pictures: list[tuple[str, np.ndarray]]
     scores: dict[str, float]
-    corrections: object = None   # the review queue (core.runs.corrections.Corrections) for a data-set image
+    corrections: object = None   # the review queue (core.runs.corrections.Corrections)
+    upload: bytes | None = None  # an uploaded image's bytes (Inspect): marking keeps a copy of them
 
 
 def detail_from_arrays(space, title: str, label: str, verdict: str, reason: str, scores: dict,
@@ -75,13 +76,13 @@ def render(detail: Detail, primary: str) -> None:
     st.dataframe(scores, hide_index=True, width="stretch",
                  column_config={"value": st.column_config.NumberColumn(format="%.5g")})
     if detail.corrections is not None:
-        review_controls(detail.corrections, detail.title)
+        review_controls(detail.corrections, detail.title, detail.upload)
 
 
 REVIEW_CHANGED = "review_changed"
 
 
-def review_controls(corrections, image: str) -> None:
+def review_controls(corrections, image: str, upload: bytes | None = None) -> None:
     """Mark this image for the review queue: actually good, actually defect (of a type), or excluded.
 
     The marks are made in the buttons' callbacks, so they hold whatever reruns next; a dialog reruns on its
@@ -89,32 +90,37 @@ def review_controls(corrections, image: str) -> None:
     """
     if st.session_state.pop(REVIEW_CHANGED, False):
         st.rerun()
-    entry = corrections.entries.get(image)
+    key = corrections.upload_key(image, upload) if upload is not None else image
+    entry = corrections.entries.get(key)
     st.markdown("**Review** — " + (f"marked *{entry['action']}*" + (f" ({entry['defect_type']})" if
                                    entry.get("defect_type") else "") if entry else "not marked") +
                 ". Marks are kept beside the run, never in your data folder; every page follows them, and "
                 "*Retrain with corrections* on the Review page uses them.")
     good, defect, kind, exclude, undo = st.columns([1, 1, 1, 1, 1])
-    type_key = f"review-type-{image}"
+    type_key = f"review-type-{key}"
     kind.text_input("Defect type", value=entry.get("defect_type", "") if entry else "", key=type_key,
                     placeholder="e.g. crack", label_visibility="collapsed")
 
     def mark(action: str) -> None:
-        corrections.mark(image, action, st.session_state.get(type_key, "") if action == "defect" else "")
+        defect_type = st.session_state.get(type_key, "") if action == "defect" else ""
+        if upload is not None:
+            corrections.mark_upload(image, upload, action, defect_type)
+        else:
+            corrections.mark(image, action, defect_type)
         st.session_state[REVIEW_CHANGED] = True
 
     def unmark() -> None:
-        corrections.undo(image)
+        corrections.undo(key)
         st.session_state[REVIEW_CHANGED] = True
 
-    good.button("Actually good", key=f"review-good-{image}", icon=":material/check:", on_click=mark, args=("good",))
-    defect.button("Actually defect", key=f"review-defect-{image}", icon=":material/report:", on_click=mark,
+    good.button("Actually good", key=f"review-good-{key}", icon=":material/check:", on_click=mark, args=("good",))
+    defect.button("Actually defect", key=f"review-defect-{key}", icon=":material/report:", on_click=mark,
                   args=("defect",))
-    exclude.button("Exclude", key=f"review-exclude-{image}", icon=":material/block:", on_click=mark,
+    exclude.button("Exclude", key=f"review-exclude-{key}", icon=":material/block:", on_click=mark,
                    args=("exclude",),
                    help="Leave this image out of every measurement and of retraining (a bad capture, not a part).")
     if entry:
-        undo.button("Undo", key=f"review-undo-{image}", icon=":material/undo:", on_click=unmark)
+        undo.button("Undo", key=f"review-undo-{key}", icon=":material/undo:", on_click=unmark)
 
 
 def open_dialog(detail: Detail, primary: str) -> None:

@@ -131,11 +131,13 @@ chosen = selection.selection.rows if selection and selection.selection else []
 if chosen and chosen[0] in scored.positions:   # unreadable files have no pictures, their reason is in the table
     at = scored.positions.index(chosen[0])
     row = results.iloc[chosen[0]]
-    open_dialog(detail_from_arrays(
+    detail = detail_from_arrays(
         space, row["path"], "uploaded", row["verdict"], row["reason"],
         {name: float(row[name]) for name in workspace.score_columns(results)}, scored.images[at],
         scored.anomaly_maps[at], None if scored.reconstructions is None else scored.reconstructions[at],
-        None if scored.residuals is None else scored.residuals[at]), workspace.primary_column(space))
+        None if scored.residuals is None else scored.residuals[at])
+    detail.corrections, detail.upload = space.corrections, contents[chosen[0]]
+    open_dialog(detail, workspace.primary_column(space))
 st.download_button("Download scores.csv", scores_csv(shown), file_name="scores.csv", mime="text/csv")
 
 if len(scored.table):

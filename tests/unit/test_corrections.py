@@ -61,3 +61,24 @@ def test_retraining_data_takes_the_marked_good_images_and_leaves_the_excluded_ou
         assert defect_test not in names(corrected.samples)
         assert len(corrected.train_good) == len(data.train_good) + 1
         assert len(corrected.test) == len(data.test) - 2
+
+
+def test_an_upload_marked_on_inspect_is_kept_and_trained_on(tmp_path, small_demo_dir):
+    sample = next((small_demo_dir / "test" / "good").iterdir())
+    marks = load_corrections(tmp_path / "runs" / "corrections" / "run-x.json")
+    key = marks.mark_upload("line-7/part.png", sample.read_bytes(), "good")
+    kept = marks.files_folder / marks.entries[key]["file"]
+    assert kept.read_bytes() == sample.read_bytes() and kept.parent.parent == tmp_path / "runs" / "corrections"
+    with open_dataset(small_demo_dir) as data:
+        corrected = corrected_dataset(data, load_corrections(marks.path))
+        assert kept in {s.path for s in corrected.train_good}
+    with pytest.raises(ValueError, match="only PNG"):
+        marks.mark_upload("notes.txt", b"hello", "good")
+
+
+def test_a_kept_upload_named_like_a_path_is_refused(tmp_path):
+    path = tmp_path / "marks.json"
+    path.write_text(json.dumps({"format": "residual-lab-corrections/1", "entries": {
+        "upload:0:x.png": {"action": "good", "defect_type": "", "file": "../../etc/passwd"}}}))
+    with pytest.raises(ValueError, match="not a corrections file"):
+        load_corrections(path)
