@@ -6,11 +6,14 @@ Exit codes: 0 success, 2 bad arguments or unreadable input (one line on stderr),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 from core.errors import InputError
@@ -189,6 +192,7 @@ def _train(arguments) -> int:
         from core.quiet import import_tensorflow_quietly
 
         import_tensorflow_quietly()
+        from core.detectors.base import TrainingCancelled
         from core.detectors.features import BackboneUnavailable
         from core.runs.pipeline import train_run
 
@@ -204,13 +208,39 @@ def _train(arguments) -> int:
         print(f"training {arguments.model} on {summary['train_good']} good images ({summary['layout']} layout), "
               f"{_resolution_words(detector, summary['train_good'])}", file=sys.stderr)
         try:
-            train_run(dataset, out, detector, progress=_print_progress,
-                      warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+            with _stop_on_first_ctrl_c() as interrupted:
+                try:
+                    train_run(dataset, out, detector, progress=_print_progress, should_stop=interrupted.is_set,
+                              warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+                except TrainingCancelled:
+                    raise KeyboardInterrupt from None   # the run already says "cancelled"
         except ValueError as error:  # e.g. too few of the good images could be read; the run says "failed"
             raise InputError(f"{out}: training failed: {error}") from None
     epochs = f", {len(detector.history_['loss'])} epochs" if hasattr(detector, "history_") else ""
     print(f"saved run to {out} ({detector.training_seconds_:.1f} s{epochs})", file=sys.stderr)
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _stop_on_first_ctrl_c():
+    """The first Ctrl-C asks training to stop after the current epoch (a KeyboardInterrupt raised inside
+    TensorFlow's C++ code can crash the process); a second one interrupts at once, as usual."""
+    interrupted = threading.Event()
+
+    def first(signal_number, frame):
+        interrupted.set()
+        print("stopping after this epoch (Ctrl-C again to stop at once)", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    try:
+        previous = signal.signal(signal.SIGINT, first)
+    except ValueError:   # not the main thread (e.g. main() called from a worker): leave signals alone
+        yield interrupted
+        return
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _check_training_options(arguments) -> None:

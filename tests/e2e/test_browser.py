@@ -124,6 +124,29 @@ def test_the_slider_updates_every_number_in_the_browser_without_the_server(page,
     whole_page_screenshot(page, ARTIFACTS / "threshold.png")
 
 
+def test_dragging_the_threshold_line_on_the_histogram_moves_the_threshold(page, server):
+    from benchmarks.live_threshold import component
+
+    page.goto(f"{server}/threshold", wait_until="networkidle")
+    frame = component(page)
+    frame.wait_for_function("window.Plotly && document.querySelector('#histogram .shapelayer path')")
+    before = float(frame.locator("#threshold-value").get_attribute("data-value"))
+    # where the orange line is drawn, in the histogram's own pixels
+    x, y = frame.evaluate("""() => { const gd = document.getElementById('histogram'), size = gd._fullLayout._size;
+        return [size.l + gd._fullLayout.xaxis.l2p(state.threshold), size.t + size.h / 2]; }""")
+    box = frame.locator("#histogram").bounding_box()
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + x + 80, box["y"] + y, steps=8)
+    page.mouse.up()
+    frame.wait_for_function(f"state.threshold > {before}")
+    after = float(frame.locator("#threshold-value").get_attribute("data-value"))
+    assert after > before
+    step = float(frame.locator("#threshold").get_attribute("step"))
+    assert float(frame.locator("#threshold").input_value()) == pytest.approx(after, abs=step)   # the slider followed
+    expect(page.get_by_text(re.compile(rf"^Released at {after:.6g}:"))).to_be_visible(timeout=30_000)
+
+
 def test_the_per_type_recall_and_the_three_way_table_are_the_cores(page, server):
     from benchmarks.live_threshold import component
     from core.data.datasets import open_dataset
