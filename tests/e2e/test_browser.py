@@ -131,6 +131,7 @@ def test_dragging_the_threshold_line_on_the_histogram_moves_the_threshold(page, 
     frame = component(page)
     frame.wait_for_function("window.Plotly && document.querySelector('#histogram .shapelayer path')")
     before = float(frame.locator("#threshold-value").get_attribute("data-value"))
+    frame.locator("#histogram").scroll_into_view_if_needed()
     # where the orange line is drawn, in the histogram's own pixels
     x, y = frame.evaluate("""() => { const gd = document.getElementById('histogram'), size = gd._fullLayout._size;
         return [size.l + gd._fullLayout.xaxis.l2p(state.threshold), size.t + size.h / 2]; }""")
