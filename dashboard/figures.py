@@ -86,11 +86,17 @@ def score_histogram(scores: pd.Series, labels: pd.Series, threshold: float, colu
     return _layout(figure, "Score distribution")
 
 
-def confusion_figure(point: OperatingPoint) -> go.Figure:
-    matrix = point.confusion_matrix()
-    labels = [["accepted good", "false reject"], ["escape", "caught defect"]]
-    text = [[f"{labels[row][column]}<br><b>{matrix[row, column]}</b>" for column in range(2)] for row in range(2)]
-    figure = go.Figure(go.Heatmap(z=matrix, x=["accepted (OK)", "rejected (NG)"], y=["actual good", "actual defect"],
+def confusion_figure(result) -> go.Figure:
+    """Actual good / defect against the decision (a :class:`core.evaluation.outcomes.Outcomes`): accepted and
+    rejected, with a review column between them when the decision has a review band."""
+    band = result.review_from is not None
+    kept = [0, 1, 2] if band else [0, 2]
+    matrix = np.array([result.good, result.defect])[:, kept]
+    names = {0: ("accepted good", "escape"), 1: ("to review", "to review"), 2: ("false reject", "caught defect")}
+    text = [[f"{names[code][row]}<br><b>{matrix[row, column]}</b>" for column, code in enumerate(kept)]
+            for row in range(2)]
+    columns = {0: "accepted (OK)", 1: "review", 2: "rejected (NG)"}
+    figure = go.Figure(go.Heatmap(z=matrix, x=[columns[code] for code in kept], y=["actual good", "actual defect"],
                                   text=text, texttemplate="%{text}", colorscale=[[0, "#1b232c"], [1, "#2f81f7"]],
                                   showscale=False, hoverinfo="skip"))
     figure.update_yaxes(autorange="reversed")

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 import streamlit.components.v1 as components
 
+from core.evaluation.outcomes import outcomes
 from dashboard import figures, session, workspace
 from dashboard.images import data_uri, heat_picture, residual_picture
 from dashboard.maps import map_page, picture_scales
@@ -25,7 +26,9 @@ def make_report() -> str:
     point = table.at(decision.threshold)
     labelled = space.labelled
     charts = [figures.score_histogram(labelled[column], labelled["label"], decision.threshold, column,
-                                      decision.review_from), figures.confusion_figure(point)]
+                                      decision.review_from),
+              figures.confusion_figure(outcomes(labelled[column], labelled["label"], decision.threshold,
+                                                decision.review_from))]
     ranking = None
     if table.n_good and table.n_defect:
         charts = [figures.roc_figure(table, point), figures.pr_figure(table, point)] + charts
