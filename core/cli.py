@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, help="labelled data folder, .zip or 'demo'")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
+    export = commands.add_parser("export", help="write a self-contained inspector (TensorFlow SavedModel) for a run")
+    export.add_argument("--run", required=True, type=Path, help="run folder made by 'train' (NCAE or CAE)")
+    export.add_argument("--out", required=True, type=Path, help="folder to create")
+    export.add_argument("--threshold-file", type=Path, help="decide with this threshold file (default: the run's own)")
+
     compare = commands.add_parser("compare", help="train and score every detector with several seeds, side by side")
     compare.add_argument("--data", required=True, help="labelled data folder, .zip or 'demo'")
     compare.add_argument("--seeds", type=_positive_int, default=3, help="seeds per detector (default 3)")
@@ -121,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         arguments = build_parser().parse_args(argv)
         return {"demo-data": _demo_data, "train": _train, "score": _score, "evaluate": _evaluate,
-                "compare": _compare}[
+                "compare": _compare, "export": _export}[
             arguments.command](arguments)
     except InputError as error:
         print(f"error: {one_line(str(error))}", file=sys.stderr)
@@ -323,6 +328,26 @@ def _resolution_words(detector, training_images: int) -> str:
 def _print_progress(update) -> None:
     print(f"epoch {update.epoch}/{update.epochs}  loss {update.loss:.5f}  val_loss {update.val_loss:.5f}  "
           f"{update.elapsed_seconds:.0f} s elapsed, at most {update.seconds_left:.0f} s left", file=sys.stderr)
+
+
+def _export(arguments) -> int:
+    from core.evaluation.thresholds import read_threshold_file
+    from core.quiet import import_tensorflow_quietly
+    from core.runs.bundles import read_manifest
+
+    manifest = read_manifest(arguments.run)
+    threshold = read_threshold_file(arguments.threshold_file) if arguments.threshold_file else None
+    if threshold is not None:
+        expected = threshold["run"].get("model_sha256") if isinstance(threshold.get("run"), dict) else None
+        if expected and expected != manifest["model_sha256"]:
+            raise InputError(f"{arguments.threshold_file}: this threshold was made for another model.")
+    import_tensorflow_quietly()
+    from core.runs.export import export_inspector
+
+    out = export_inspector(arguments.run, arguments.out, threshold)
+    print(f"wrote the inspector to {out} (SavedModel in {out / 'saved_model'}, manifest.json beside it)",
+          file=sys.stderr)
+    return EXIT_OK
 
 
 def _score(arguments) -> int:

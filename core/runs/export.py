@@ -1,0 +1,256 @@
+"""Export a run as a self-contained inspector: a TensorFlow SavedModel that turns raw pixels into a verdict.
+
+The SavedModel's ``serving_default`` signature takes ``images``: a uint8 tensor ``(n, height, width,
+channels)`` of one size per call, any size, grey (1 channel) or RGB (3). Everything the program does
+between the file and the verdict is inside the graph, so a production line gets the same decision
+on the same pixels without this package:
+
+1. grey conversion as Pillow does it (ITU-R 601-2 luma, in its fixed-point arithmetic);
+2. the fit to the working resolution as :func:`core.data.images.decode_frame` does it: the long side
+   resized with Pillow's bilinear filter (its support widened by the scale when shrinking, its
+   fixed-point coefficients and the rounding to 8 bits after each pass, rows first), the short
+   side padded with its edge pixels;
+3. the frame check (:mod:`core.data.frame_check`) with the run's limits;
+4. the network, the residual and the primary score (``map_max``: the maximum of the residual map
+   smoothed by a Gaussian, as ``scipy.ndimage.gaussian_filter`` with ``mode="nearest"``);
+5. the decision: ``NG`` when ``score >= threshold``, ``REVIEW`` in the review band, ``OK`` below,
+   ``INVALID`` when the frame check refuses the frame.
+
+It returns ``score``, ``verdict`` and ``anomaly_map``. ``manifest.json`` beside it says what it is,
+from which run, the decision and the SHA-256 of every file. Autoencoder runs (NCAE, CAE) are
+exported; other detectors are refused in one sentence.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import InputError
+
+EXPORT_FORMAT = "residual-lab-inspector/1"
+PRECISION_BITS = 32 - 8 - 2     # Pillow's fixed-point precision for 8-bit resampling
+TRUNCATE = 4.0                  # scipy.ndimage.gaussian_filter's default
+
+
+def export_inspector(run_dir: Path, out: Path, threshold_document: dict | None = None) -> Path:
+    """Write the inspector for the run in ``run_dir`` into the new folder ``out``; ``InputError`` when it cannot."""
+    import tensorflow as tf
+
+    from core.detectors import AUTOENCODER_NAMES
+    from core.files import atomic_write_json
+    from core.runs.bundles import load_bundle, read_manifest, sha256_of
+
+    manifest = read_manifest(run_dir)
+    if manifest["model_kind"] not in AUTOENCODER_NAMES:
+        raise InputError(f"{run_dir}: exporting an inspector works for NCAE and CAE runs; this run is "
+                         f"{manifest['model_kind']}.")
+    detector = load_bundle(run_dir)
+    decision = detector.default_decision_
+    if threshold_document is not None:
+        from core.evaluation.decision import Decision
+
+        decision = Decision(threshold_document["score_column"], float(threshold_document["threshold"]),
+                            threshold_document.get("review_from"), "the threshold file")
+    if decision is None:
+        raise InputError(f"{run_dir}: the run has no default decision; give --threshold-file.")
+    if decision.column != detector.primary_score:
+        raise InputError(f"the inspector computes the run's primary score {detector.primary_score!r}; the decision "
+                         f"is on {decision.column!r}.")
+    limits = getattr(detector, "frame_limits_", None)
+    module = _Inspector(detector, decision, limits)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out}: already exists and is not an empty folder.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
+    try:
+        model_dir = scratch / "saved_model"
+        tf.saved_model.save(module, str(model_dir), signatures={"serving_default": module.inspect})
+        files = {path.relative_to(scratch).as_posix(): sha256_of(path) for path in sorted(model_dir.rglob("*"))
+                 if path.is_file()}
+        atomic_write_json(scratch / "manifest.json", {
+            "format": EXPORT_FORMAT,
+            "what": "TensorFlow SavedModel inspector: serving_default(images: uint8 (n, height, width, 1 or 3)) -> "
+                    "score, verdict (OK / REVIEW / NG / INVALID), anomaly_map",
+            "run": {"path": str(Path(run_dir).resolve()), "model_kind": manifest["model_kind"],
+                    "model_sha256": manifest["model_sha256"]},
+            "input_size": int(detector.input_size), "channels": int(detector.channels),
+            "score": decision.column, "score_sign": "higher = more anomalous; NG when score >= threshold",
+            "threshold": decision.threshold, "review_from": decision.review_from, "decision_basis": decision.basis,
+            "frame_check": limits.to_json() if limits is not None else None,
+            "files": files,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        })
+        if out.exists():
+            out.rmdir()
+        shutil.move(str(scratch), str(out))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out
+
+
+def _pillow_weights(tf, in_size, out_size):
+    """Pillow's bilinear resampling of one axis as an ``(out_size, in_size)`` matrix of its fixed-point
+    coefficients (``ImagingResample``'s ``precompute_coeffs`` and ``normalize_coeffs_8bpc``)."""
+    in_size = tf.cast(in_size, tf.float64)
+    scale = in_size / tf.cast(out_size, tf.float64)
+    filterscale = tf.maximum(scale, 1.0)
+    support = filterscale                                   # the bilinear filter's support is 1
+    centre = (tf.range(tf.cast(out_size, tf.float64)) + 0.5) * scale
+    xmin = tf.maximum(tf.cast(tf.cast(centre - support + 0.5, tf.int32), tf.float64), 0.0)
+    xmax = tf.minimum(tf.cast(tf.cast(centre + support + 0.5, tf.int32), tf.float64), in_size)
+    inputs = tf.range(in_size)[None, :]
+    inside = tf.logical_and(inputs >= xmin[:, None], inputs < xmax[:, None])
+    weights = tf.maximum(1.0 - tf.abs((inputs - centre[:, None] + 0.5) / filterscale), 0.0)
+    weights = tf.where(inside, weights, 0.0)
+    weights = weights / tf.reduce_sum(weights, axis=1, keepdims=True)
+    return tf.floor(0.5 + weights * float(2 ** PRECISION_BITS))   # all weights are >= 0 for bilinear
+
+
+def _pillow_pass(tf, pixels, weights, axis):
+    """One resampling pass over ``axis`` (1: rows, 2: columns) of an ``(n, h, w, c)`` float64 stack of 8-bit
+    values, rounded back to 8 bits as Pillow does."""
+    if axis == 2:
+        summed = tf.einsum("nhwc,ow->nhoc", pixels, weights)
+    else:
+        summed = tf.einsum("nhwc,oh->nowc", pixels, weights)
+    return tf.clip_by_value(tf.floor((summed + float(2 ** (PRECISION_BITS - 1))) / float(2 ** PRECISION_BITS)),
+                            0.0, 255.0)
+
+
+def _gaussian_kernel(sigma: float) -> np.ndarray:
+    radius = int(TRUNCATE * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def _inspector_class():
+    import tensorflow as tf
+
+    class Inspector(tf.Module):
+        def __init__(self, detector, decision, limits):
+            super().__init__()
+            self.network = detector.model_
+            self.size = int(detector.input_size)
+            self.channels = int(detector.channels)
+            self.stride = 2 ** len(tuple(detector.widths)) if detector.trains_on_patches else 1
+            self.fixed_input = not detector.trains_on_patches
+            self.threshold = float(decision.threshold)
+            self.review_from = float(decision.threshold if decision.review_from is None else decision.review_from)
+            self.kernel = tf.constant(_gaussian_kernel(float(detector.map_sigma)), tf.float32) \
+                if float(detector.map_sigma) > 0 else None
+            self.limits = limits
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8, name="images")])
+        def inspect(self, images):
+            count, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+            pixels = tf.cast(images, tf.float64)
+            pixels = tf.cond(tf.shape(pixels)[3] == 1, lambda: pixels, lambda: pixels[..., :3])
+            if self.channels == 1:
+                pixels = tf.cond(tf.shape(pixels)[3] == 1, lambda: pixels, lambda: self._luma(pixels))
+            else:
+                pixels = tf.cond(tf.shape(pixels)[3] == 1, lambda: tf.repeat(pixels, 3, axis=3), lambda: pixels)
+            fitted = self._fit(pixels, height, width) / 255.0
+            image = tf.cast(fitted, tf.float32)
+            invalid = self._frame_refused(image, height, width)
+            reconstruction = self._reconstruct(image)
+            difference = image - reconstruction
+            if self.channels == 1:
+                residual = difference[..., 0]
+            else:
+                magnitude = tf.sqrt(tf.reduce_mean(tf.square(difference), axis=-1))
+                residual = tf.where(tf.reduce_mean(difference, axis=-1) < 0, -magnitude, magnitude)
+            anomaly_map = self._smoothed(tf.abs(residual))
+            score = tf.reduce_max(tf.reshape(anomaly_map, [count, -1]), axis=1)
+            verdict = tf.where(score >= self.threshold, "NG", tf.where(score >= self.review_from, "REVIEW", "OK"))
+            verdict = tf.where(tf.logical_or(invalid, tf.logical_not(tf.math.is_finite(score))), "INVALID", verdict)
+            return {"score": score, "verdict": verdict, "anomaly_map": anomaly_map}
+
+        def _luma(self, rgb):
+            # Pillow's convert("L"): (R * 19595 + G * 38470 + B * 7471 + 0x8000) >> 16
+            weighted = rgb[..., 0:1] * 19595.0 + rgb[..., 1:2] * 38470.0 + rgb[..., 2:3] * 7471.0 + 32768.0
+            return tf.floor(weighted / 65536.0)
+
+        def _fit(self, pixels, height, width):
+            size = self.size
+            long_side = tf.cast(tf.maximum(height, width), tf.float64)
+            scale = size / long_side
+            # Python's round() (half to even), as decode_frame computes the fitted size
+            new_width = tf.clip_by_value(tf.cast(tf.round(tf.cast(width, tf.float64) * scale), tf.int32), 1, size)
+            new_height = tf.clip_by_value(tf.cast(tf.round(tf.cast(height, tf.float64) * scale), tf.int32), 1, size)
+            same = tf.logical_and(tf.equal(height, size), tf.equal(width, size))
+
+            def resized():
+                out = pixels
+                out = tf.cond(tf.equal(new_width, width), lambda: out,
+                              lambda: _pillow_pass(tf, out, _pillow_weights(tf, width, new_width), axis=2))
+                out = tf.cond(tf.equal(new_height, height), lambda: out,
+                              lambda: _pillow_pass(tf, out, _pillow_weights(tf, height, new_height), axis=1))
+                spare_rows, spare_columns = size - new_height, size - new_width
+                top, left = spare_rows // 2, spare_columns // 2
+                return _edge_pad(tf, out, top, spare_rows - top, left, spare_columns - left)
+
+            fitted = tf.cond(same, lambda: pixels, resized)
+            return tf.ensure_shape(fitted, [None, size, size, self.channels])
+
+        def _reconstruct(self, image):
+            if self.fixed_input:
+                return self.network(image, training=False)
+            padding = (-self.size) % self.stride
+            padded = tf.pad(image, [[0, 0], [0, padding], [0, padding], [0, 0]], mode="REFLECT") if padding else image
+            return self.network(padded, training=False)[:, :self.size, :self.size, :]
+
+        def _smoothed(self, maps):
+            if self.kernel is None:
+                return maps
+            radius = (int(self.kernel.shape[0]) - 1) // 2
+            stack = maps[..., None]
+            stack = _edge_pad(tf, stack, radius, radius, radius, radius)
+            kernel = self.kernel
+            stack = tf.nn.conv2d(stack, tf.reshape(kernel, [-1, 1, 1, 1]), strides=1, padding="VALID")
+            stack = tf.nn.conv2d(stack, tf.reshape(kernel, [1, -1, 1, 1]), strides=1, padding="VALID")
+            return stack[..., 0]
+
+        def _frame_refused(self, image, height, width):
+            count = tf.shape(image)[0]
+            if self.limits is None:
+                return tf.zeros([count], tf.bool)
+            limits = self.limits
+            grey = image[..., 0] if self.channels == 1 else tf.tensordot(image, tf.constant([0.299, 0.587, 0.114]),
+                                                                          axes=[[3], [0]])
+            flat = tf.reshape(grey, [count, -1])
+            brightness = tf.reduce_mean(flat, axis=1)
+            contrast = tf.math.reduce_std(flat, axis=1)
+            across = tf.reduce_mean(tf.reshape(tf.abs(grey[:, :, 1:] - grey[:, :, :-1]), [count, -1]), axis=1)
+            down = tf.reduce_mean(tf.reshape(tf.abs(grey[:, 1:, :] - grey[:, :-1, :]), [count, -1]), axis=1)
+            roughness = (across + down) / 2
+            clipped = tf.reduce_mean(tf.cast(tf.logical_or(flat <= 0.5 / 255, flat >= 254.5 / 255), tf.float32), axis=1)
+            refused = (contrast < limits.contrast[0]) | (clipped > limits.clipped_max) | \
+                (roughness > limits.roughness_max) | (brightness < limits.brightness[0]) | \
+                (brightness > limits.brightness[1]) | (contrast > limits.contrast[1])
+            if limits.pixels is not None:
+                area = tf.cast(height * width, tf.float64)
+                aspect = tf.cast(width, tf.float64) / tf.cast(height, tf.float64)
+                wrong_size = (area < limits.pixels[0]) | (area > limits.pixels[1]) | \
+                    (aspect < limits.aspect[0]) | (aspect > limits.aspect[1])
+                refused = refused | tf.fill([count], wrong_size)
+            return refused
+
+    return Inspector
+
+
+def _edge_pad(tf, stack, top, bottom, left, right):
+    """Pad an ``(n, h, w, c)`` stack by repeating its edge pixels (numpy's ``mode="edge"``)."""
+    stack = tf.concat([tf.repeat(stack[:, :1], top, axis=1), stack, tf.repeat(stack[:, -1:], bottom, axis=1)], axis=1)
+    return tf.concat([tf.repeat(stack[:, :, :1], left, axis=2), stack, tf.repeat(stack[:, :, -1:], right, axis=2)],
+                     axis=2)
+
+
+def _Inspector(detector, decision, limits):  # noqa: N802 (a class built on first use: TensorFlow loads lazily)
+    return _inspector_class()(detector, decision, limits)
+

@@ -1,0 +1,96 @@
+"""The exported inspector gives the verdicts and scores of `python -m core score`, loaded with plain TensorFlow."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_RUN = ROOT / "assets" / "demo_model"
+
+# run in a fresh interpreter that imports TensorFlow, NumPy and Pillow only: nothing of this project
+PLAIN_TENSORFLOW = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+model_dir, images_json = sys.argv[1], sys.argv[2]
+assert not any(name == "core" or name.startswith("core.") for name in sys.modules)
+inspector = tf.saved_model.load(model_dir).signatures["serving_default"]
+rows = {}
+for group in json.loads(open(images_json).read()):      # one call per image size and kind, as a camera sends them
+    batch = np.stack([np.asarray(Image.open(path)) for path in group])
+    if batch.ndim == 3:
+        batch = batch[..., None]
+    result = inspector(images=tf.constant(batch, tf.uint8))
+    for path, score, verdict in zip(group, result["score"].numpy(), result["verdict"].numpy()):
+        rows[path] = [float(score), verdict.decode()]
+print(json.dumps(rows))
+"""
+
+
+def _run(*arguments, **keywords):
+    return subprocess.run([sys.executable, *arguments], capture_output=True, text=True, timeout=600, **keywords)
+
+
+@pytest.fixture(scope="module")
+def inspector(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "inspector"
+    completed = _run("-m", "core", "export", "--run", str(DEMO_RUN), "--out", str(out), cwd=ROOT)
+    assert completed.returncode == 0, completed.stderr
+    return out
+
+
+def test_the_export_decides_like_the_score_command(inspector, tmp_path):
+    test = sorted((Path(ROOT / "assets" / "samples")).glob("*.png"))
+    # a dead frame and two shapes the demo never had: a wide crop and an RGB copy
+    Image.fromarray(np.zeros((128, 128), np.uint8)).save(tmp_path / "black.png")
+    Image.open(test[0]).crop((0, 16, 128, 96)).save(tmp_path / "wide.png")
+    Image.open(test[-1]).convert("RGB").save(tmp_path / "colour.png")
+    files = [*test, tmp_path / "black.png", tmp_path / "wide.png", tmp_path / "colour.png"]
+    scores_csv = tmp_path / "scores.csv"
+    completed = _run("-m", "core", "score", "--run", str(DEMO_RUN), "--data", *map(str, files), "--out",
+                     str(scores_csv), cwd=ROOT)
+    assert completed.returncode == 0, completed.stderr
+    expected = pd.read_csv(scores_csv, keep_default_na=False)
+
+    groups = {}
+    for path in files:
+        with Image.open(path) as image:
+            groups.setdefault((image.size, image.mode), []).append(str(path))
+    (tmp_path / "images.json").write_text(json.dumps(list(groups.values())))
+    completed = _run("-c", PLAIN_TENSORFLOW, str(inspector / "saved_model"), str(tmp_path / "images.json"),
+                     cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    exported = json.loads(completed.stdout.strip().splitlines()[-1])
+    by_name = {Path(path).name: value for path, value in exported.items()}
+    for row in expected.itertuples():
+        score, verdict = by_name[Path(row.path).name]
+        assert verdict == row.verdict, (row.path, verdict, row.verdict)
+        if row.verdict != "INVALID":
+            assert score == pytest.approx(row.map_max, rel=1e-5, abs=1e-7), row.path
+    assert by_name["black.png"][1] == "INVALID"
+    assert {"OK", "NG"} <= {verdict for _, verdict in exported.values()}
+
+
+def test_the_manifest_says_what_it_is_and_vouches_for_every_file(inspector):
+    from core.runs.bundles import sha256_of
+
+    manifest = json.loads((inspector / "manifest.json").read_text())
+    run = json.loads((DEMO_RUN / "manifest.json").read_text())
+    assert manifest["run"]["model_sha256"] == run["model_sha256"] and manifest["score"] == "map_max"
+    assert manifest["threshold"] == pytest.approx(run["default_decision"]["threshold"])
+    assert manifest["files"] and all(sha256_of(inspector / name) == digest for name, digest in manifest["files"].items())
+
+
+def test_an_existing_folder_is_not_overwritten(tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine")
+    completed = _run("-m", "core", "export", "--run", str(DEMO_RUN), "--out", str(tmp_path / "taken"), cwd=ROOT)
+    assert completed.returncode == 2 and "already exists" in completed.stderr
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
