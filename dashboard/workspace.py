@@ -176,6 +176,24 @@ def threshold_document(space: Workspace, column: str, threshold: float, point, r
     return build(run, column, threshold, point, review_from)
 
 
+def export_inspector_zip(document: dict) -> bytes:
+    """The current run exported as an inspector deciding with ``document``'s threshold, as a zip's bytes."""
+    import io
+    import tempfile
+    import zipfile
+
+    from core.runs.export import export_inspector
+
+    with tempfile.TemporaryDirectory(prefix="residual-lab-export-") as scratch:
+        out = export_inspector(Path(model_choice().path), Path(scratch) / "inspector", document)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(out.rglob("*")):
+                if path.is_file():
+                    archive.write(path, Path("inspector") / path.relative_to(out))
+        return buffer.getvalue()
+
+
 def save_threshold(document: dict) -> str:
     """Write threshold.json into the current run folder; the shipped demo model is left untouched."""
     from core.files import atomic_write_json

@@ -54,8 +54,9 @@ def export_inspector(run_dir: Path, out: Path, threshold_document: dict | None =
     if threshold_document is not None:
         from core.evaluation.decision import Decision
 
+        band = threshold_document.get("review_band") or {}
         decision = Decision(threshold_document["score_column"], float(threshold_document["threshold"]),
-                            threshold_document.get("review_from"), "the threshold file")
+                            band.get("review_from"), "the threshold file")
     if decision is None:
         raise InputError(f"{run_dir}: the run has no default decision; give --threshold-file.")
     if decision.column != detector.primary_score:

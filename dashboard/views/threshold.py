@@ -158,6 +158,24 @@ def tuning() -> None:
             save_column.warning(message)
     download_column.download_button("Download threshold file", json.dumps(document, indent=2),
                                     file_name="threshold.json", mime="application/json")
+    export_inspector_button(document)
+
+
+def export_inspector_button(document: dict) -> None:
+    """The run and this decision as one self-contained TensorFlow SavedModel inspector, zipped for download."""
+    from core.detectors import AUTOENCODER_NAMES
+
+    exportable = space.choice.kind == "run" and space.manifest["model_kind"] in AUTOENCODER_NAMES and column == primary
+    why = None if exportable else (
+        "The inspector is exported for NCAE and CAE runs, on their primary score: choose the run itself and "
+        f"the {primary} column.")
+    if st.button("Export inspector", icon=":material/deployed_code:", disabled=not exportable, key="export_inspector",
+                 help=why or "A TensorFlow SavedModel that takes raw uint8 images and returns score, verdict and "
+                             "anomaly map, with this threshold inside (python -m core export does the same)."):
+        st.session_state["inspector_zip"] = workspace.export_inspector_zip(document)
+    if st.session_state.get("inspector_zip"):
+        st.download_button("Download inspector (.zip)", st.session_state["inspector_zip"], file_name="inspector.zip",
+                           mime="application/zip", key="download_inspector")
 
 
 tuning()

@@ -1,6 +1,7 @@
 """Every page through Streamlit's own test runner, on the built-in demo and the shipped model."""
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -571,3 +572,16 @@ def test_mark_a_false_reject_good_retrain_and_see_before_and_after(tmp_path, mon
     # a reload forgets the session; the page finds the retraining again and shows the same comparison
     reloaded = open_page("review")
     assert any(item.value.startswith("Both runs on the same 138 test images") for item in reloaded.caption)
+
+
+def test_the_threshold_page_exports_an_inspector_with_its_threshold_inside():
+    import zipfile
+
+    app = open_page("threshold")
+    app.number_input(key="threshold_input").set_value(0.12).run()
+    app.button(key="export_inspector").click().run()
+    assert not app.exception
+    archive = zipfile.ZipFile(io.BytesIO(app.session_state["inspector_zip"]))
+    manifest = json.loads(archive.read("inspector/manifest.json"))
+    assert manifest["threshold"] == pytest.approx(0.12) and manifest["score"] == "map_max"
+    assert "inspector/saved_model/saved_model.pb" in archive.namelist()

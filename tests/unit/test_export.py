@@ -94,3 +94,19 @@ def test_an_existing_folder_is_not_overwritten(tmp_path):
     completed = _run("-m", "core", "export", "--run", str(DEMO_RUN), "--out", str(tmp_path / "taken"), cwd=ROOT)
     assert completed.returncode == 2 and "already exists" in completed.stderr
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
+
+
+def test_a_threshold_file_with_a_review_band_goes_inside(tmp_path):
+    from core.evaluation.metrics import ThresholdTable
+    from core.evaluation.thresholds import threshold_document
+
+    run = json.loads((DEMO_RUN / "manifest.json").read_text())
+    point = ThresholdTable(np.array([0.1, 0.3]), np.array(["good", "defect"])).at(0.2)
+    document = threshold_document({"id": "demo_model", "model_sha256": run["model_sha256"]}, "map_max", 0.2, point,
+                                  0.15)
+    (tmp_path / "threshold.json").write_text(json.dumps(document))
+    completed = _run("-m", "core", "export", "--run", str(DEMO_RUN), "--out", str(tmp_path / "out"),
+                     "--threshold-file", str(tmp_path / "threshold.json"), cwd=ROOT)
+    assert completed.returncode == 0, completed.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert (manifest["threshold"], manifest["review_from"]) == (0.2, 0.15)
