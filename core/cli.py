@@ -330,9 +330,11 @@ def _print_progress(update) -> None:
           f"{update.elapsed_seconds:.0f} s elapsed, at most {update.seconds_left:.0f} s left", file=sys.stderr)
 
 
-def _export(arguments) -> int:
+def _threshold_of_run(arguments) -> tuple[dict, dict | None]:
+    """The run's manifest and the ``--threshold-file`` document (``None`` without one), refused when the file
+    was made for another model or names a score column the run does not compute."""
+    from core.detectors import score_columns_of
     from core.evaluation.thresholds import read_threshold_file
-    from core.quiet import import_tensorflow_quietly
     from core.runs.bundles import read_manifest
 
     manifest = read_manifest(arguments.run)
@@ -341,6 +343,18 @@ def _export(arguments) -> int:
         expected = threshold["run"].get("model_sha256") if isinstance(threshold.get("run"), dict) else None
         if expected and expected != manifest["model_sha256"]:
             raise InputError(f"{arguments.threshold_file}: this threshold was made for another model.")
+        columns = manifest.get("score_columns") or score_columns_of(manifest["model_kind"])
+        if threshold["score_column"] not in columns:
+            raise InputError(f"{arguments.threshold_file}: this threshold is on score column "
+                             f"{threshold['score_column']!r}, which {arguments.run} ({manifest['model_kind']}) does "
+                             f"not compute ({', '.join(columns)}).")
+    return manifest, threshold
+
+
+def _export(arguments) -> int:
+    from core.quiet import import_tensorflow_quietly
+
+    _, threshold = _threshold_of_run(arguments)   # refused before TensorFlow is loaded
     import_tensorflow_quietly()
     from core.runs.export import export_inspector
 
@@ -351,25 +365,11 @@ def _export(arguments) -> int:
 
 
 def _score(arguments) -> int:
-    from core.runs.bundles import read_manifest
     from core.evaluation.decision import Decision
     from core.files import atomic_writer
     from core.runs.store import scores_csv
-    from core.evaluation.thresholds import read_threshold_file
 
-    manifest = read_manifest(arguments.run)
-    threshold = read_threshold_file(arguments.threshold_file) if arguments.threshold_file else None
-    if threshold is not None:
-        expected = threshold["run"].get("model_sha256") if isinstance(threshold.get("run"), dict) else None
-        if expected and expected != manifest["model_sha256"]:
-            raise InputError(f"{arguments.threshold_file}: this threshold was made for another model.")
-        from core.detectors import score_columns_of
-
-        columns = manifest.get("score_columns") or score_columns_of(manifest["model_kind"])
-        if threshold["score_column"] not in columns:
-            raise InputError(f"{arguments.threshold_file}: this threshold is on score column "
-                             f"{threshold['score_column']!r}, which {arguments.run} ({manifest['model_kind']}) does "
-                             f"not compute ({', '.join(columns)}).")
+    manifest, threshold = _threshold_of_run(arguments)
     out = arguments.out
     if out.is_dir():
         raise InputError(f"{out}: is a folder; --out must name the CSV file to write.")
