@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import workspace
+from dashboard.session import REVIEW_CHANGED
 from dashboard.images import anomaly_picture, heat_picture, residual_picture
 from dashboard.maps import map_page, picture_scales
 from dashboard.words import as_code
@@ -77,9 +78,6 @@ def render(detail: Detail, primary: str) -> None:
                  column_config={"value": st.column_config.NumberColumn(format="%.5g")})
     if detail.corrections is not None:
         review_controls(detail.corrections, detail.title, detail.upload)
-
-
-REVIEW_CHANGED = "review_changed"
 
 
 def review_controls(corrections, image: str, upload: bytes | None = None) -> None:

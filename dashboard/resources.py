@@ -93,8 +93,7 @@ def training_images_traits(kind: str, location: str) -> dict:
     from core.data.native import default_channels, native_long_side
 
     paths = [sample.path for sample in load_dataset(kind, location).train_good]
-    return {"count": len(paths), "native": native_long_side(paths), "channels": default_channels(paths),
-            "paths": [str(path) for path in paths[:64]]}
+    return {"count": len(paths), "native": native_long_side(paths), "channels": default_channels(paths)}
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)

@@ -86,3 +86,7 @@ def forget_threshold(column_too: bool = False) -> None:
 def current_review_from() -> float | None:
     value = st.session_state.get("review_from")
     return None if value is None else float(value)
+
+
+# set by a review mark made in a dialog; the next whole-page run (workspace.current) clears it
+REVIEW_CHANGED = "review_changed"

@@ -70,7 +70,7 @@ def current() -> Workspace | None:
                           resources.fingerprint(dataset), choice)
         detector = resources.active_detector(key)
         table, errors = resources.score_table(key)
-        st.session_state.pop("review_changed", None)   # a mark made in a dialog: this whole-page run follows it
+        st.session_state.pop(session.REVIEW_CHANGED, None)   # a mark made in a dialog: this whole-page run follows it
         corrections = current_corrections()
         table = apply_to_table(table, corrections)
     except InputError as error:

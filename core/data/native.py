@@ -42,12 +42,6 @@ def native_long_side(paths: Sequence[Path]) -> int | None:
     return int(statistics.median(sides)) if sides else None
 
 
-def default_working_size(paths: Sequence[Path], fallback: int) -> int:
-    """The native long side, at most :data:`MAX_DEFAULT_WORKING_SIZE`; ``fallback`` when unknown."""
-    native = native_long_side(paths)
-    return fallback if native is None else max(16, min(native, MAX_DEFAULT_WORKING_SIZE))
-
-
 def looks_colour(paths: Sequence[Path]) -> bool:
     """Whether most sampled images have colour (channels that differ), not grey saved as RGB."""
     from core.data.images import decode_image
@@ -77,26 +71,34 @@ def _sample(paths: Sequence[Path]) -> list[Path]:
 
 def autoencoder_resolution(paths: Sequence[Path], image_size: int | None = None, patch_size: int | None = None,
                            stride: int | None = None) -> tuple[int, int | None]:
+    """:func:`working_resolution` for the images in ``paths`` (a sample of their headers is read)."""
+    return working_resolution(native_long_side(paths), image_size, patch_size, stride)
+
+
+def working_resolution(native: int | None, image_size: int | None = None, patch_size: int | None = None,
+                       stride: int | None = None) -> tuple[int, int | None]:
     """The working resolution and training patch size an autoencoder gets: ``(input_size, patch_size)``.
 
-    Without options: the native size (at most 512 px); patches of :data:`DEFAULT_PATCH_SIZE` px
-    unless the images are small enough to train whole (at most 64 px and a multiple of 16, the
-    original recipe). ``stride`` is the network's total stride (16 for the default four stages).
-    ``ValueError`` for a patch size the network cannot take.
+    Without options: the ``native`` long side, at most :data:`MAX_DEFAULT_WORKING_SIZE` (64 px when it is
+    not known); patches of :data:`DEFAULT_PATCH_SIZE` px unless the images are small enough to train
+    whole (at most 64 px and a multiple of 16, the original recipe). ``stride`` is the network's total
+    stride (16 for the default four stages). ``ValueError`` for a patch size the network cannot take.
     """
     from core.defaults import DEFAULT_INPUT_SIZE, DEFAULT_PATCH_SIZE, NETWORK_STRIDE
 
-    NETWORK_STRIDE = stride or NETWORK_STRIDE  # noqa: N806
-
-    size = int(image_size) if image_size else default_working_size(paths, DEFAULT_INPUT_SIZE)
+    step = stride or NETWORK_STRIDE
+    if image_size:
+        size = int(image_size)
+    else:
+        size = DEFAULT_INPUT_SIZE if native is None else max(16, min(native, MAX_DEFAULT_WORKING_SIZE))
     if patch_size is not None:
-        if patch_size % NETWORK_STRIDE or not NETWORK_STRIDE <= patch_size <= size:
-            raise ValueError(f"the patch size must be a multiple of {NETWORK_STRIDE} from {NETWORK_STRIDE} px to the "
+        if patch_size % step or not step <= patch_size <= size:
+            raise ValueError(f"the patch size must be a multiple of {step} from {step} px to the "
                              f"working resolution ({size} px), got {patch_size}.")
         return size, int(patch_size)
-    if size <= DEFAULT_INPUT_SIZE and size % NETWORK_STRIDE == 0:
+    if size <= DEFAULT_INPUT_SIZE and size % step == 0:
         return size, None
-    return size, max(NETWORK_STRIDE, min(DEFAULT_PATCH_SIZE, size // NETWORK_STRIDE * NETWORK_STRIDE))
+    return size, max(step, min(DEFAULT_PATCH_SIZE, size // step * step))
 
 
 def estimated_training_seconds(input_size: int, patch_size: int | None, epochs: int, training_images: int,

@@ -144,7 +144,7 @@ class DraemDetector(MapsFromScore):
         validation_inputs, validation_masks = augment(held_out, rng, 0.5, sources)
 
         network = build_draem(size, self.widths, int(self.bottleneck), int(self.channels))
-        stack = _with_channel_axis
+        stack = _with_channel_axis   # (n, s, s) grey stacks get the network's channel axis
         network.compile(optimizer=keras.optimizers.Adam(float(self.learning_rate)),
                         loss=["mse", keras.losses.BinaryFocalCrossentropy(gamma=2.0)])
         # an epoch sees at least 256 samples, so small sets still get enough anomalies per epoch

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.data.datasets import open_dataset
 from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, NETWORK_STRIDE
-from core.data.native import autoencoder_resolution, estimated_training_seconds, rough_duration
+from core.data.native import estimated_training_seconds, rough_duration, working_resolution
 from core.detectors import AUTOENCODER_NAMES, DETECTOR_NAMES, good_for, lends_its_encoder
 from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE
 from core.detectors.memory_bank import (BACKBONE_LABELS, BACKBONES, PACKAGED_BACKBONE, BackboneUnavailable,
@@ -132,13 +132,13 @@ with model_column:
         try:
             traits = resources.training_images_traits(choice.kind, choice.location)
         except InputError:
-            traits = {"count": 0, "native": None, "channels": 1, "paths": []}
+            traits = {"count": 0, "native": None, "channels": 1}
         patch, channels = None, traits["channels"]
         if kind in TRAINING_SIZES:
             epochs = st.number_input("Maximum epochs", 1, 500, TRAINING_EPOCHS[kind], key=f"train_epochs_{kind}")
             sizes, default_size = TRAINING_SIZES[kind]
             if kind in AUTOENCODER_NAMES:
-                default_size, default_patch = autoencoder_resolution([Path(p) for p in traits["paths"]])
+                default_size, default_patch = working_resolution(traits["native"])
                 sizes = sorted(set(sizes) | {default_size})
             size = st.select_slider("Working resolution (pixels, long side)", sizes, default_size,
                                     key=f"train_size_{kind}",
