@@ -359,8 +359,12 @@ def _export(arguments) -> int:
     from core.runs.export import export_inspector
 
     out = export_inspector(arguments.run, arguments.out, threshold)
-    print(f"wrote the inspector to {out} (SavedModel in {out / 'saved_model'}, manifest.json beside it)",
+    onnx = json.loads((out / "manifest.json").read_text())["onnx"]
+    print(f"wrote the inspector to {out} (SavedModel in {out / 'saved_model'}"
+          f"{', ONNX copy in ' + str(out / onnx['file']) if onnx['written'] else ''}, manifest.json beside it)",
           file=sys.stderr)
+    if not onnx["written"]:
+        print(f"warning: no ONNX copy: {one_line(onnx['why'])}", file=sys.stderr)
     return EXIT_OK
 
 

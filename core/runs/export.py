@@ -19,12 +19,19 @@ on the same pixels without this package:
 It returns ``score``, ``verdict`` and ``anomaly_map``. ``manifest.json`` beside it says what it is,
 from which run, the decision and the SHA-256 of every file. Autoencoder runs (NCAE, CAE) are
 exported; other detectors are refused in one sentence.
+
+The same graph is also written as ``inspector.onnx`` (tf2onnx, opset 17), for lines that run
+ONNX Runtime rather than TensorFlow. It is kept only when ONNX Runtime, on probe frames of several
+sizes, gives the SavedModel's verdicts and its scores to :data:`ONNX_TOLERANCE`; the manifest says
+whether it was written, and why not when it was not.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -35,6 +42,8 @@ from core.errors import InputError
 EXPORT_FORMAT = "residual-lab-inspector/1"
 PRECISION_BITS = 32 - 8 - 2     # Pillow's fixed-point precision for 8-bit resampling
 TRUNCATE = 4.0                  # scipy.ndimage.gaussian_filter's default
+ONNX_OPSET = 17
+ONNX_TOLERANCE = 1e-5           # largest score difference from the SavedModel an ONNX file may show
 
 
 def export_inspector(run_dir: Path, out: Path, threshold_document: dict | None = None) -> Path:
@@ -71,7 +80,8 @@ def export_inspector(run_dir: Path, out: Path, threshold_document: dict | None =
     try:
         model_dir = scratch / "saved_model"
         tf.saved_model.save(module, str(model_dir), signatures={"serving_default": module.inspect})
-        files = {path.relative_to(scratch).as_posix(): sha256_of(path) for path in sorted(model_dir.rglob("*"))
+        onnx = _write_onnx(tf, module, model_dir, scratch / "inspector.onnx")
+        files = {path.relative_to(scratch).as_posix(): sha256_of(path) for path in sorted(scratch.rglob("*"))
                  if path.is_file()}
         atomic_write_json(scratch / "manifest.json", {
             "format": EXPORT_FORMAT,
@@ -83,6 +93,7 @@ def export_inspector(run_dir: Path, out: Path, threshold_document: dict | None =
             "score": decision.column, "score_sign": "higher = more anomalous; NG when score >= threshold",
             "threshold": decision.threshold, "review_from": decision.review_from, "decision_basis": decision.basis,
             "frame_check": limits.to_json() if limits is not None else None,
+            "onnx": onnx,
             "files": files,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         })
@@ -92,6 +103,53 @@ def export_inspector(run_dir: Path, out: Path, threshold_document: dict | None =
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return out
+
+
+def _write_onnx(tf, module, saved_model: Path, path: Path) -> dict:
+    """Convert the inspector to ONNX at ``path`` and check it against the SavedModel's graph on probe frames;
+    what happened, for the manifest. The file is removed when the check fails: a wrong ONNX file is worse
+    than none."""
+    try:
+        import onnxruntime
+        import tf2onnx
+    except ImportError as error:
+        return {"written": False, "why": f"tf2onnx or onnxruntime is not installed ({error.name})"}
+    try:
+        # tf2onnx's own command on the written SavedModel: its Python API does not carry the module's
+        # variables into a tf.function's graph, and the command's log stays out of ours
+        converted = subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model),
+                                    "--output", str(path), "--opset", str(ONNX_OPSET)],
+                                   capture_output=True, text=True, timeout=600)
+        if converted.returncode != 0 or not path.is_file():
+            lines = [line for line in converted.stderr.splitlines() if line.strip()]
+            raise ValueError(lines[-1] if lines else f"tf2onnx exited with {converted.returncode}")
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        worst = 0.0
+        for frame in _probe_frames(module.size, module.channels):
+            expected = {name: value.numpy() for name, value in module.inspect(tf.constant(frame)).items()}
+            got = dict(zip([output.name for output in session.get_outputs()], session.run(None, {"images": frame})))
+            verdicts = [verdict.decode() for verdict in expected["verdict"]]
+            if [str(verdict) for verdict in got["verdict"]] != verdicts:
+                raise ValueError(f"verdicts differ on a {frame.shape[1]}×{frame.shape[2]} probe frame")
+            worst = max(worst, float(np.max(np.abs(got["score"] - expected["score"]))))
+        if not worst <= ONNX_TOLERANCE:
+            raise ValueError(f"scores differ by up to {worst:.2g} from the SavedModel's")
+    except Exception as error:  # noqa: BLE001 (any converter or runtime failure means: no ONNX file)
+        path.unlink(missing_ok=True)
+        return {"written": False, "why": f"the ONNX conversion did not reproduce the SavedModel: {error}"}
+    return {"written": True, "file": path.name, "opset": ONNX_OPSET, "tf2onnx": tf2onnx.__version__,
+            "checked_with": f"onnxruntime {onnxruntime.__version__}", "largest_score_difference": worst}
+
+
+def _probe_frames(size: int, channels: int) -> list[np.ndarray]:
+    """Frames that take every path of the graph: the working size, a larger non-square one (resized and
+    padded), grey input to a colour run or colour to a grey one, and a blank frame (refused by the check)."""
+    rng = np.random.default_rng(0)
+    smooth = lambda h, w, c: np.clip(128 + 40 * np.sin(np.arange(w) / 5)[None, :, None] +  # noqa: E731
+                                     rng.normal(0, 12, (2, h, w, c)), 0, 255).astype(np.uint8)
+    other = 1 if channels == 3 else 3
+    return [smooth(size, size, channels), smooth(size * 2 + 3, size + 7, channels), smooth(size, size + 9, other),
+            np.zeros((1, size, size, channels), np.uint8)]
 
 
 def _pillow_weights(tf, in_size, out_size):
@@ -246,10 +304,16 @@ def _inspector_class():
 
 
 def _edge_pad(tf, stack, top, bottom, left, right):
-    """Pad an ``(n, h, w, c)`` stack by repeating its edge pixels (numpy's ``mode="edge"``)."""
-    stack = tf.concat([tf.repeat(stack[:, :1], top, axis=1), stack, tf.repeat(stack[:, -1:], bottom, axis=1)], axis=1)
-    return tf.concat([tf.repeat(stack[:, :, :1], left, axis=2), stack, tf.repeat(stack[:, :, -1:], right, axis=2)],
-                     axis=2)
+    """Pad an ``(n, h, w, c)`` stack by repeating its edge pixels (numpy's ``mode="edge"``).
+
+    Done by gathering clipped indices rather than ``tf.repeat``: the same pixels, and it converts to ONNX
+    (a repeat by zero, an image that needs no padding, does not run there)."""
+    def along(stack, axis, before, after):
+        length = tf.shape(stack)[axis]
+        indices = tf.clip_by_value(tf.range(-before, length + after), 0, length - 1)
+        return tf.gather(stack, indices, axis=axis)
+
+    return along(along(stack, 1, top, bottom), 2, left, right)
 
 
 def _Inspector(detector, decision, limits):  # noqa: N802 (a class built on first use: TensorFlow loads lazily)

@@ -1,4 +1,5 @@
-"""The exported inspector gives the verdicts and scores of `python -m core score`, loaded with plain TensorFlow."""
+"""The exported inspector gives the verdicts and scores of `python -m core score` on the demo test set, loaded
+with plain TensorFlow, and so does its ONNX copy under plain ONNX Runtime."""
 
 import json
 import subprocess
@@ -33,6 +34,27 @@ for group in json.loads(open(images_json).read()):      # one call per image siz
 print(json.dumps(rows))
 """
 
+# the same with ONNX Runtime: neither TensorFlow nor this project is imported
+PLAIN_ONNX = """
+import json, sys
+import numpy as np
+import onnxruntime
+from PIL import Image
+model_file, images_json = sys.argv[1], sys.argv[2]
+session = onnxruntime.InferenceSession(model_file, providers=["CPUExecutionProvider"])
+names = [output.name for output in session.get_outputs()]
+rows = {}
+for group in json.loads(open(images_json).read()):
+    batch = np.stack([np.asarray(Image.open(path)) for path in group])
+    if batch.ndim == 3:
+        batch = batch[..., None]
+    result = dict(zip(names, session.run(None, {"images": batch.astype(np.uint8)})))
+    for path, score, verdict in zip(group, result["score"], result["verdict"]):
+        rows[path] = [float(score), str(verdict)]
+assert not any(name == "tensorflow" or name == "core" or name.startswith("core.") for name in sys.modules)
+print(json.dumps(rows))
+"""
+
 
 def _run(*arguments, **keywords):
     return subprocess.run([sys.executable, *arguments], capture_output=True, text=True, timeout=600, **keywords)
@@ -46,36 +68,59 @@ def inspector(tmp_path_factory):
     return out
 
 
-def test_the_export_decides_like_the_score_command(inspector, tmp_path):
-    test = sorted((Path(ROOT / "assets" / "samples")).glob("*.png"))
-    # a dead frame and two shapes the demo never had: a wide crop and an RGB copy
-    Image.fromarray(np.zeros((128, 128), np.uint8)).save(tmp_path / "black.png")
-    Image.open(test[0]).crop((0, 16, 128, 96)).save(tmp_path / "wide.png")
-    Image.open(test[-1]).convert("RGB").save(tmp_path / "colour.png")
-    files = [*test, tmp_path / "black.png", tmp_path / "wide.png", tmp_path / "colour.png"]
-    scores_csv = tmp_path / "scores.csv"
+@pytest.fixture(scope="module")
+def judged_by_score(tmp_path_factory):
+    """The demo test set plus three frames the demo never had, as `score` judges them, grouped by size and mode
+    the way a camera would send them."""
+    from core.data.datasets import open_dataset
+
+    folder = tmp_path_factory.mktemp("frames")
+    with open_dataset("demo") as demo:
+        test = [sample.path for sample in demo.test]
+    samples = sorted((ROOT / "assets" / "samples").glob("*.png"))
+    # a dead frame, a wide crop and an RGB copy
+    Image.fromarray(np.zeros((128, 128), np.uint8)).save(folder / "black.png")
+    Image.open(samples[0]).crop((0, 16, 128, 96)).save(folder / "wide.png")
+    Image.open(samples[-1]).convert("RGB").save(folder / "colour.png")
+    files = [*test, folder / "black.png", folder / "wide.png", folder / "colour.png"]
+    scores_csv = folder / "scores.csv"
     completed = _run("-m", "core", "score", "--run", str(DEMO_RUN), "--data", *map(str, files), "--out",
                      str(scores_csv), cwd=ROOT)
     assert completed.returncode == 0, completed.stderr
-    expected = pd.read_csv(scores_csv, keep_default_na=False)
-
     groups = {}
     for path in files:
         with Image.open(path) as image:
             groups.setdefault((image.size, image.mode), []).append(str(path))
-    (tmp_path / "images.json").write_text(json.dumps(list(groups.values())))
-    completed = _run("-c", PLAIN_TENSORFLOW, str(inspector / "saved_model"), str(tmp_path / "images.json"),
-                     cwd=tmp_path)
-    assert completed.returncode == 0, completed.stderr
-    exported = json.loads(completed.stdout.strip().splitlines()[-1])
-    by_name = {Path(path).name: value for path, value in exported.items()}
+    (folder / "images.json").write_text(json.dumps(list(groups.values())))
+    return pd.read_csv(scores_csv, keep_default_na=False), folder / "images.json"
+
+
+def _assert_same_decisions(expected: pd.DataFrame, exported: dict) -> None:
+    assert len(exported) == len(expected) > 140
     for row in expected.itertuples():
-        score, verdict = by_name[Path(row.path).name]
+        score, verdict = exported[row.path]
         assert verdict == row.verdict, (row.path, verdict, row.verdict)
         if row.verdict != "INVALID":
             assert score == pytest.approx(row.map_max, rel=1e-5, abs=1e-7), row.path
-    assert by_name["black.png"][1] == "INVALID"
+    assert exported[next(path for path in exported if path.endswith("black.png"))][1] == "INVALID"
     assert {"OK", "NG"} <= {verdict for _, verdict in exported.values()}
+
+
+def test_the_export_decides_like_the_score_command(inspector, judged_by_score, tmp_path):
+    expected, images_json = judged_by_score
+    completed = _run("-c", PLAIN_TENSORFLOW, str(inspector / "saved_model"), str(images_json), cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    _assert_same_decisions(expected, json.loads(completed.stdout.strip().splitlines()[-1]))
+
+
+def test_its_onnx_copy_decides_the_same_under_onnx_runtime(inspector, judged_by_score, tmp_path):
+    manifest = json.loads((inspector / "manifest.json").read_text())
+    assert manifest["onnx"]["written"], manifest["onnx"]
+    assert manifest["onnx"]["largest_score_difference"] <= 1e-5
+    expected, images_json = judged_by_score
+    completed = _run("-c", PLAIN_ONNX, str(inspector / "inspector.onnx"), str(images_json), cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    _assert_same_decisions(expected, json.loads(completed.stdout.strip().splitlines()[-1]))
 
 
 def test_the_manifest_says_what_it_is_and_vouches_for_every_file(inspector):
@@ -85,7 +130,7 @@ def test_the_manifest_says_what_it_is_and_vouches_for_every_file(inspector):
     run = json.loads((DEMO_RUN / "manifest.json").read_text())
     assert manifest["run"]["model_sha256"] == run["model_sha256"] and manifest["score"] == "map_max"
     assert manifest["threshold"] == pytest.approx(run["default_decision"]["threshold"])
-    assert manifest["files"] and all(sha256_of(inspector / name) == digest for name, digest in manifest["files"].items())
+    assert "inspector.onnx" in manifest["files"] and all(sha256_of(inspector / name) == digest for name, digest in manifest["files"].items())
 
 
 def test_an_existing_folder_is_not_overwritten(tmp_path):
