@@ -14,6 +14,7 @@ import signal
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 from core.errors import InputError
@@ -94,9 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = commands.add_parser("score", help="score images with a trained run and write scores.csv")
     score.add_argument("--run", required=True, type=Path, help="run folder made by 'train'")
-    score.add_argument("--data", required=True, nargs="+", help="data folder(s), .zip(s) or image file(s)")
-    score.add_argument("--out", required=True, type=Path, help="CSV file to write")
+    score.add_argument("--data", required=True, nargs="+",
+                       help="data folder(s), .zip(s), image file(s) or URI(s) (file://, s3://... with its fsspec "
+                            "package), or @LIST: a text file of paths or URIs, one per line")
+    score.add_argument("--out", required=True, type=Path,
+                       help="CSV file to write (with --engine: the folder the CSV shards go into)")
     score.add_argument("--threshold-file", type=Path, help="add a verdict column using this threshold file")
+    score.add_argument("--engine", choices=("dask",),
+                       help="score on a Dask cluster: a local one (default) or --scheduler's; writes part-NNNNN.csv "
+                            "shards and job.json into --out, and finishes an interrupted job when run again")
+    score.add_argument("--scheduler", metavar="ADDRESS",
+                       help="with --engine dask: an existing cluster's scheduler (tcp://host:8786); workers must reach "
+                            "the run and the images under the same paths or URIs")
+    score.add_argument("--workers", type=_positive_int,
+                       help="with --engine dask and no --scheduler: worker processes (default: one per CPU core)")
+    score.add_argument("--shard-size", type=_positive_int,
+                       help="with --engine dask: images per task and per CSV shard (default 1000)")
 
     evaluate = commands.add_parser("evaluate", help="AUROC, AUPRC and best F1 of every score on a labelled set")
     evaluate.add_argument("--run", required=True, type=Path, help="run folder made by 'train'")
@@ -375,7 +389,13 @@ def _score(arguments) -> int:
 
     manifest, threshold = _threshold_of_run(arguments)
     out = arguments.out
-    if out.is_dir():
+    engine_only = [f"--{name.replace('_', '-')}" for name in ("scheduler", "workers", "shard_size")
+                   if getattr(arguments, name) is not None]
+    if engine_only and arguments.engine is None:
+        raise InputError(f"{', '.join(engine_only)} only apply with --engine dask.")
+    if arguments.scheduler is not None and arguments.workers is not None:
+        raise InputError("--workers sizes the local cluster; with --scheduler the cluster has its own workers.")
+    if out.is_dir() and arguments.engine is None:
         raise InputError(f"{out}: is a folder; --out must name the CSV file to write.")
     datasets = []
     try:
@@ -386,7 +406,10 @@ def _score(arguments) -> int:
         from core.runs.bundles import load_bundle
         from core.runs.pipeline import UNREADABLE, stream_judged_rows
 
-        detector = load_bundle(arguments.run)
+        if arguments.engine is None:
+            detector = load_bundle(arguments.run)
+        else:   # the workers load it; here only what the decision and the warnings need
+            detector = _RunFacts(manifest)
         if threshold is not None:
             decision = Decision(threshold["score_column"], threshold["threshold"],
                                 (threshold.get("review_band") or {}).get("review_from"),
@@ -399,6 +422,8 @@ def _score(arguments) -> int:
         if detector.frame_limits_ is None:
             print(f"warning: {arguments.run} was saved before the frame check existed; frames are not checked "
                   "(train the run again to get it)", file=sys.stderr)
+        if arguments.engine == "dask":
+            return _score_on_dask(arguments, manifest, items, decision)
         counts = {"rows": 0, "unreadable": 0}
         verdicts: dict[str, int] = {}
         problems: list[str] = []  # told at the end: if nothing could be read, the one error line says it all
@@ -430,15 +455,64 @@ def _score(arguments) -> int:
     return EXIT_OK
 
 
+class _RunFacts:
+    """What ``score`` needs of a run before scoring when the workers, not this process, load it."""
+
+    def __init__(self, manifest: dict):
+        from core.evaluation.decision import Decision
+
+        self.default_decision_ = Decision.from_json(manifest["default_decision"]) \
+            if manifest.get("default_decision") else None
+        self.frame_limits_ = manifest.get("frame_check")
+
+
+def _score_on_dask(arguments, manifest: dict, items: list, decision) -> int:
+    from core.runs.dask_scoring import DEFAULT_SHARD_SIZE, score_on_dask
+
+    if not items:
+        raise InputError("there are no images to score in the given data.")
+    last = {"told": 0.0}
+
+    def tell(done: int, total: int, shards_done: int, shards: int) -> None:
+        now = time.monotonic()
+        if shards_done in (0, shards) or now - last["told"] >= 2.0:
+            last["told"] = now
+            print(f"scored {done}/{total} images ({shards_done}/{shards} shards)", file=sys.stderr, flush=True)
+
+    where = f"the Dask cluster at {arguments.scheduler}" if arguments.scheduler else \
+        f"a local Dask cluster of {arguments.workers or os.cpu_count() or 1} workers"
+    print(f"scoring {len(items)} images on {where}", file=sys.stderr, flush=True)
+    summary = score_on_dask(arguments.run, manifest["model_sha256"], items, decision, arguments.out,
+                            scheduler=arguments.scheduler, workers=arguments.workers,
+                            shard_size=arguments.shard_size or DEFAULT_SHARD_SIZE, progress=tell)
+    for message in summary.unreadable:
+        print(f"warning: {one_line(message)}", file=sys.stderr)
+    if summary.unreadable and len(summary.unreadable) == summary.images:
+        raise InputError(f"none of the {summary.images} given images could be read ({summary.unreadable[0]})")
+    verdicts = ", ".join(f"{summary.verdicts[name]} {name}" for name in ("OK", "REVIEW", "NG", "INVALID")
+                         if name in summary.verdicts)
+    judged = f"; {verdicts}; decision: {decision.describe()}" if decision is not None else ""
+    kept = f"; {summary.shards_skipped} shards were already written" if summary.shards_skipped else ""
+    print(f"scored {summary.images} images into {summary.shards} shards in {arguments.out} "
+          f"({summary.images_per_second:.1f} images/s{kept}{judged})", file=sys.stderr)
+    return EXIT_OK
+
+
 def _score_items(data: list[str], out: Path, datasets: list) -> list:
     """Every image the ``--data`` arguments name, as score items, in the order given."""
     from core.data.datasets import ScoreItem, dataset_items, open_dataset
     from core.errors import DatasetError
-    from core.data.images import is_image_name
+    from core.data.images import is_image_name, is_uri
 
     items = []
     out_resolved = out.resolve()
     for argument in data:
+        if is_uri(argument):   # read when scored; a URI that cannot be read becomes an INVALID row
+            items.append(ScoreItem(argument, argument))
+            continue
+        if argument.startswith("@"):
+            items += _listed_items(Path(argument[1:]))
+            continue
         path = Path(argument)
         if argument == "demo" and not path.exists():
             dataset = open_dataset("demo")
@@ -464,6 +538,24 @@ def _score_items(data: list[str], out: Path, datasets: list) -> list:
             items += dataset_items(dataset, dataset.test or dataset.samples)
         else:
             raise DatasetError(f"{path}: not a regular file or folder.")
+    return items
+
+
+def _listed_items(listing: Path) -> list:
+    """The images a list file names: one path or URI per line; blank lines and ``#`` comments are skipped.
+    Entries are not opened here (a list may name millions): one that cannot be read is an INVALID row."""
+    from core.data.datasets import ScoreItem
+    from core.errors import DatasetError
+
+    try:
+        with open(listing, encoding="utf-8") as handle:
+            entries = [line.strip() for line in handle]
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{listing}: cannot read the list of images "
+                           f"({getattr(error, 'strerror', None) or error}).") from None
+    items = [ScoreItem(entry, entry) for entry in entries if entry and not entry.startswith("#")]
+    if not items:
+        raise DatasetError(f"{listing}: the list names no images.")
     return items
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,7 @@ def decode_frame(source: ImageSource, size: int | None = None, *, name: str | No
         raise ValueError(f"`channels` must be 1 or 3, got {channels!r}.")
     label = name or (str(source) if not isinstance(source, bytes) else "uploaded image")
     try:
-        data = source if isinstance(source, bytes) else _read_capped(Path(source))
+        data = source if isinstance(source, bytes) else _read_capped(source if is_uri(source) else Path(source))
     except OSError as error:
         raise ImageDecodeError(f"{label}: cannot read the file ({error.strerror or error}).") from None
     if len(data) > MAX_IMAGE_BYTES:
@@ -170,10 +171,24 @@ def list_image_files(folder: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if path.is_file() and is_image_name(path.name))
 
 
-def _read_capped(path: Path) -> bytes:
-    with open(path, "rb") as handle:
-        data = handle.read(MAX_IMAGE_BYTES + 1)
-    return data
+def is_uri(source) -> bool:
+    """Whether ``source`` names an image by URI (``file://``, ``s3://``, ``https://``...) rather than a path."""
+    return isinstance(source, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", source) is not None
+
+
+def _read_capped(source) -> bytes:
+    if is_uri(source):
+        # fsspec (which Dask brings) reads any URI whose filesystem is installed: file:// always, s3:// with
+        # s3fs, gs:// with gcsfs, http(s):// with aiohttp
+        import fsspec
+
+        try:
+            with fsspec.open(source, "rb") as handle:
+                return handle.read(MAX_IMAGE_BYTES + 1)
+        except (ImportError, ValueError) as error:
+            raise OSError(f"cannot open this URI: {_first_line(error)}") from None
+    with open(source, "rb") as handle:
+        return handle.read(MAX_IMAGE_BYTES + 1)
 
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
