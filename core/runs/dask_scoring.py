@@ -40,6 +40,7 @@ from core.errors import InputError
 JOB_FILE = "job.json"
 JOB_FORMAT = "residual-lab-sharded-scores/1"
 DEFAULT_SHARD_SIZE = 1000
+TEXT_COLUMNS = ("path", "label", "defect_type", "verdict", "reason")
 TASKS_IN_FLIGHT_PER_WORKER = 2   # enough to keep every worker busy without holding millions of tasks
 
 _loaded: dict[tuple[str, str], object] = {}
@@ -96,12 +97,14 @@ def score_on_dask(run_dir: Path, model_sha256: str, items: list, decision, out: 
     """
     from distributed import Client, LocalCluster, as_completed
 
+    from core.files import atomic_write_json
+
     if shard_size < 1:
         raise InputError("--shard-size must be at least 1.")
     run_dir = Path(run_dir).resolve()
     shards = [items[start:start + shard_size] for start in range(0, len(items), shard_size)]
     job = _job_document(run_dir, model_sha256, items, decision, shard_size, len(shards))
-    _claim_folder(out, job)
+    _check_folder(out, job)
     to_do = [index for index in range(len(shards)) if not (out / shard_name(index)).is_file()]
     summary = JobSummary(out, len(items), len(shards), len(shards) - len(to_do), 0.0)
     started = time.perf_counter()
@@ -118,6 +121,8 @@ def score_on_dask(run_dir: Path, model_sha256: str, items: list, decision, out: 
     try:
         with Client(cluster if cluster is not None else scheduler, set_as_default=False) as client:
             _check_workers(client, run_dir, model_sha256)
+            if not (out / JOB_FILE).is_file():
+                atomic_write_json(out / JOB_FILE, job | {"state": "running"})
             worker_count = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
             decision_fields = None if decision is None else \
                 (decision.column, decision.threshold, decision.review_from, decision.basis)
@@ -157,8 +162,13 @@ def read_shards(out: Path):
     import pandas as pd
 
     job = json.loads((Path(out) / JOB_FILE).read_text())
-    tables = [pd.read_csv(Path(out) / shard_name(index), keep_default_na=False) for index in range(job["shards"])]
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    text = {column: str for column in TEXT_COLUMNS}
+    tables = [pd.read_csv(Path(out) / shard_name(index), dtype=text) for index in range(job["shards"])]
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    for column in TEXT_COLUMNS:   # an empty cell is "" in text columns, NaN (an unreadable file) in score columns
+        if column in table:
+            table[column] = table[column].fillna("")
+    return table
 
 
 def _take(iterator, count: int) -> list:
@@ -193,10 +203,8 @@ def _job_document(run_dir: Path, model_sha256: str, items: list, decision, shard
             "images": len(items), "inputs_sha256": names.hexdigest(), "shard_size": shard_size, "shards": shards}
 
 
-def _claim_folder(out: Path, job: dict) -> None:
-    """Make ``out`` this job's folder: new, empty, or holding the same job (then its shards are kept)."""
-    from core.files import atomic_write_json
-
+def _check_folder(out: Path, job: dict) -> None:
+    """Refuse ``out`` unless it is new, empty, or holds the same job (then its shards are kept)."""
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: is a file; with --engine, --out names the folder the shards go into.")
     if out.is_dir() and any(out.iterdir()):
@@ -208,8 +216,6 @@ def _claim_folder(out: Path, job: dict) -> None:
         if not same:
             raise InputError(f"{out}: holds the shards of another job (another run, decision, list of images or "
                              "shard size); choose a new folder, or give the same arguments to finish that job.")
-        return
-    atomic_write_json(out / JOB_FILE, job | {"state": "running"})
 
 
 def _finish_job(out: Path, job: dict, summary: JobSummary) -> None:
