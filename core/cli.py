@@ -400,15 +400,14 @@ def _score(arguments) -> int:
     datasets = []
     try:
         items = _score_items(arguments.data, out, datasets)
-        from core.quiet import import_tensorflow_quietly
-
-        import_tensorflow_quietly()
-        from core.runs.bundles import load_bundle
-        from core.runs.pipeline import UNREADABLE, stream_judged_rows
-
         if arguments.engine is None:
+            from core.quiet import import_tensorflow_quietly
+
+            import_tensorflow_quietly()
+            from core.runs.bundles import load_bundle
+
             detector = load_bundle(arguments.run)
-        else:   # the workers load it; here only what the decision and the warnings need
+        else:   # the workers load it; this process needs only the decision and the warnings, not TensorFlow
             detector = _RunFacts(manifest)
         if threshold is not None:
             decision = Decision(threshold["score_column"], threshold["threshold"],
@@ -424,6 +423,8 @@ def _score(arguments) -> int:
                   "(train the run again to get it)", file=sys.stderr)
         if arguments.engine == "dask":
             return _score_on_dask(arguments, manifest, items, decision)
+        from core.runs.pipeline import UNREADABLE, stream_judged_rows
+
         counts = {"rows": 0, "unreadable": 0}
         verdicts: dict[str, int] = {}
         problems: list[str] = []  # told at the end: if nothing could be read, the one error line says it all

@@ -224,7 +224,8 @@ def _finish_job(out: Path, job: dict, summary: JobSummary) -> None:
     atomic_write_json(out / JOB_FILE, job | {
         "state": "complete", "seconds": round(summary.seconds, 3), "verdicts": summary.verdicts,
         "unreadable": len(summary.unreadable), "shards_already_written": summary.shards_skipped,
-        "workers": summary.workers})
+        "workers": summary.workers,
+        "client_peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
 
 
 def _check_workers(client, run_dir: Path, model_sha256: str) -> None:
