@@ -11,14 +11,21 @@ on the same pixels without this package:
    fixed-point coefficients and the rounding to 8 bits after each pass, rows first), the short
    side padded with its edge pixels;
 3. the frame check (:mod:`core.data.frame_check`) with the run's limits;
-4. the network, the residual and the primary score (``map_max``: the maximum of the residual map
-   smoothed by a Gaussian, as ``scipy.ndimage.gaussian_filter`` with ``mode="nearest"``);
+4. the detector and its primary score, with its map:
+   - NCAE / CAE: the network, the residual and ``map_max`` (the maximum of the residual map smoothed by
+     a Gaussian, as ``scipy.ndimage.gaussian_filter`` with ``mode="nearest"``);
+   - DRAEM: the reconstruction and judge networks; ``draem_score``, the maximum of the smoothed defect
+     probability;
+   - PaDiM: EfficientNet-Lite0's patch features (scaled, 3×3-averaged, on one grid) and each patch's
+     Mahalanobis distance to its position's Gaussian; ``padim_score``, the largest;
+   - memory bank (on the packaged EfficientNet-Lite0): each patch's distance to its nearest bank entry,
+     in float64 as the fitted search computes it, rescaled by its border ring; ``patch_score``, the
+     largest. A bank on another backbone, or built before border calibration, is refused in one sentence;
 5. the decision: ``NG`` when ``score >= threshold``, ``REVIEW`` in the review band, ``OK`` below,
    ``INVALID`` when the frame check refuses the frame.
 
 It returns ``score``, ``verdict`` and ``anomaly_map``. ``manifest.json`` beside it says what it is,
-from which run, the decision and the SHA-256 of every file. Autoencoder runs (NCAE, CAE) are
-exported; other detectors are refused in one sentence.
+from which run, the decision and the SHA-256 of every file.
 
 The same graph is also written as ``inspector.onnx`` (tf2onnx, opset 17), for lines that run
 ONNX Runtime rather than TensorFlow. It is kept only when ONNX Runtime, on probe frames of several
@@ -43,22 +50,23 @@ EXPORT_FORMAT = "residual-lab-inspector/1"
 PRECISION_BITS = 32 - 8 - 2     # Pillow's fixed-point precision for 8-bit resampling
 TRUNCATE = 4.0                  # scipy.ndimage.gaussian_filter's default
 ONNX_OPSET = 17
-ONNX_TOLERANCE = 1e-5           # largest score difference from the SavedModel an ONNX file may show
+ONNX_TOLERANCE = 1e-5           # largest score difference from the SavedModel an ONNX file may show, relative to
+                                # the score (at least 1): float32 round-off in another runtime's kernels
 
 
 def export_inspector(run_dir: Path, out: Path, threshold_document: dict | None = None) -> Path:
     """Write the inspector for the run in ``run_dir`` into the new folder ``out``; ``InputError`` when it cannot."""
     import tensorflow as tf
 
-    from core.detectors import AUTOENCODER_NAMES
     from core.files import atomic_write_json
     from core.runs.bundles import load_bundle, read_manifest, sha256_of
+    from core.runs.pipeline import frame_limits_of
 
     manifest = read_manifest(run_dir)
-    if manifest["model_kind"] not in AUTOENCODER_NAMES:
-        raise InputError(f"{run_dir}: exporting an inspector works for NCAE and CAE runs; this run is "
-                         f"{manifest['model_kind']}.")
     detector = load_bundle(run_dir)
+    why_not = _cannot_export(manifest, detector)
+    if why_not:
+        raise InputError(f"{run_dir}: {why_not}")
     decision = detector.default_decision_
     if threshold_document is not None:
         from core.evaluation.decision import Decision
@@ -71,7 +79,7 @@ def export_inspector(run_dir: Path, out: Path, threshold_document: dict | None =
     if decision.column != detector.primary_score:
         raise InputError(f"the inspector computes the run's primary score {detector.primary_score!r}; the decision "
                          f"is on {decision.column!r}.")
-    limits = getattr(detector, "frame_limits_", None)
+    limits = frame_limits_of(detector)
     module = _Inspector(detector, decision, limits)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: already exists and is not an empty folder.")
@@ -105,6 +113,19 @@ def export_inspector(run_dir: Path, out: Path, threshold_document: dict | None =
     return out
 
 
+def _cannot_export(manifest: dict, detector) -> str:
+    """Why this run cannot become an inspector, in one sentence (``""`` when it can)."""
+    from core.detectors.memory_bank import PACKAGED_BACKBONE
+
+    if manifest["model_kind"] == "memory_bank":
+        if detector.backbone != PACKAGED_BACKBONE:
+            return (f"a memory bank on the {detector.backbone} backbone is not exported; train one on the packaged "
+                    f"{PACKAGED_BACKBONE} (the default) to export it.")
+        if getattr(detector, "border_calibration_", None) is None:
+            return "this memory bank was built before border calibration; train it again to export it."
+    return ""
+
+
 def _write_onnx(tf, module, saved_model: Path, path: Path) -> dict:
     """Convert the inspector to ONNX at ``path`` and check it against the SavedModel's graph on probe frames;
     what happened, for the manifest. The file is removed when the check fails: a wrong ONNX file is worse
@@ -131,14 +152,15 @@ def _write_onnx(tf, module, saved_model: Path, path: Path) -> dict:
             verdicts = [verdict.decode() for verdict in expected["verdict"]]
             if [str(verdict) for verdict in got["verdict"]] != verdicts:
                 raise ValueError(f"verdicts differ on a {frame.shape[1]}×{frame.shape[2]} probe frame")
-            worst = max(worst, float(np.max(np.abs(got["score"] - expected["score"]))))
+            worst = max(worst, float(np.max(np.abs(got["score"] - expected["score"]) /
+                                         np.maximum(1.0, np.abs(expected["score"])))))
         if not worst <= ONNX_TOLERANCE:
-            raise ValueError(f"scores differ by up to {worst:.2g} from the SavedModel's")
+            raise ValueError(f"scores differ by up to {worst:.2g} (relative) from the SavedModel's")
     except Exception as error:  # noqa: BLE001 (any converter or runtime failure means: no ONNX file)
         path.unlink(missing_ok=True)
         return {"written": False, "why": f"the ONNX conversion did not reproduce the SavedModel: {error}"}
     return {"written": True, "file": path.name, "opset": ONNX_OPSET, "tf2onnx": tf2onnx.__version__,
-            "checked_with": f"onnxruntime {onnxruntime.__version__}", "largest_score_difference": worst}
+            "checked_with": f"onnxruntime {onnxruntime.__version__}", "largest_relative_score_difference": worst}
 
 
 def _probe_frames(size: int, channels: int) -> list[np.ndarray]:
@@ -192,22 +214,21 @@ def _inspector_class():
     import tensorflow as tf
 
     class Inspector(tf.Module):
+        """Raw pixels → the run's working image → its frame check, score and map (``judge``) → the verdict."""
+
         def __init__(self, detector, decision, limits):
             super().__init__()
-            self.network = detector.model_
+            self.judge = _judge_for(tf, detector)
+            self.networks = list(self.judge.networks)   # tracked here, so the SavedModel holds their weights
             self.size = int(detector.input_size)
             self.channels = int(detector.channels)
-            self.stride = 2 ** len(tuple(detector.widths)) if detector.trains_on_patches else 1
-            self.fixed_input = not detector.trains_on_patches
             self.threshold = float(decision.threshold)
             self.review_from = float(decision.threshold if decision.review_from is None else decision.review_from)
-            self.kernel = tf.constant(_gaussian_kernel(float(detector.map_sigma)), tf.float32) \
-                if float(detector.map_sigma) > 0 else None
             self.limits = limits
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8, name="images")])
         def inspect(self, images):
-            count, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+            height, width = tf.shape(images)[1], tf.shape(images)[2]
             pixels = tf.cast(images, tf.float64)
             pixels = tf.cond(tf.shape(pixels)[3] == 1, lambda: pixels, lambda: pixels[..., :3])
             if self.channels == 1:
@@ -217,15 +238,7 @@ def _inspector_class():
             fitted = self._fit(pixels, height, width) / 255.0
             image = tf.cast(fitted, tf.float32)
             invalid = self._frame_refused(image, height, width)
-            reconstruction = self._reconstruct(image)
-            difference = image - reconstruction
-            if self.channels == 1:
-                residual = difference[..., 0]
-            else:
-                magnitude = tf.sqrt(tf.reduce_mean(tf.square(difference), axis=-1))
-                residual = tf.where(tf.reduce_mean(difference, axis=-1) < 0, -magnitude, magnitude)
-            anomaly_map = self._smoothed(tf.abs(residual))
-            score = tf.reduce_max(tf.reshape(anomaly_map, [count, -1]), axis=1)
+            score, anomaly_map = self.judge(image)
             verdict = tf.where(score >= self.threshold, "NG", tf.where(score >= self.review_from, "REVIEW", "OK"))
             verdict = tf.where(tf.logical_or(invalid, tf.logical_not(tf.math.is_finite(score))), "INVALID", verdict)
             return {"score": score, "verdict": verdict, "anomaly_map": anomaly_map}
@@ -257,24 +270,6 @@ def _inspector_class():
             fitted = tf.cond(same, lambda: pixels, resized)
             return tf.ensure_shape(fitted, [None, size, size, self.channels])
 
-        def _reconstruct(self, image):
-            if self.fixed_input:
-                return self.network(image, training=False)
-            padding = (-self.size) % self.stride
-            padded = tf.pad(image, [[0, 0], [0, padding], [0, padding], [0, 0]], mode="REFLECT") if padding else image
-            return self.network(padded, training=False)[:, :self.size, :self.size, :]
-
-        def _smoothed(self, maps):
-            if self.kernel is None:
-                return maps
-            radius = (int(self.kernel.shape[0]) - 1) // 2
-            stack = maps[..., None]
-            stack = _edge_pad(tf, stack, radius, radius, radius, radius)
-            kernel = self.kernel
-            stack = tf.nn.conv2d(stack, tf.reshape(kernel, [-1, 1, 1, 1]), strides=1, padding="VALID")
-            stack = tf.nn.conv2d(stack, tf.reshape(kernel, [1, -1, 1, 1]), strides=1, padding="VALID")
-            return stack[..., 0]
-
         def _frame_refused(self, image, height, width):
             count = tf.shape(image)[0]
             if self.limits is None:
@@ -301,6 +296,162 @@ def _inspector_class():
             return refused
 
     return Inspector
+
+
+def _judge_for(tf, detector):
+    """The part of the graph that is the detector's own: working image ``(n, s, s, c)`` → (score, map)."""
+    kind = detector.kind   # the autoencoders share one class; the others have their own
+    if kind == "draem":
+        return _DraemJudge(tf, detector)
+    if kind == "padim":
+        return _PadimJudge(tf, detector)
+    if kind == "memory_bank":
+        return _MemoryBankJudge(tf, detector)
+    return _ResidualJudge(tf, detector)
+
+
+class _Smoothing:
+    """``scipy.ndimage.gaussian_filter(mode="nearest")`` of ``(n, h, w)`` maps, as two separable passes."""
+
+    def __init__(self, tf, sigma: float):
+        self.kernel = tf.constant(_gaussian_kernel(sigma), tf.float32) if sigma > 0 else None
+
+    def __call__(self, tf, maps):
+        if self.kernel is None:
+            return maps
+        radius = (int(self.kernel.shape[0]) - 1) // 2
+        stack = _edge_pad(tf, maps[..., None], radius, radius, radius, radius)
+        stack = tf.nn.conv2d(stack, tf.reshape(self.kernel, [-1, 1, 1, 1]), strides=1, padding="VALID")
+        stack = tf.nn.conv2d(stack, tf.reshape(self.kernel, [1, -1, 1, 1]), strides=1, padding="VALID")
+        return stack[..., 0]
+
+
+def _largest(tf, maps):
+    return tf.reduce_max(tf.reshape(maps, [tf.shape(maps)[0], -1]), axis=1)
+
+
+class _ResidualJudge:
+    """NCAE / CAE: the reconstruction's residual (RMS over colour channels, signed), smoothed; ``map_max``."""
+
+    def __init__(self, tf, detector):
+        self.tf, self.network, self.size, self.channels = tf, detector.model_, int(detector.input_size), \
+            int(detector.channels)
+        self.networks = [self.network]
+        self.stride = 2 ** len(tuple(detector.widths)) if detector.trains_on_patches else 1
+        self.fixed_input = not detector.trains_on_patches
+        self.smoothing = _Smoothing(tf, float(detector.map_sigma))
+
+    def __call__(self, image):
+        tf = self.tf
+        if self.fixed_input:
+            reconstruction = self.network(image, training=False)
+        else:
+            padding = (-self.size) % self.stride
+            padded = tf.pad(image, [[0, 0], [0, padding], [0, padding], [0, 0]], mode="REFLECT") if padding else image
+            reconstruction = self.network(padded, training=False)[:, :self.size, :self.size, :]
+        difference = image - reconstruction
+        if self.channels == 1:
+            residual = difference[..., 0]
+        else:
+            magnitude = tf.sqrt(tf.reduce_mean(tf.square(difference), axis=-1))
+            residual = tf.where(tf.reduce_mean(difference, axis=-1) < 0, -magnitude, magnitude)
+        anomaly_map = self.smoothing(tf, tf.abs(residual))
+        return _largest(tf, anomaly_map), anomaly_map
+
+
+class _DraemJudge:
+    """DRAEM: the judge network's defect probability, smoothed; ``draem_score`` is its maximum."""
+
+    def __init__(self, tf, detector):
+        self.tf, self.network = tf, detector.model_
+        self.networks = [self.network]
+        self.smoothing = _Smoothing(tf, float(detector._map_sigma()))
+
+    def __call__(self, image):
+        _, probability = self.network(image, training=False)
+        anomaly_map = self.smoothing(self.tf, probability[..., 0])
+        return _largest(self.tf, anomaly_map), anomaly_map
+
+
+class _PatchFeatures:
+    """:class:`core.detectors.memory_bank.PatchFeatures` of the packaged EfficientNet-Lite0: each layer scaled,
+    averaged over 3×3 neighbours (edges repeated) and resized bilinearly onto one grid."""
+
+    def __init__(self, tf, extractor):
+        self.network, self.scales, self.grid = extractor.network, list(extractor.layer_scales), extractor.grid
+        self.input_scale = float(extractor.input_scale)
+
+    def __call__(self, tf, image):
+        batch = (tf.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image) * self.input_scale
+        outputs = self.network(batch, training=False)
+        sizes = [int(output.shape[1]) * int(output.shape[2]) for output in outputs]
+        chosen = outputs[int(np.argmax(sizes) if self.grid == "finest" else np.argmin(sizes))]
+        height, width = int(chosen.shape[1]), int(chosen.shape[2])
+        aggregated = []
+        for output, scale in zip(outputs, self.scales):
+            pooled = tf.nn.avg_pool2d(_edge_pad(tf, output / scale, 1, 1, 1, 1), 3, 1, "VALID")
+            if (int(pooled.shape[1]), int(pooled.shape[2])) != (height, width):
+                pooled = tf.image.resize(pooled, (height, width), "bilinear")   # = scipy's zoom, grid_mode=True
+            aggregated.append(pooled)
+        return tf.concat(aggregated, axis=-1)
+
+
+class _PadimJudge:
+    """PaDiM: each patch's Mahalanobis distance to its position's Gaussian; ``padim_score`` is the largest."""
+
+    def __init__(self, tf, detector):
+        self.tf, self.size = tf, int(detector.input_size)
+        self.features = _PatchFeatures(tf, detector.extractor_)
+        self.networks = [self.features.network]
+        self.mean = tf.constant(detector.mean_, tf.float32)
+        self.precision = tf.constant(detector.precision_, tf.float32)
+        sigma = 4.0 * self.size / 224 if detector.map_sigma is None else float(detector.map_sigma)
+        self.smoothing = _Smoothing(tf, sigma)
+
+    def __call__(self, image):
+        tf = self.tf
+        difference = self.features(tf, image) - self.mean
+        squared = tf.einsum("nhwi,hwij,nhwj->nhw", difference, self.precision, difference)
+        grid = tf.sqrt(tf.maximum(squared, 0.0))
+        anomaly_map = self.smoothing(tf, tf.image.resize(grid[..., None], (self.size, self.size), "bilinear")[..., 0])
+        return _largest(tf, grid), anomaly_map
+
+
+class _MemoryBankJudge:
+    """Memory bank on ImageNet features: each patch's distance to its nearest bank entry (float64, as the
+    fitted search computes it), rescaled by its border ring; ``patch_score`` is the largest."""
+
+    def __init__(self, tf, detector):
+        from core.detectors.memory_bank import border_rings
+
+        self.tf, self.size = tf, int(detector.input_size)
+        self.features = _PatchFeatures(tf, detector.extractor_)
+        self.networks = [self.features.network]
+        bank = np.asarray(detector.memory_bank_, np.float64)
+        self.bank_columns = tf.constant(np.ascontiguousarray(bank.T))   # (dim, entries): a plain matmul
+        self.bank_norms = tf.constant((bank ** 2).sum(axis=1))
+        self.calibration = detector.border_calibration_
+        self.smoothing = _Smoothing(tf, float(detector._map_sigma()))
+        self.border_rings = border_rings
+
+    def __call__(self, image):
+        tf = self.tf
+        features = self.features(tf, image)
+        height, width, dim = int(features.shape[1]), int(features.shape[2]), int(features.shape[3])
+
+        def nearest(patches):   # one image at a time: its patches × the bank stays a few tens of MB
+            patches = tf.cast(patches, tf.float64)
+            squared = tf.reduce_sum(patches ** 2, axis=1, keepdims=True) + self.bank_norms[None, :] - \
+                2.0 * tf.matmul(patches, self.bank_columns)
+            return tf.cast(tf.sqrt(tf.maximum(tf.reduce_min(squared, axis=1), 0.0)), tf.float32)
+
+        distances = tf.map_fn(nearest, tf.reshape(features, [-1, height * width, dim]),
+                              fn_output_signature=tf.TensorSpec([height * width], tf.float32))
+        ring = self.border_rings(height, width, self.calibration.rings).reshape(-1)
+        grid = (distances - self.calibration.mean[ring]) / self.calibration.spread[ring]
+        grid = tf.reshape(grid, [-1, height, width])
+        anomaly_map = self.smoothing(tf, tf.image.resize(grid[..., None], (self.size, self.size), "bilinear")[..., 0])
+        return _largest(tf, grid), anomaly_map
 
 
 def _edge_pad(tf, stack, top, bottom, left, right):

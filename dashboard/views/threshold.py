@@ -162,17 +162,23 @@ def tuning() -> None:
 
 
 def export_inspector_button(document: dict) -> None:
-    """The run and this decision as one self-contained TensorFlow SavedModel inspector, zipped for download."""
-    from core.detectors import AUTOENCODER_NAMES
+    """The run and this decision as one self-contained TensorFlow SavedModel inspector (and its ONNX copy),
+    zipped for download."""
+    from core.errors import InputError
 
-    exportable = space.choice.kind == "run" and space.manifest["model_kind"] in AUTOENCODER_NAMES and column == primary
+    exportable = space.choice.kind == "run" and column == primary
     why = None if exportable else (
-        "The inspector is exported for NCAE and CAE runs, on their primary score: choose the run itself and "
-        f"the {primary} column.")
+        f"The inspector is exported from a saved run, on its primary score: choose a run and the {primary} column.")
     if st.button("Export inspector", icon=":material/deployed_code:", disabled=not exportable, key="export_inspector",
-                 help=why or "A TensorFlow SavedModel that takes raw uint8 images and returns score, verdict and "
-                             "anomaly map, with this threshold inside (python -m core export does the same)."):
-        st.session_state["inspector_zip"] = workspace.export_inspector_zip(document)
+                 help=why or "A TensorFlow SavedModel (and its ONNX copy) that takes raw uint8 images and returns "
+                             "score, verdict and anomaly map, with this threshold inside (python -m core export "
+                             "does the same)."):
+        try:
+            with st.spinner("Exporting the inspector and checking its ONNX copy…"):
+                st.session_state["inspector_zip"] = workspace.export_inspector_zip(document)
+        except InputError as error:
+            st.session_state.pop("inspector_zip", None)
+            st.error(str(error))
     if st.session_state.get("inspector_zip"):
         st.download_button("Download inspector (.zip)", st.session_state["inspector_zip"], file_name="inspector.zip",
                            mime="application/zip", key="download_inspector")
