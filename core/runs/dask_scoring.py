@@ -41,6 +41,7 @@ JOB_FILE = "job.json"
 JOB_FORMAT = "residual-lab-sharded-scores/1"
 DEFAULT_SHARD_SIZE = 1000
 TEXT_COLUMNS = ("path", "label", "defect_type", "verdict", "reason")
+CONNECT_SECONDS = 10
 TASKS_IN_FLIGHT_PER_WORKER = 2   # enough to keep every worker busy without holding millions of tasks
 
 _loaded: dict[tuple[str, str], object] = {}
@@ -119,7 +120,8 @@ def score_on_dask(run_dir: Path, model_sha256: str, items: list, decision, out: 
                                     "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": str(threads)},
                                silence_logs=50)
     try:
-        with Client(cluster if cluster is not None else scheduler, set_as_default=False) as client:
+        client = _connect(Client, cluster if cluster is not None else scheduler)
+        with client:
             _check_workers(client, run_dir, model_sha256)
             if not (out / JOB_FILE).is_file():
                 atomic_write_json(out / JOB_FILE, job | {"state": "running"})
@@ -155,6 +157,15 @@ def score_on_dask(run_dir: Path, model_sha256: str, items: list, decision, out: 
     summary.seconds = time.perf_counter() - started
     _finish_job(out, job, summary)
     return summary
+
+
+def _connect(client_class, address):
+    """A client of the local cluster or of the scheduler at ``address``; one sentence when it cannot be reached."""
+    try:
+        return client_class(address, set_as_default=False, timeout=CONNECT_SECONDS)
+    except (OSError, TimeoutError, ValueError) as error:
+        raise InputError(f"cannot reach the Dask scheduler at {address} within {CONNECT_SECONDS} s "
+                         f"({type(error).__name__}); is it running, and is the address right?") from None
 
 
 def read_shards(out: Path):

@@ -148,3 +148,7 @@ def test_engine_options_without_the_engine_and_a_file_as_the_folder_are_refused(
     assert (tmp_path / "taken.csv").read_text() == "keep"
     missing = _core("score", "--run", DEMO_RUN, "--data", f"@{tmp_path / 'nowhere.txt'}", "--out", tmp_path / "b.csv")
     assert missing.returncode == 2 and "cannot read the list of images" in missing.stderr
+    nobody = _core("score", "--run", DEMO_RUN, "--data", images[0], "--out", tmp_path / "c", "--engine", "dask",
+                   "--scheduler", "tcp://127.0.0.1:9")   # the discard port: nothing listens there
+    assert nobody.returncode == 2 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in nobody.stderr
+    assert len(nobody.stderr.strip().splitlines()) <= 2 and not (tmp_path / "c").exists()
