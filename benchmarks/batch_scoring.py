@@ -4,7 +4,7 @@ Writes ``--images`` generated demo parts (20,000 by default; one in ten with a d
 scores them with the demo run three ways, each a fresh `python -m core` process as a user starts it:
 
 - plain `score` (one process);
-- `score --engine dask --workers 1` and `--workers 2` (a local cluster, shards of 1000 images).
+- `score --engine dask --workers 1` and `--workers 2` (a local cluster, the default shard size).
 
 For each it records the wall time from the command's start to its end (cluster start and every worker's
 TensorFlow import included), images per second, and peak resident memory: of the process for the plain

@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--run", required=True, type=Path, help="run folder made by 'train'")
     score.add_argument("--data", required=True, nargs="+",
                        help="data folder(s), .zip(s), image file(s) or URI(s) (file://, s3://... with its fsspec "
-                            "package), or @LIST: a text file of paths or URIs, one per line")
+                            "package), or @LIST: a text file of paths or URIs, one per line (a file that exists "
+                            "under the name given is scored itself)")
     score.add_argument("--out", required=True, type=Path,
                        help="CSV file to write (with --engine: the folder the CSV shards go into)")
     score.add_argument("--threshold-file", type=Path, help="add a verdict column using this threshold file")
@@ -110,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--workers", type=_positive_int,
                        help="with --engine dask and no --scheduler: worker processes (default: one per CPU core)")
     score.add_argument("--shard-size", type=_positive_int,
-                       help="with --engine dask: images per task and per CSV shard (default 1000)")
+                       help="with --engine dask: images per task and per CSV shard (default 1024)")
 
     evaluate = commands.add_parser("evaluate", help="AUROC, AUPRC and best F1 of every score on a labelled set")
     evaluate.add_argument("--run", required=True, type=Path, help="run folder made by 'train'")
@@ -508,13 +509,14 @@ def _score_items(data: list[str], out: Path, datasets: list) -> list:
     items = []
     out_resolved = out.resolve()
     for argument in data:
-        if is_uri(argument):   # read when scored; a URI that cannot be read becomes an INVALID row
+        path = Path(argument)
+        # a file that exists is a file, even when its name starts with "@" or looks like a URI
+        if is_uri(argument) and not path.exists():   # read when scored; unreadable: an INVALID row
             items.append(ScoreItem(argument, argument))
             continue
-        if argument.startswith("@"):
+        if argument.startswith("@") and not path.exists():
             items += _listed_items(Path(argument[1:]))
             continue
-        path = Path(argument)
         if argument == "demo" and not path.exists():
             dataset = open_dataset("demo")
             datasets.append(dataset)

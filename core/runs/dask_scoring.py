@@ -8,7 +8,10 @@ parallel and the result is rows.
 
 How it runs:
 
-- the images are cut into shards of ``shard_size`` in input order; each shard is one task;
+- the images are cut into shards of ``shard_size`` in input order; each shard is one task. The default,
+  a multiple of the plain path's batch of 256, gives the workers the same batches as a single process,
+  so the scores come out bit for bit the same (other sizes agree to float32 round-off: the network's
+  kernels block a batch of another size differently);
 - a worker loads the run once (:func:`_detector_of`, cached per worker process) and scores its shards
   with the same code as the single-process ``score`` (:func:`core.runs.pipeline.stream_judged_rows`), so
   the rows are the same: frame check, verdicts, unreadable files as ``INVALID`` with their reason;
@@ -31,6 +34,7 @@ import os
 import resource
 import threading
 import time
+from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -39,7 +43,7 @@ from core.errors import InputError
 
 JOB_FILE = "job.json"
 JOB_FORMAT = "residual-lab-sharded-scores/1"
-DEFAULT_SHARD_SIZE = 1000
+DEFAULT_SHARD_SIZE = 1024   # four of score's batches of 256: a shard's batches are the plain path's batches
 TEXT_COLUMNS = ("path", "label", "defect_type", "verdict", "reason")
 CONNECT_SECONDS = 10
 TASKS_IN_FLIGHT_PER_WORKER = 2   # enough to keep every worker busy without holding millions of tasks
@@ -135,7 +139,7 @@ def score_on_dask(run_dir: Path, model_sha256: str, items: list, decision, out: 
                                      str(out / shard_name(index)), index, pure=False, retries=2)
 
             running = as_completed([submit(index) for index in
-                                    _take(pending, worker_count * TASKS_IN_FLIGHT_PER_WORKER)],
+                                    islice(pending, worker_count * TASKS_IN_FLIGHT_PER_WORKER)],
                                    loop=client.loop)
             done_images = len(items) - sum(len(shards[index]) for index in to_do)
             done_shards = summary.shards_skipped
@@ -149,7 +153,7 @@ def score_on_dask(run_dir: Path, model_sha256: str, items: list, decision, out: 
                 done_shards += 1
                 if progress is not None:
                     progress(done_images, len(items), done_shards, len(shards))
-                for index in _take(pending, 1):
+                for index in islice(pending, 1):
                     running.add(submit(index))
     finally:
         if cluster is not None:
@@ -180,16 +184,6 @@ def read_shards(out: Path):
         if column in table:
             table[column] = table[column].fillna("")
     return table
-
-
-def _take(iterator, count: int) -> list:
-    taken = []
-    for _ in range(count):
-        try:
-            taken.append(next(iterator))
-        except StopIteration:
-            break
-    return taken
 
 
 def _add(summary: JobSummary, report: ShardReport) -> None:

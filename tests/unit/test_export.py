@@ -180,7 +180,8 @@ def test_the_manifest_says_what_it_is_and_vouches_for_every_file(inspector):
     run = json.loads((DEMO_RUN / "manifest.json").read_text())
     assert manifest["run"]["model_sha256"] == run["model_sha256"] and manifest["score"] == "map_max"
     assert manifest["threshold"] == pytest.approx(run["default_decision"]["threshold"])
-    assert "inspector.onnx" in manifest["files"] and all(sha256_of(inspector / name) == digest for name, digest in manifest["files"].items())
+    assert "inspector.onnx" in manifest["files"]
+    assert all(sha256_of(inspector / name) == digest for name, digest in manifest["files"].items())
 
 
 def test_an_existing_folder_is_not_overwritten(tmp_path):
