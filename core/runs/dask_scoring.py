@@ -35,10 +35,11 @@ import resource
 import threading
 import time
 from itertools import islice
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from core.data.images import is_uri
 from core.errors import InputError
 
 JOB_FILE = "job.json"
@@ -106,7 +107,11 @@ def score_on_dask(run_dir: Path, model_sha256: str, items: list, decision, out: 
 
     if shard_size < 1:
         raise InputError("--shard-size must be at least 1.")
-    run_dir = Path(run_dir).resolve()
+    run_dir, out = Path(run_dir).resolve(), Path(out).absolute()
+    # a worker elsewhere does not share this process's working folder: sources go as absolute paths (the
+    # names the rows report stay as given)
+    items = [item if isinstance(item.source, bytes) or is_uri(item.source) else
+             replace(item, source=Path(item.source).absolute()) for item in items]
     shards = [items[start:start + shard_size] for start in range(0, len(items), shard_size)]
     job = _job_document(run_dir, model_sha256, items, decision, shard_size, len(shards))
     _check_folder(out, job)
