@@ -222,6 +222,10 @@ def test_a_bank_on_an_autoencoders_encoder_is_saved_with_that_network(tiny_run, 
     loaded = load_bundle(tmp_path / "run")
     np.testing.assert_allclose(loaded.score(test).table["patch_score"], bank.score(test).table["patch_score"],
                                rtol=1e-5, atol=1e-6)
+    # the inspector is exported for banks on the packaged backbone only: this one is refused in one line
+    refused = run_cli("export", "--run", tmp_path / "run", "--out", tmp_path / "inspector")
+    assert refused.returncode == 2 and "encoder backbone is not exported" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "inspector").exists()
 
 
 def test_a_listed_run_altered_afterwards_is_refused_at_the_next_listing(bank_run, tmp_path):
