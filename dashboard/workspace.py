@@ -7,6 +7,7 @@ from the session's choices and the run's own default.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,6 +193,15 @@ def export_inspector_zip(document: dict) -> bytes:
                 if path.is_file():
                     archive.write(path, Path("inspector") / path.relative_to(out))
         return buffer.getvalue()
+
+
+def inspector_manifest(zipped: bytes) -> dict:
+    """The manifest inside an exported inspector's zip."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
+        return json.loads(archive.read("inspector/manifest.json"))
 
 
 def save_threshold(document: dict) -> str:

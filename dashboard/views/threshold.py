@@ -182,6 +182,16 @@ def export_inspector_button(document: dict) -> None:
     if st.session_state.get("inspector_zip"):
         st.download_button("Download inspector (.zip)", st.session_state["inspector_zip"], file_name="inspector.zip",
                            mime="application/zip", key="download_inspector")
+        st.caption(onnx_words(workspace.inspector_manifest(st.session_state["inspector_zip"])["onnx"]))
+
+
+def onnx_words(onnx: dict) -> str:
+    """What the zip holds besides the SavedModel, in one sentence."""
+    if onnx.get("written"):
+        return (f"The zip holds the SavedModel and its ONNX copy (inspector.onnx), checked with "
+                f"{onnx['checked_with']}: the same verdicts, scores within "
+                f"{onnx['largest_relative_score_difference']:.0e} of the SavedModel's.")
+    return f"The zip holds the SavedModel only; no ONNX copy: {onnx.get('why', 'not made')}."
 
 
 tuning()

@@ -585,3 +585,5 @@ def test_the_threshold_page_exports_an_inspector_with_its_threshold_inside():
     manifest = json.loads(archive.read("inspector/manifest.json"))
     assert manifest["threshold"] == pytest.approx(0.12) and manifest["score"] == "map_max"
     assert {"inspector/saved_model/saved_model.pb", "inspector/inspector.onnx"} <= set(archive.namelist())
+    assert any(item.value.startswith("The zip holds the SavedModel and its ONNX copy (inspector.onnx), checked with "
+                                     "onnxruntime") for item in app.caption)
