@@ -50,7 +50,7 @@ class Sample:
             return self.path.name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)   # slots: a list of millions of them stays small
 class ScoreItem:
     """One image to score: a path or bytes, the name it is reported under, and its label if known."""
 

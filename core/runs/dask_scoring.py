@@ -110,8 +110,8 @@ def score_on_dask(run_dir: Path, model_sha256: str, items: list, decision, out: 
     run_dir, out = Path(run_dir).resolve(), Path(out).absolute()
     # a worker elsewhere does not share this process's working folder: sources go as absolute paths (the
     # names the rows report stay as given)
-    items = [item if isinstance(item.source, bytes) or is_uri(item.source) else
-             replace(item, source=Path(item.source).absolute()) for item in items]
+    items = [item if isinstance(item.source, bytes) or is_uri(item.source) or os.path.isabs(item.source) else
+             replace(item, source=os.path.abspath(item.source)) for item in items]
     shards = [items[start:start + shard_size] for start in range(0, len(items), shard_size)]
     job = _job_document(run_dir, model_sha256, items, decision, shard_size, len(shards))
     _check_folder(out, job)
