@@ -118,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, help="labelled data folder, .zip or 'demo'")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
-    export = commands.add_parser("export", help="write a self-contained inspector (TensorFlow SavedModel) for a run")
-    export.add_argument("--run", required=True, type=Path, help="run folder made by 'train' (NCAE or CAE)")
+    export = commands.add_parser("export", help="write a self-contained inspector (TensorFlow SavedModel and its ONNX copy) for a run")
+    export.add_argument("--run", required=True, type=Path, help="run folder made by 'train' (any detector)")
     export.add_argument("--out", required=True, type=Path, help="folder to create")
     export.add_argument("--threshold-file", type=Path, help="decide with this threshold file (default: the run's own)")
 
@@ -386,7 +386,6 @@ def _export(arguments) -> int:
 def _score(arguments) -> int:
     from core.evaluation.decision import Decision
     from core.files import atomic_writer
-    from core.runs.store import scores_csv
 
     manifest, threshold = _threshold_of_run(arguments)
     out = arguments.out
@@ -424,37 +423,34 @@ def _score(arguments) -> int:
                   "(train the run again to get it)", file=sys.stderr)
         if arguments.engine == "dask":
             return _score_on_dask(arguments, manifest, items, decision)
-        from core.runs.pipeline import UNREADABLE, stream_judged_rows
+        from core.runs.pipeline import write_judged_rows
 
-        counts = {"rows": 0, "unreadable": 0}
-        verdicts: dict[str, int] = {}
-        problems: list[str] = []  # told at the end: if nothing could be read, the one error line says it all
         with atomic_writer(out, "w") as handle:
-            for chunk in stream_judged_rows(detector, items, decision):
-                handle.write(scores_csv(chunk, header=counts["rows"] == 0))
-                counts["rows"] += len(chunk)
-                unreadable = chunk["reason"].str.startswith(UNREADABLE)
-                counts["unreadable"] += int(unreadable.sum())
-                problems += chunk.loc[unreadable, "reason"].tolist()
-                if "verdict" in chunk:
-                    for verdict, count in chunk["verdict"].value_counts().items():
-                        verdicts[verdict] = verdicts.get(verdict, 0) + int(count)
-            if counts["rows"] == 0:
-                raise InputError("there are no images to score in the given data.")
-            if counts["unreadable"] == counts["rows"]:
-                # raising inside the block removes the partial file: nothing is left behind
-                first = problems[0].removeprefix(UNREADABLE)
-                raise InputError(first if counts["rows"] == 1 else
-                                 f"none of the {counts['rows']} given images could be read ({first})")
+            written = write_judged_rows(handle, detector, items, decision)
+            # raising inside the block removes the partial file: nothing is left behind
+            _refuse_when_nothing_was_read(written.rows, written.unreadable)
     finally:
         for dataset in datasets:
             dataset.close()
-    for message in problems:
+    for message in written.unreadable:   # told at the end: if nothing could be read, the one error line says it all
         print(f"warning: {one_line(message)}", file=sys.stderr)
-    summary = ", ".join(f"{verdicts[name]} {name}" for name in ("OK", "REVIEW", "NG", "INVALID") if name in verdicts)
-    judged = f" ({summary}; decision: {decision.describe()})" if decision is not None else ""
-    print(f"scored {counts['rows']} images into {out}{judged}", file=sys.stderr)
+    judged = f" ({_verdict_words(written.verdicts)}; decision: {decision.describe()})" if decision is not None else ""
+    print(f"scored {written.rows} images into {out}{judged}", file=sys.stderr)
     return EXIT_OK
+
+
+def _refuse_when_nothing_was_read(rows: int, unreadable: list[str]) -> None:
+    from core.runs.pipeline import UNREADABLE
+
+    if rows == 0:
+        raise InputError("there are no images to score in the given data.")
+    if len(unreadable) == rows:
+        first = unreadable[0].removeprefix(UNREADABLE)
+        raise InputError(first if rows == 1 else f"none of the {rows} given images could be read ({first})")
+
+
+def _verdict_words(verdicts: dict[str, int]) -> str:
+    return ", ".join(f"{verdicts[name]} {name}" for name in ("OK", "REVIEW", "NG", "INVALID") if name in verdicts)
 
 
 class _RunFacts:
@@ -471,7 +467,7 @@ class _RunFacts:
 def _score_on_dask(arguments, manifest: dict, items: list, decision) -> int:
     from core.runs.dask_scoring import DEFAULT_SHARD_SIZE, score_on_dask
 
-    if not items:
+    if not items:   # refused before a cluster is started
         raise InputError("there are no images to score in the given data.")
     last = {"told": 0.0}
 
@@ -487,13 +483,10 @@ def _score_on_dask(arguments, manifest: dict, items: list, decision) -> int:
     summary = score_on_dask(arguments.run, manifest["model_sha256"], items, decision, arguments.out,
                             scheduler=arguments.scheduler, workers=arguments.workers,
                             shard_size=arguments.shard_size or DEFAULT_SHARD_SIZE, progress=tell)
+    _refuse_when_nothing_was_read(summary.images, summary.unreadable)
     for message in summary.unreadable:
         print(f"warning: {one_line(message)}", file=sys.stderr)
-    if summary.unreadable and len(summary.unreadable) == summary.images:
-        raise InputError(f"none of the {summary.images} given images could be read ({summary.unreadable[0]})")
-    verdicts = ", ".join(f"{summary.verdicts[name]} {name}" for name in ("OK", "REVIEW", "NG", "INVALID")
-                         if name in summary.verdicts)
-    judged = f"; {verdicts}; decision: {decision.describe()}" if decision is not None else ""
+    judged = f"; {_verdict_words(summary.verdicts)}; decision: {decision.describe()}" if decision is not None else ""
     kept = f"; {summary.shards_skipped} shards were already written" if summary.shards_skipped else ""
     print(f"scored {summary.images} images into {summary.shards} shards in {arguments.out} "
           f"({summary.images_per_second:.1f} images/s{kept}{judged})", file=sys.stderr)

@@ -42,13 +42,16 @@ class Corrections:
     data: str = ""
     entries: dict[str, dict] = field(default_factory=dict)
 
-    def mark(self, image: str, action: str, defect_type: str = "") -> None:
+    def mark(self, image: str, action: str, defect_type: str = "", file: str | None = None) -> None:
+        """Mark ``image``; ``file`` names the kept copy of an upload (see :meth:`mark_upload`)."""
         if action not in ACTIONS:
             raise ValueError(f"`action` must be one of {', '.join(ACTIONS)}, got {action!r}.")
         if action == "defect" and not defect_type.strip():
             defect_type = "marked_defect"
         self.entries[image] = {"action": action, "defect_type": defect_type.strip() if action == "defect" else "",
                                "marked": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        if file is not None:
+            self.entries[image]["file"] = file
         self.save()
 
     @property
@@ -70,9 +73,7 @@ class Corrections:
         key = self.upload_key(name, data)
         file_name = f"{key.split(':')[1]}{suffix}"
         atomic_write_bytes(self.files_folder / file_name, data)
-        self.mark(key, action, defect_type)
-        self.entries[key]["file"] = file_name
-        self.save()
+        self.mark(key, action, defect_type, file=file_name)   # one write of the corrections file
         return key
 
     def undo(self, image: str) -> None:

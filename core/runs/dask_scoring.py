@@ -13,7 +13,7 @@ How it runs:
   (on 20,000 images every ``map_max`` came out the same to the bit; other sizes agree to float32
   round-off, because the network's kernels block a batch of another size differently);
 - a worker loads the run once (:func:`_detector_of`, cached per worker process) and scores its shards
-  with the same code as the single-process ``score`` (:func:`core.runs.pipeline.stream_judged_rows`), so
+  with the same code as the single-process ``score`` (:func:`core.runs.pipeline.write_judged_rows`), so
   the rows are the same: frame check, verdicts, unreadable files as ``INVALID`` with their reason;
 - each shard is written by its worker as ``part-NNNNN.csv`` (scores.csv's columns, with a header), through
   a temporary file that replaces it only when complete: the folder never holds a half-written shard;
@@ -65,7 +65,7 @@ class ShardReport:
     index: int
     rows: int
     verdicts: dict[str, int]
-    unreadable: list[str]
+    unreadable: list[str]     # each unreadable input's reason, as in its row
     seconds: float
     worker: str
     model_loads: int          # how many times this worker process has loaded the run (1 when cached)
@@ -74,7 +74,6 @@ class ShardReport:
 
 @dataclass
 class JobSummary:
-    out: Path
     images: int
     shards: int
     shards_skipped: int       # already written by an earlier run of the same job
@@ -116,7 +115,7 @@ def score_on_dask(run_dir: Path, model_sha256: str, items: list, decision, out: 
     job = _job_document(run_dir, model_sha256, items, decision, shard_size, len(shards))
     _check_folder(out, job)
     to_do = [index for index in range(len(shards)) if not (out / shard_name(index)).is_file()]
-    summary = JobSummary(out, len(items), len(shards), len(shards) - len(to_do), 0.0)
+    summary = JobSummary(len(items), len(shards), len(shards) - len(to_do), 0.0)
     started = time.perf_counter()
     cluster = None
     if scheduler is None:
@@ -135,12 +134,10 @@ def score_on_dask(run_dir: Path, model_sha256: str, items: list, decision, out: 
             if not (out / JOB_FILE).is_file():
                 atomic_write_json(out / JOB_FILE, job | {"state": "running"})
             worker_count = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
-            decision_fields = None if decision is None else \
-                (decision.column, decision.threshold, decision.review_from, decision.basis)
             pending = iter(to_do)
 
             def submit(index: int):
-                return client.submit(_score_shard, str(run_dir), model_sha256, shards[index], decision_fields,
+                return client.submit(_score_shard, str(run_dir), model_sha256, shards[index], decision,
                                      str(out / shard_name(index)), index, pure=False, retries=2)
 
             running = as_completed([submit(index) for index in
@@ -277,26 +274,14 @@ def _detector_of(run_dir: str, model_sha256: str):
         return _loaded[key], _loads[key]
 
 
-def _score_shard(run_dir: str, model_sha256: str, items: list, decision_fields, shard_path: str,
-                 index: int) -> ShardReport:
-    from core.evaluation.decision import Decision
+def _score_shard(run_dir: str, model_sha256: str, items: list, decision, shard_path: str, index: int) -> ShardReport:
     from core.files import atomic_writer
-    from core.runs.pipeline import UNREADABLE, stream_judged_rows
-    from core.runs.store import scores_csv
+    from core.runs.pipeline import write_judged_rows
 
     started = time.perf_counter()
     detector, loads = _detector_of(run_dir, model_sha256)
-    decision = None if decision_fields is None else Decision(*decision_fields)
-    rows, verdicts, unreadable = 0, {}, []
     with atomic_writer(shard_path, "w") as handle:
-        for chunk in stream_judged_rows(detector, items, decision):
-            handle.write(scores_csv(chunk, header=rows == 0))
-            rows += len(chunk)
-            failed = chunk["reason"].str.startswith(UNREADABLE)
-            unreadable += [reason.removeprefix(UNREADABLE) for reason in chunk.loc[failed, "reason"]]
-            if "verdict" in chunk:
-                for verdict, count in chunk["verdict"].value_counts().items():
-                    verdicts[verdict] = verdicts.get(verdict, 0) + int(count)
+        written = write_judged_rows(handle, detector, items, decision)
     try:
         from distributed import get_worker
 
@@ -304,4 +289,5 @@ def _score_shard(run_dir: str, model_sha256: str, items: list, decision_fields, 
     except (ImportError, ValueError):
         worker = f"pid {os.getpid()}"
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # Linux reports KiB
-    return ShardReport(index, rows, verdicts, unreadable, time.perf_counter() - started, worker, loads, peak)
+    return ShardReport(index, written.rows, written.verdicts, written.unreadable, time.perf_counter() - started, worker,
+                       loads, peak)

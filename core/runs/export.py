@@ -422,8 +422,6 @@ class _MemoryBankJudge:
     fitted search computes it), rescaled by its border ring; ``patch_score`` is the largest."""
 
     def __init__(self, tf, detector):
-        from core.detectors.memory_bank import border_rings
-
         self.tf, self.size = tf, int(detector.input_size)
         self.features = _PatchFeatures(tf, detector.extractor_)
         self.networks = [self.features.network]
@@ -432,9 +430,10 @@ class _MemoryBankJudge:
         self.bank_norms = tf.constant((bank ** 2).sum(axis=1))
         self.calibration = detector.border_calibration_
         self.smoothing = _Smoothing(tf, float(detector._map_sigma()))
-        self.border_rings = border_rings
 
     def __call__(self, image):
+        from core.detectors.memory_bank import border_rings
+
         tf = self.tf
         features = self.features(tf, image)
         height, width, dim = int(features.shape[1]), int(features.shape[2]), int(features.shape[3])
@@ -447,7 +446,7 @@ class _MemoryBankJudge:
 
         distances = tf.map_fn(nearest, tf.reshape(features, [-1, height * width, dim]),
                               fn_output_signature=tf.TensorSpec([height * width], tf.float32))
-        ring = self.border_rings(height, width, self.calibration.rings).reshape(-1)
+        ring = border_rings(height, width, self.calibration.rings).reshape(-1)
         grid = (distances - self.calibration.mean[ring]) / self.calibration.spread[ring]
         grid = tf.reshape(grid, [-1, height, width])
         anomaly_map = self.smoothing(tf, tf.image.resize(grid[..., None], (self.size, self.size), "bilinear")[..., 0])

@@ -16,7 +16,7 @@ from core.evaluation.decision import Decision
 from core.detectors.base import Detector, TrainingCancelled, TrainingProgress
 from core.errors import DatasetError, InputError
 from core.data.images import decode_many
-from core.runs.store import owner_fields, write_status
+from core.runs.store import owner_fields, scores_csv, write_status
 
 UNREADABLE = "unreadable: "  # how a reason starts when the file itself could not be read
 SCORE_BATCH = 256  # images decoded and scored at a time: memory stays flat however many there are
@@ -169,3 +169,26 @@ def stream_judged_rows(detector, items: list[ScoreItem], decision: Decision | No
     """:func:`judged_rows` for ``batch_size`` items at a time, so memory stays flat in the number of items."""
     for start in range(0, len(items), batch_size):
         yield judged_rows(score_items(detector, items[start:start + batch_size]), decision)
+
+
+@dataclass
+class WrittenRows:
+    """What :func:`write_judged_rows` wrote: rows, verdict counts and the unreadable inputs' reasons."""
+
+    rows: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)   # each reason as in the row, starting UNREADABLE
+
+
+def write_judged_rows(handle, detector, items: list[ScoreItem], decision: Decision | None) -> WrittenRows:
+    """Every item as scores.csv rows into the text ``handle`` (the header once), streamed by
+    :func:`stream_judged_rows`; the plain ``score`` and each Dask shard write through it."""
+    written = WrittenRows()
+    for chunk in stream_judged_rows(detector, items, decision):
+        handle.write(scores_csv(chunk, header=written.rows == 0))
+        written.rows += len(chunk)
+        written.unreadable += chunk.loc[chunk["reason"].str.startswith(UNREADABLE), "reason"].tolist()
+        if "verdict" in chunk:
+            for verdict, count in chunk["verdict"].value_counts().items():
+                written.verdicts[verdict] = written.verdicts.get(verdict, 0) + int(count)
+    return written
