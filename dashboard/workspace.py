@@ -71,12 +71,13 @@ def current() -> Workspace | None:
                           resources.fingerprint(dataset), choice)
         detector = resources.active_detector(key)
         table, errors = resources.score_table(key)
-        st.session_state.pop(session.REVIEW_CHANGED, None)   # a mark made in a dialog: this whole-page run follows it
-        corrections = current_corrections()
-        table = apply_to_table(table, corrections)
     except InputError as error:
         st.error(f"{error} Choose another data set, model or detector on the Data & Model page.")
         return None
+    st.session_state.pop(session.REVIEW_CHANGED, None)   # a mark made in a dialog: this whole-page run follows it
+    try:
+        corrections = current_corrections(data, model)
+        table = apply_to_table(table, corrections)
     except ValueError as error:   # a damaged corrections file: say so, and go on without it
         st.warning(f"{error} The review queue's corrections are not applied.")
         corrections = None
@@ -86,9 +87,8 @@ def current() -> Workspace | None:
     return Workspace(dataset, detector, manifest, table, errors, choice, key.fingerprint, corrections)
 
 
-def current_corrections() -> Corrections:
-    """The review queue of the current run on the current data (``ValueError`` for a damaged file)."""
-    data, model = data_choice(), model_choice()
+def current_corrections(data, model) -> Corrections:
+    """The review queue of run ``model`` on data ``data`` (``ValueError`` for a damaged file)."""
     location = data.location or data.kind
     return load_corrections(corrections_file(resources.RUNS_ROOT, model.path, location), model.path, location)
 
@@ -177,8 +177,9 @@ def threshold_document(space: Workspace, column: str, threshold: float, point, r
     return build(run, column, threshold, point, review_from)
 
 
-def export_inspector_zip(document: dict) -> bytes:
-    """The current run exported as an inspector deciding with ``document``'s threshold, as a zip's bytes."""
+def export_inspector_zip(document: dict) -> tuple[bytes, dict]:
+    """The current run exported as an inspector deciding with ``document``'s threshold: a zip's bytes, and its
+    manifest."""
     import io
     import tempfile
     import zipfile
@@ -192,16 +193,7 @@ def export_inspector_zip(document: dict) -> bytes:
             for path in sorted(out.rglob("*")):
                 if path.is_file():
                     archive.write(path, Path("inspector") / path.relative_to(out))
-        return buffer.getvalue()
-
-
-def inspector_manifest(zipped: bytes) -> dict:
-    """The manifest inside an exported inspector's zip."""
-    import io
-    import zipfile
-
-    with zipfile.ZipFile(io.BytesIO(zipped)) as archive:
-        return json.loads(archive.read("inspector/manifest.json"))
+        return buffer.getvalue(), json.loads((out / "manifest.json").read_text())
 
 
 def save_threshold(document: dict) -> str:

@@ -175,14 +175,27 @@ def export_inspector_button(document: dict) -> None:
                              "does the same)."):
         try:
             with st.spinner("Exporting the inspector and checking its ONNX copy…"):
-                st.session_state["inspector_zip"] = workspace.export_inspector_zip(document)
+                st.session_state["inspector_zip"], st.session_state["inspector_manifest"] = \
+                    workspace.export_inspector_zip(document)
         except InputError as error:
             st.session_state.pop("inspector_zip", None)
             st.error(str(error))
+    exported = st.session_state.get("inspector_manifest")
+    if exported is not None and not decides_like(exported, document):
+        # exported at another threshold, band or run: never offer an inspector that decides otherwise than shown
+        st.session_state.pop("inspector_zip", None)
+        st.session_state.pop("inspector_manifest", None)
     if st.session_state.get("inspector_zip"):
         st.download_button("Download inspector (.zip)", st.session_state["inspector_zip"], file_name="inspector.zip",
                            mime="application/zip", key="download_inspector")
-        st.caption(onnx_words(workspace.inspector_manifest(st.session_state["inspector_zip"])["onnx"]))
+        st.caption(onnx_words(st.session_state["inspector_manifest"]["onnx"]))
+
+
+def decides_like(manifest: dict, document: dict) -> bool:
+    """Whether an exported inspector's decision is the threshold file ``document``'s."""
+    band = document.get("review_band") or {}
+    return (manifest["run"]["model_sha256"], manifest["score"], manifest["threshold"], manifest["review_from"]) == \
+        (document["run"].get("model_sha256"), document["score_column"], document["threshold"], band.get("review_from"))
 
 
 def onnx_words(onnx: dict) -> str:

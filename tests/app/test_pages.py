@@ -587,3 +587,7 @@ def test_the_threshold_page_exports_an_inspector_with_its_threshold_inside():
     assert {"inspector/saved_model/saved_model.pb", "inspector/inspector.onnx"} <= set(archive.namelist())
     assert any(item.value.startswith("The zip holds the SavedModel and its ONNX copy (inspector.onnx), checked with "
                                      "onnxruntime") for item in app.caption)
+    # another threshold: the inspector made at 0.12 is no longer offered
+    app.number_input(key="threshold_input").set_value(0.15).run()
+    assert not app.exception and "inspector_zip" not in app.session_state
+    assert not any(item.value.startswith("The zip holds") for item in app.caption)
