@@ -79,7 +79,10 @@ def latest_retraining() -> str | None:
 
 @st.fragment(run_every=2)
 def retraining() -> None:
-    if st.session_state.get("retraining") is None and "retraining_dismissed" not in st.session_state:
+    # looked for once per browser session (a reload starts a new one), not on every 2-second tick
+    if st.session_state.get("retraining") is None and "retraining_dismissed" not in st.session_state and \
+            not st.session_state.get("retraining_searched"):
+        st.session_state["retraining_searched"] = True
         st.session_state["retraining"] = latest_retraining()
         st.session_state["retraining_from"] = session.model_choice().path
     run_id = st.session_state.get("retraining")
@@ -102,7 +105,9 @@ def retraining() -> None:
 
     data = session.data_choice()
     before_path = st.session_state.get("retraining_from", session.model_choice().path)
-    before_manifest, after_manifest = read_manifest(before_path), read_manifest(run_dir)
+    # the hashes only key the cached comparison (loading the runs checks them): not re-hashed every tick
+    before_manifest, after_manifest = read_manifest(before_path, reuse_digests=True), \
+        read_manifest(run_dir, reuse_digests=True)
     marks = load_corrections(Path(status.get("corrections_path", corrections.path)))
     result = before_and_after(before_path, before_manifest["model_sha256"], str(run_dir),
                               after_manifest["model_sha256"], data.kind, data.location, str(marks.path),
