@@ -72,20 +72,13 @@ def _timed(command: list[str]) -> tuple[float, int, str]:
     return seconds, usage.ru_maxrss * 1024, stderr
 
 
-def _read(path: Path):
-    import pandas as pd
-
-    from core.runs.dask_scoring import TEXT_COLUMNS
-
-    return pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str)).fillna(dict.fromkeys(TEXT_COLUMNS, ""))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20_000)
     parser.add_argument("--out", type=Path, default=RECORDED)
     arguments = parser.parse_args()
     from core.runs.dask_scoring import read_shards
+    from core.runs.store import read_scores_csv
 
     results = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -97,7 +90,7 @@ def main() -> None:
 
         plain_csv = Path(scratch) / "plain.csv"
         seconds, peak, _ = _timed([*core, "--out", str(plain_csv)])
-        plain = _read(plain_csv)
+        plain = read_scores_csv(plain_csv)
         results.append({"path": "plain score (one process)", "workers": 1, "seconds": round(seconds, 1),
                         "images_per_second": round(arguments.images / seconds, 1),
                         "peak_memory_mib": {"process": round(peak / 2**20)}})

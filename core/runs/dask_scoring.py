@@ -45,7 +45,6 @@ from core.errors import InputError
 JOB_FILE = "job.json"
 JOB_FORMAT = "residual-lab-sharded-scores/1"
 DEFAULT_SHARD_SIZE = 1024   # four of score's batches of 256: a shard's batches are the plain path's batches
-TEXT_COLUMNS = ("path", "label", "defect_type", "verdict", "reason")
 CONNECT_SECONDS = 10
 TASKS_IN_FLIGHT_PER_WORKER = 2   # enough to keep every worker busy without holding millions of tasks
 
@@ -178,14 +177,11 @@ def read_shards(out: Path):
     """Every shard of a finished job as one scores.csv-shaped table, in input order."""
     import pandas as pd
 
+    from core.runs.store import read_scores_csv
+
     job = json.loads((Path(out) / JOB_FILE).read_text())
-    text = {column: str for column in TEXT_COLUMNS}
-    tables = [pd.read_csv(Path(out) / shard_name(index), dtype=text) for index in range(job["shards"])]
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-    for column in TEXT_COLUMNS:   # an empty cell is "" in text columns, NaN (an unreadable file) in score columns
-        if column in table:
-            table[column] = table[column].fillna("")
-    return table
+    tables = [read_scores_csv(Path(out) / shard_name(index)) for index in range(job["shards"])]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
 def _add(summary: JobSummary, report: ShardReport) -> None:

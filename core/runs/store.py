@@ -135,6 +135,18 @@ def read_status(run_dir: str | Path) -> dict:
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+SCORES_TEXT_COLUMNS = ("path", "label", "defect_type", "verdict", "reason")
+
+
+def read_scores_csv(path: str | Path):
+    """A scores.csv as :func:`scores_csv` wrote it: the text columns as text (``""`` when empty), the score
+    columns as numbers (``NaN`` for a file that could not be read)."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype=dict.fromkeys(SCORES_TEXT_COLUMNS, str)).fillna(
+        dict.fromkeys(SCORES_TEXT_COLUMNS, ""))
+
+
 def scores_csv(table, header: bool = True) -> str:
     """A scores.csv-shaped table as CSV text, in the one number format every writer uses.
 

@@ -39,13 +39,9 @@ def plain_rows(images, tmp_path_factory):
     out = tmp_path_factory.mktemp("plain") / "scores.csv"
     completed = _core("score", "--run", DEMO_RUN, "--data", *images, "--out", out)
     assert completed.returncode == 0, completed.stderr
-    return _read(out)
+    from core.runs.store import read_scores_csv
 
-
-def _read(scores_csv: Path) -> pd.DataFrame:
-    from core.runs.dask_scoring import TEXT_COLUMNS
-
-    return pd.read_csv(scores_csv, dtype=dict.fromkeys(TEXT_COLUMNS, str)).fillna(dict.fromkeys(TEXT_COLUMNS, ""))
+    return read_scores_csv(out)
 
 
 def _assert_same_rows(rows: pd.DataFrame, expected: pd.DataFrame) -> None:
@@ -123,8 +119,9 @@ def test_an_existing_cluster_scores_a_list_of_paths_and_uris(images, plain_rows,
         assert completed.returncode == 0, completed.stderr
         assert f"the Dask cluster at {cluster.scheduler_address}" in completed.stderr
         from core.runs.dask_scoring import read_shards
+        from core.runs.store import read_scores_csv
 
-        rows, listed = read_shards(tmp_path / "shards"), _read(plain)
+        rows, listed = read_shards(tmp_path / "shards"), read_scores_csv(plain)
         _assert_same_rows(rows, listed)
         # the URIs were read: their rows carry the scores of the same files given as paths
         by_path = plain_rows.set_index("path")
