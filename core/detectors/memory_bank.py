@@ -556,7 +556,7 @@ class MemoryBankDetector(MapsFromScore):
 
 
 class PatchFeatures:
-    """Locally aggregated patch features from two layers of a Keras network, as one ``(n, h, w, d)`` array.
+    """Locally aggregated patch features from one or more layers of a Keras network, as one ``(n, h, w, d)`` array.
 
     Each layer's features are divided by their root-mean-square over the first batch seen, so a
     layer with large activations does not drown out the other. ``grid`` says whose grid the
@@ -603,7 +603,9 @@ class PatchFeatures:
             batch = (np.repeat(batch, 3, axis=-1) if batch.shape[-1] == 1 else batch) * self.input_scale
         if self.preprocess is not None:
             batch = self.preprocess(batch)
-        outputs = [np.asarray(output, dtype=np.float32) for output in self.network.predict_on_batch(batch)]
+        outputs = self.network.predict_on_batch(batch)
+        outputs = [np.asarray(output, dtype=np.float32) for output in (outputs if isinstance(outputs, (list, tuple))
+                                                                       else [outputs])]
         if self.layer_scales is None:
             self.layer_scales = [float(np.sqrt(np.mean(output ** 2))) or 1.0 for output in outputs]
         sizes = [output.shape[1] * output.shape[2] for output in outputs]
@@ -628,8 +630,9 @@ def encoder_feature_layers(network) -> tuple[str, str]:
     return first, "encoder_0"
 
 
-def imagenet_features(backbone: str) -> PatchFeatures:
-    """Patch features from a ``keras.applications`` CNN, its ImageNet weights read from disk."""
+def imagenet_features(backbone: str, layers: tuple[str, ...] | None = None) -> PatchFeatures:
+    """Patch features from an ImageNet CNN: the packaged EfficientNet-Lite0 (at ``layers``, by default
+    :data:`PACKAGED_FEATURE_LAYERS`) or a ``keras.applications`` network whose weights are on disk."""
     import importlib
 
     import keras
@@ -638,7 +641,7 @@ def imagenet_features(backbone: str) -> PatchFeatures:
         from core.detectors.features.efficientnet_lite import efficientnet_lite0
 
         # the network normalises [0, 1] RGB itself
-        return PatchFeatures(efficientnet_lite0(include_top=False), PACKAGED_FEATURE_LAYERS, colour=True,
+        return PatchFeatures(efficientnet_lite0(include_top=False), layers or PACKAGED_FEATURE_LAYERS, colour=True,
                              input_scale=1.0, grid="finest")
     spec = IMAGENET_BACKBONES[backbone]
     weights = imagenet_weights_path(backbone)

@@ -384,6 +384,7 @@ class _PatchFeatures:
     def __call__(self, tf, image):
         batch = (tf.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image) * self.input_scale
         outputs = self.network(batch, training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]   # a one-layer extractor (PaDiM)
         sizes = [int(output.shape[1]) * int(output.shape[2]) for output in outputs]
         chosen = outputs[int(np.argmax(sizes) if self.grid == "finest" else np.argmin(sizes))]
         height, width = int(chosen.shape[1]), int(chosen.shape[2])

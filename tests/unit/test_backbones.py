@@ -179,7 +179,8 @@ def test_padim_on_packaged_features_finds_the_demo_defects_and_sets_its_own_thre
         good = data.load(data.train_good, detector.input_size).images
         test = load_test_images(data, detector.input_size)
     detector.fit(good)
-    assert detector.precision_.shape == (*detector.grid_shape_, 64, 64)
+    # one Gaussian per position of stage 3's stride-8 grid, over its 40 channels
+    assert detector.grid_shape_ == (28, 28) and detector.precision_.shape == (28, 28, 40, 40)
     figures, result = evaluate_detector(detector, test, PADIM_COLUMN)
     assert figures["image_auroc"] > 0.9 and figures["pixel_auroc"] > 0.9
     assert result.anomaly_maps.shape == (len(test.images), 224, 224)

@@ -51,6 +51,31 @@ def test_a_saved_feature_detector_scores_exactly_as_it_did_when_fitted(name, ker
     assert loaded.frame_limits_ is not None
 
 
+def test_a_padim_run_saved_before_its_layers_were_recorded_still_scores_as_it_did(keras_home, good_and_test, tmp_path):
+    """Runs from before the one-layer default recorded no layers: they must load on the two layers they were
+    fitted on, and score exactly as before, or their threshold files would judge a different score."""
+    from core.detectors.padim import EARLIER_PADIM_FEATURE_LAYERS, PadimDetector
+
+    good, test = good_and_test
+    earlier = PadimDetector(seed=1, feature_layers=EARLIER_PADIM_FEATURE_LAYERS).fit(good)
+    before = earlier.score(test).table
+    save_bundle(earlier, tmp_path / "run")
+    manifest_path = tmp_path / "run" / MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["parameters"]["feature_layers"]
+    manifest_path.write_text(json.dumps(manifest))
+    loaded = load_bundle(tmp_path / "run")
+    assert loaded.feature_layers == EARLIER_PADIM_FEATURE_LAYERS
+    np.testing.assert_allclose(loaded.score(test).table.to_numpy(), before.to_numpy(), rtol=1e-5)
+
+    # layers that do not match the saved Gaussians, or that the network does not have: one clear refusal
+    for layers in (["block_4_out"], ["no_such_layer"]):
+        manifest["parameters"]["feature_layers"] = layers
+        manifest_path.write_text(json.dumps(manifest))
+        with pytest.raises(BundleError, match="padim state is damaged"):
+            load_bundle(tmp_path / "run")
+
+
 def test_a_saved_draem_run_scores_exactly_as_it_did_when_fitted(small_demo_dir, tmp_path):
     with open_dataset(small_demo_dir) as dataset:
         good, test = dataset.load(dataset.train_good, 32).images, dataset.load(dataset.test, 32).images
