@@ -28,7 +28,7 @@ FIGURES = ("image_auroc", "pixel_auroc", "pixel_aupro", "training_seconds", "sco
 
 LABELS = {"memory_bank": "memory bank on EfficientNet-Lite0 (ImageNet)", "padim": "PaDiM on EfficientNet-Lite0 (ImageNet)",
           "draem": "DRAEM-style NCAE + learned residual judge", "ncae": "NCAE residual (map_max)",
-          "cae": "CAE residual (map_max)"}
+          "cae": "CAE residual (map_max)", "lattice": "lattice self-similarity (no network)"}
 
 
 def measure(root: Path, seed: int, kind: str) -> dict:
@@ -48,7 +48,7 @@ def measure(root: Path, seed: int, kind: str) -> dict:
 
 
 RECORDED = Path(__file__).resolve().parent / "recorded"
-TABLE_ORDER = ("ncae", "cae", "draem", "padim", "memory_bank")
+TABLE_ORDER = ("ncae", "cae", "draem", "lattice", "padim", "memory_bank")
 
 
 def recorded_path(detector: str) -> Path:
@@ -64,10 +64,14 @@ def markdown_table() -> str:
     lines = ["| set | " + " | ".join(LABELS[name] for name in recorded) + " |",
              "|---|" + "---|" * len(recorded)]
     for name in sets:
-        best = max(recorded[detector][name]["image_auroc"]["mean"] for detector in recorded)
+        best = max(recorded[detector][name]["image_auroc"]["mean"] for detector in recorded
+                   if "refused" not in recorded[detector][name])
         cells = []
         for detector in recorded:
             row = recorded[detector][name]
+            if "refused" in row:
+                cells.append("refused ¹")
+                continue
             image = f"{row['image_auroc']['mean']:.3f} ± {row['image_auroc']['std']:.3f}"
             cells.append(f"{f'**{image}**' if row['image_auroc']['mean'] == best else image} "
                          f"({row['pixel_auroc']['mean']:.3f})")
@@ -76,12 +80,16 @@ def markdown_table() -> str:
               "|---|" + "---|" * len(recorded)]
     for name in sets:
         lines.append(f"| {name.replace('real:', '')} | " +
-                     " | ".join(f"{recorded[detector][name]['pixel_aupro']['mean']:.3f}" for detector in recorded) + " |")
+                     " | ".join("refused ¹" if "refused" in recorded[detector][name] else
+                                f"{recorded[detector][name]['pixel_aupro']['mean']:.3f}" for detector in recorded) + " |")
     lines += ["", "| detector | fitting, s (range over sets) | scoring, images/s (range over sets) |", "|---|---|---|"]
     for detector, rows in recorded.items():
-        seconds = [row["training_seconds"]["mean"] for row in rows.values()]
-        speed = [row["scoring_images_per_second"]["mean"] for row in rows.values()]
+        seconds = [row["training_seconds"]["mean"] for row in rows.values() if "refused" not in row]
+        speed = [row["scoring_images_per_second"]["mean"] for row in rows.values() if "refused" not in row]
         lines.append(f"| {LABELS[detector]} | {min(seconds):.0f}–{max(seconds):.0f} | {min(speed):.0f}–{max(speed):.0f} |")
+    refusals = sorted({row["refused"] for rows in recorded.values() for row in rows.values() if "refused" in row})
+    if refusals:
+        lines += ["", "¹ The detector refused to fit: " + " ".join(refusals)]
     return "\n".join(lines)
 
 
@@ -102,8 +110,13 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for name, root in every_image_set(Path(scratch)).items():
-            runs = [measure(root, seed, arguments.detector) for seed in range(arguments.seeds)]
             row = {"set": name, "detector": LABELS[arguments.detector]}
+            try:
+                runs = [measure(root, seed, arguments.detector) for seed in range(arguments.seeds)]
+            except ValueError as error:   # a detector that refuses this kind of image says why
+                rows.append(row | {"refused": str(error)})
+                print(json.dumps(rows[-1]), flush=True)
+                continue
             for key in FIGURES:
                 values = np.array([run[key] for run in runs])
                 row[key] = {"mean": round(float(values.mean()), 4), "std": round(float(values.std()), 4)}

@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                                DEFAULT_NOISE_STD, DEFAULT_WIDTHS, DEFAULT_CORESET_RATIO)
     from core.detectors import DETECTOR_NAMES, good_for
     from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE
+    from core.detectors.lattice import DEFAULT_LATTICE_INPUT_SIZE
     from core.detectors.losses import LOSSES
     from core.detectors.memory_bank import IMAGENET_BACKBONES, PACKAGED_BACKBONE
     from core.data.synthetic import DEMO_IMAGE_SIZE
@@ -69,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--image-size", type=_positive_int,
                        help=f"working resolution: the long side in pixels that images are fitted to, aspect kept "
                             f"(ncae/cae default: the images' native size, at most {MAX_DEFAULT_WORKING_SIZE}; draem "
-                            f"{DEFAULT_DRAEM_INPUT_SIZE}; memory_bank and padim work at their backbone's 224)")
+                            f"{DEFAULT_DRAEM_INPUT_SIZE}; lattice {DEFAULT_LATTICE_INPUT_SIZE}; memory_bank and padim work at "
+                            f"their backbone's 224)")
     train.add_argument("--patch-size", type=_positive_int,
                        help=f"ncae/cae only: train on random crops of this many pixels, a multiple of "
                             f"{NETWORK_STRIDE} (default {DEFAULT_PATCH_SIZE} when the working resolution is above "
@@ -266,6 +268,7 @@ def _stop_on_first_ctrl_c():
 def _check_training_options(arguments) -> None:
     """Options that do not apply to the chosen detector are refused, not silently ignored."""
     from core.detectors import AUTOENCODER_NAMES
+    from core.detectors.lattice import MIN_LATTICE_INPUT_SIZE
     from core.detectors.memory_bank import PACKAGED_BACKBONE
 
     model = arguments.model
@@ -276,8 +279,12 @@ def _check_training_options(arguments) -> None:
     if model in ("memory_bank", "padim"):
         if arguments.image_size not in (None, 224):
             raise InputError(f"--image-size: {model} works at its backbone's native 224 px; leave the option out.")
-        if arguments.epochs is not None:
-            raise InputError(f"--epochs: {model} is not trained in epochs (it is fitted in one pass).")
+    if model == "lattice" and arguments.channels == 3:
+        raise InputError("--channels 3: lattice compares grey images with themselves; leave the option out.")
+    if model == "lattice" and arguments.image_size is not None and arguments.image_size < MIN_LATTICE_INPUT_SIZE:
+        raise InputError(f"--image-size: lattice needs at least {MIN_LATTICE_INPUT_SIZE} px to see a few periods.")
+    if model in ("memory_bank", "padim", "lattice") and arguments.epochs is not None:
+        raise InputError(f"--epochs: {model} is not trained in epochs (it is fitted in one pass).")
     if model != "memory_bank" and arguments.backbone != PACKAGED_BACKBONE:
         raise InputError("--backbone applies to --model memory_bank only.")
     if model not in AUTOENCODER_NAMES and arguments.patch_size is not None:
@@ -324,6 +331,10 @@ def _new_detector(arguments, training_paths: list):
         imagenet_weights_path(arguments.backbone)  # BackboneUnavailable says what is missing
         return new_detector(model, backbone=arguments.backbone, coreset_ratio=arguments.coreset_ratio,
                             seed=arguments.seed, channels=channels)
+    if model == "lattice":
+        from core.detectors.lattice import DEFAULT_LATTICE_INPUT_SIZE
+
+        return new_detector(model, input_size=arguments.image_size or DEFAULT_LATTICE_INPUT_SIZE, seed=arguments.seed)
     return new_detector(model, seed=arguments.seed, channels=channels)
 
 

@@ -108,9 +108,12 @@ def _train(run_dir, data_kind, data_location, model_kind, parameters, correction
 def training_parameters(model_kind: str, epochs: int, input_size: int, seed: int,
                         anomaly_source: str | None = None, patch_size: int | None = None, channels: int = 1) -> dict:
     """The page's choices as the detector's parameters: memory bank and PaDiM have no epochs and work at 224 px;
-    only DRAEM takes an anomaly source folder; only the autoencoders train on patches."""
+    the lattice detector has no epochs and works grey; only DRAEM takes an anomaly source folder; only the
+    autoencoders train on patches."""
     if model_kind in ("memory_bank", "padim"):
         return {"seed": seed, "channels": channels}
+    if model_kind == "lattice":
+        return {"input_size": input_size, "seed": seed}
     parameters = {"epochs": epochs, "input_size": input_size, "seed": seed, "channels": channels}
     if model_kind == "draem":
         return parameters | ({"anomaly_source": anomaly_source} if anomaly_source else {})

@@ -18,6 +18,8 @@ SCORE_MEANINGS = {
                    "images show there (memory bank)",
     "padim_score": "how unusual the most unusual patch is for its position in the image (Mahalanobis distance "
                    "to the good images' patches there; PaDiM)",
+    "lattice_score": "where the image disagrees most with itself shifted by one period of its pattern, in units "
+                     "of what good images show there (lattice)",
 }
 
 PRESET_MEANINGS = {

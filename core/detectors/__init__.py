@@ -22,8 +22,12 @@ _REGISTRY = {
                     "real photographs (0.98-1.00) and on the demo (1.00); about 12 images/s"),
     "padim": ("core.detectors.padim", "PadimDetector", ("padim_score",),
               "per-position Gaussians on the same network's stage-3 features: for parts that sit in the same place "
-              "in every image (generated sets 0.95-1.00, the best on the woven texture), weaker on randomly placed "
+              "in every image (generated sets 0.95-1.00), weaker on randomly placed "
               "surfaces (0.86-0.98); 6x the bank's speed"),
+    "lattice": ("core.detectors.lattice", "LatticeDetector", ("lattice_score",),
+                "compares each image with itself shifted by its weave's period, no network: for strictly periodic "
+                "surfaces (woven texture 1.00, with the broken threads no other detector sees); useless on stone, "
+                "wood, brick or parts on a background (0.35-0.78); about 150 images/s"),
     "draem": ("core.detectors.draem", "DraemDetector", ("draem_score",),
               "NCAE plus a segmentation network trained on synthetic defects (DRAEM-style), no pretrained "
               "weights: better than the autoencoders on most real photographs (0.78-0.91), about 2 minutes to train"),

@@ -123,6 +123,8 @@ def _cannot_export(manifest: dict, detector) -> str:
                     f"{PACKAGED_BACKBONE} (the default) to export it.")
         if getattr(detector, "border_calibration_", None) is None:
             return "this memory bank was built before border calibration; train it again to export it."
+    if manifest["model_kind"] == "lattice":
+        return "a lattice run is not exported yet: score with `python -m core score --run` instead."
     return ""
 
 

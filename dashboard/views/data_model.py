@@ -10,6 +10,7 @@ from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS, DEFAULT_INPUT_S
 from core.data.native import estimated_training_seconds, rough_duration, working_resolution
 from core.detectors import AUTOENCODER_NAMES, DETECTOR_NAMES, good_for, lends_its_encoder
 from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE
+from core.detectors.lattice import DEFAULT_LATTICE_INPUT_SIZE
 from core.detectors.memory_bank import (BACKBONE_LABELS, BACKBONES, PACKAGED_BACKBONE, BackboneUnavailable,
                               imagenet_weights_path)
 from core.errors import InputError
@@ -27,7 +28,9 @@ BACKBONE_HELP = (
 
 DETECTOR_KINDS = {"run": "The run itself", "memory_bank": "Memory bank (PatchCore-style)", "padim": "PaDiM"}
 SHORT_NAMES = {"run": "the run itself", "memory_bank": "memory bank", "padim": "PaDiM"}
-KIND_NAMES = {"ncae": "NCAE", "cae": "CAE", "memory_bank": "Memory bank", "padim": "PaDiM", "draem": "DRAEM"}
+KIND_NAMES = {"ncae": "NCAE", "cae": "CAE", "memory_bank": "Memory bank", "padim": "PaDiM", "draem": "DRAEM",
+              "lattice": "Lattice"}
+LATTICE_SIZES = [64, 96, 128, 192, 256, 384, 512]
 # what each detector trains at, and the choices offered for it (memory bank and PaDiM: the backbone's own 224 px;
 # the autoencoders: the data's native size by default, see core.data.native)
 WORKING_SIZES = [32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024]
@@ -97,9 +100,8 @@ with model_column:
              "Memory bank: each patch's distance to the nearest "
              "good patch, with the model's encoder (or an ImageNet CNN) as the feature extractor. PaDiM: each "
              "patch against the good images' patches at the same position (ImageNet features); good for parts "
-             "that sit in the same place in every image (demo and generated sets 0.95–1.00, the best on the woven "
-             "texture), weaker on randomly cropped surfaces (0.86–0.98), six times faster than the ImageNet "
-             "memory bank.")
+             "that sit in the same place in every image (demo and generated sets 0.95–1.00), weaker on randomly "
+             "cropped surfaces (0.86–0.98), six times faster than the ImageNet memory bank.")
     if detector_kind == "run":
         session.choose_detector(session.RUN_ITSELF)
     elif detector_kind == "padim":
@@ -161,6 +163,12 @@ with model_column:
                            f"({traits['count']} good images, {'colour' if channels == 3 else 'grey'}"
                            f"{f', {patch} px patches' if patch else ', whole images'}; early stopping may end it "
                            "sooner).")
+        elif kind == "lattice":
+            epochs = 1
+            size = st.select_slider("Working resolution (pixels, long side)", LATTICE_SIZES,
+                                    DEFAULT_LATTICE_INPUT_SIZE, key="train_size_lattice",
+                                    help="Grey. Fine enough that one period of the weave spans a few pixels.")
+            st.caption("Fitted in one pass over the good images (no network, no epochs): a few seconds.")
         else:
             epochs, size = 1, 224
             st.caption("Fitted in one pass over the good images at the backbone's 224 px (no epochs).")

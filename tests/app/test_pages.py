@@ -349,6 +349,41 @@ def test_a_colour_patch_trained_run_works_on_every_page(tmp_path, monkeypatch):
         assert not app.error, (page, [item.value for item in app.error])
 
 
+def test_a_lattice_run_on_parts_it_cannot_judge_rejects_them_on_every_page(tmp_path, monkeypatch):
+    """A lattice run trained on a weave, shown the demo's castings: no page breaks, and no casting passes."""
+    import dashboard.resources
+    from core.data.synthetic import DemoSetSize, generate_demo_set
+    from core.detectors.lattice import LatticeDetector
+    from core.runs.pipeline import train_run
+
+    weave = generate_demo_set(tmp_path / "weave", DemoSetSize(train_good=20, test_good=4, test_defect_per_type=1),
+                              seed=2, style="texture")
+    run = tmp_path / "runs" / "20260101-000000-lattice-weave"
+    with open_dataset(weave) as dataset:
+        train_run(dataset, run, LatticeDetector())
+    monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", tmp_path / "runs")
+    app = open_page()
+    app.selectbox[0].set_value(next(option for option in app.selectbox[0].options if "Lattice" in option)).run()
+    assert not app.exception
+    assert metrics(app)["Model"] == "Lattice" and metrics(app)["Input size"] == "128 px"
+    app.switch_page("views/threshold.py").run()
+    assert not app.exception and app.session_state["score_column"] == "lattice_score"
+    assert released(app).recall == 1.0 and released(app).false_reject_rate == 1.0
+    for page in ("residuals", "statistics", "compare", "inspect"):
+        app.switch_page(f"views/{page}.py").run()
+        assert not app.exception, (page, [item.value for item in app.exception])
+        assert not app.error, (page, [item.value for item in app.error])
+
+
+def test_the_training_form_offers_the_lattice_detector_at_its_own_resolution():
+    app = open_page()
+    app.radio(key="train_kind").set_value("lattice").run()
+    assert not app.exception
+    assert app.select_slider(key="train_size_lattice").value == 128
+    assert not [box for box in app.number_input if box.label == "Maximum epochs"]
+    assert any("Lattice" in caption.value and "periodic" in caption.value for caption in app.caption)
+
+
 def test_the_training_form_offers_the_native_resolution_and_estimates_the_time():
     app = open_page()
     app.radio(key="train_kind").set_value("ncae").run()

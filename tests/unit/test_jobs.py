@@ -85,3 +85,19 @@ def test_any_detector_trains_in_the_background_into_a_usable_run(tmp_path, small
     with open_dataset(small_demo_dir) as dataset:
         table = detector.score(dataset.load(dataset.test, detector.input_size).images).table
     assert list(table.columns) == [detector.primary_score] and np.isfinite(table.to_numpy()).all()
+
+
+def test_a_lattice_job_trains_on_a_weave_and_says_why_it_cannot_on_a_casting(tmp_path, small_demo_dir):
+    from core.data.synthetic import DemoSetSize, generate_demo_set
+
+    weave = generate_demo_set(tmp_path / "weave", DemoSetSize(train_good=20, test_good=4, test_defect_per_type=1),
+                              seed=2, style="texture")
+    run = jobs.start_training(tmp_path / "runs", "folder", str(weave), "lattice", 1, 128, 0)
+    jobs.join(run.name, timeout=600)
+    assert read_status(run)["state"] == "complete", read_status(run)
+    detector = load_bundle(run)
+    assert detector.kind == "lattice" and detector.input_size == 128
+    refused = jobs.start_training(tmp_path / "runs", "folder", str(small_demo_dir), "lattice", 1, 128, 0)
+    jobs.join(refused.name, timeout=600)
+    status = read_status(refused)
+    assert status["state"] == "failed" and "periodic surfaces" in status["message"]
