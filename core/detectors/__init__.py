@@ -25,9 +25,10 @@ _REGISTRY = {
               "in every image (generated sets 0.95-1.00), weaker on randomly placed "
               "surfaces (0.86-0.98); 6x the bank's speed"),
     "lattice": ("core.detectors.lattice", "LatticeDetector", ("lattice_score",),
-                "compares each image with itself shifted by its weave's period, no network: for strictly periodic "
-                "surfaces (woven texture 1.00, with the broken threads no other detector sees); useless on stone, "
-                "wood, brick or parts on a background (0.35-0.78); about 150 images/s"),
+                "compares each image with itself shifted by its weave's period, no network, 128 px grey: for "
+                "strictly periodic surfaces (woven texture 1.00, with the broken threads no other detector sees); "
+                "no use on stone, wood, brick or parts on a background (0.44-0.80, and it refuses the demo "
+                "castings); 160-250 images/s"),
     "draem": ("core.detectors.draem", "DraemDetector", ("draem_score",),
               "NCAE plus a segmentation network trained on synthetic defects (DRAEM-style), no pretrained "
               "weights: better than the autoencoders on most real photographs (0.78-0.91), about 2 minutes to train"),
