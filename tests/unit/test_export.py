@@ -131,18 +131,21 @@ def test_its_onnx_copy_decides_the_same_under_onnx_runtime(inspector, judged_by_
     _assert_same_decisions(expected, json.loads(completed.stdout.strip().splitlines()[-1]))
 
 
-@pytest.mark.parametrize("kind", ["padim", "memory_bank", "draem"])
+@pytest.mark.parametrize("kind", ["padim", "memory_bank", "draem", "lattice"])
 def test_every_detector_exports_an_inspector_that_decides_like_score(kind, keras_home, small_demo_dir, tmp_path):
+    from core.data.synthetic import DemoSetSize, generate_demo_set
     from core.detectors import detector_class
     from core.evaluation.metrics import ThresholdTable
     from core.evaluation.thresholds import threshold_document
 
     run, inspector = tmp_path / "run", tmp_path / "inspector"
-    completed = _run("-m", "core", "train", "--data", str(small_demo_dir), "--model", kind, "--out", str(run),
+    data = small_demo_dir if kind != "lattice" else generate_demo_set(   # the lattice detector needs a weave
+        tmp_path / "weave", DemoSetSize(train_good=20, test_good=6, test_defect_per_type=2), seed=3, style="texture")
+    completed = _run("-m", "core", "train", "--data", str(data), "--model", kind, "--out", str(run),
                      *(["--epochs", "2"] if kind == "draem" else []), cwd=ROOT)
     assert completed.returncode == 0, completed.stderr
     column = detector_class(kind).primary_score
-    test = sorted(path for path in (small_demo_dir / "test").rglob("*.png"))
+    test = sorted(path for path in (data / "test").rglob("*.png"))
     first, _ = _frames_as_score_judges_them(run, test, tmp_path)
     # a threshold at the median score and a review band below it, so that every verdict occurs
     scores = first.loc[first["verdict"] != "INVALID", column].astype(float)
