@@ -125,7 +125,10 @@ class LatticeDetector(MapsFromScore):
             # a held-out image the checks refuse is rejected whatever the threshold; it must not lift the threshold
             scores = self.score(held_out).table[LATTICE_COLUMN]
             judged_scores = scores[scores < NO_LATTICE]
-            self.default_decision_ = default_decision(judged_scores if len(judged_scores) else scores, LATTICE_COLUMN)
+            if not len(judged_scores):
+                raise ValueError("None of the held-out good images showed the lattice the others have: these images "
+                                 "are not one periodic surface; choose another detector.")
+            self.default_decision_ = default_decision(judged_scores, LATTICE_COLUMN)
         self.map_scales_ = map_scales(self.default_decision_) if self.default_decision_ is not None else None
         self.training_seconds_ = time.perf_counter() - started
         return self
