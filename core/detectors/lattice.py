@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,8 @@ STRENGTH_SHARE = 0.5
 FREQUENCY_MARGIN = 0.15
 # below this standard deviation (of [0, 1] grey values, lighting removed) an image is flat: nothing repeats in it
 FLAT = 1e-4
+# a median disagreement at or below this is an image that agrees with itself everywhere: nothing to scale by
+NO_DISAGREEMENT = 1e-9
 # the map of an image that fails those checks (blank, no repeating pattern, another period): far above any threshold
 NO_LATTICE = 1e6
 
@@ -204,9 +207,9 @@ class Surface:
         flat = detrended(image)
         if not flat.std() > FLAT:
             return cls(flat, np.zeros((0, 2)), 0.0, 0.0, 0.0)
-        correlation = autocorrelation(flat)
-        vectors, heights = lattice_vectors(correlation, directions, shortest, longest)
-        return cls(flat, vectors, float(np.mean(heights)) if len(heights) else 0.0, dominant_frequency(flat),
+        power = power_spectrum(flat)   # one spectrum for the autocorrelation and the dominant frequency
+        vectors, heights = lattice_vectors(autocorrelation(power), directions, shortest, longest)
+        return cls(flat, vectors, float(np.mean(heights)) if len(heights) else 0.0, dominant_frequency(power),
                    float(np.hypot(vectors[:, 0], vectors[:, 1]).max()) if len(vectors) else 0.0)
 
 
@@ -224,12 +227,43 @@ def detrended(image: np.ndarray) -> np.ndarray:
     return image - ndimage.gaussian_filter(image, LIGHTING_SIGMA * image.shape[0] / 128, mode="nearest")
 
 
-def autocorrelation(image: np.ndarray) -> np.ndarray:
-    """Circular autocorrelation, zero shift in the middle (``[h // 2, w // 2]``), normalised to 1 there."""
+def power_spectrum(image: np.ndarray) -> np.ndarray:
+    """``|DFT(image)|²``, zero frequency first (numpy's layout)."""
     spectrum = np.fft.fft2(image)
-    correlation = np.fft.fftshift(np.real(np.fft.ifft2(spectrum * np.conj(spectrum))))
-    centre = correlation[image.shape[0] // 2, image.shape[1] // 2]
+    return spectrum.real ** 2 + spectrum.imag ** 2
+
+
+def autocorrelation(power: np.ndarray) -> np.ndarray:
+    """The circular autocorrelation of the image whose :func:`power_spectrum` is ``power``: zero shift in the
+    middle (``[h // 2, w // 2]``), normalised to 1 there."""
+    correlation = np.fft.fftshift(np.real(np.fft.ifft2(power)))
+    centre = correlation[power.shape[0] // 2, power.shape[1] // 2]
     return correlation / centre if centre > 0 else correlation
+
+
+@lru_cache(maxsize=8)
+def search_region(height: int, width: int, shortest: float, longest: float) -> np.ndarray:
+    """Where an autocorrelation (zero shift at ``[h // 2, w // 2]``) is searched for lattice vectors: the upper
+    half-plane (a vector and its opposite are the same direction), not the outermost rows and columns (a peak
+    is refined from its neighbours), at lengths in ``[shortest, longest]``. Read-only; the same for every image."""
+    rows, columns = np.mgrid[0:height, 0:width]
+    offset_y, offset_x = rows - height // 2, columns - width // 2
+    length = np.hypot(offset_y, offset_x)
+    upper = (offset_y > 0) | ((offset_y == 0) & (offset_x > 0))
+    inside = (rows > 0) & (rows < height - 1) & (columns > 0) & (columns < width - 1)
+    region = upper & inside & (length >= shortest) & (length <= longest)
+    region.flags.writeable = False
+    return region
+
+
+@lru_cache(maxsize=8)
+def frequency_radii(height: int, width: int) -> np.ndarray:
+    """Each frequency's distance from zero frequency, rounded to whole cycles per image, in the
+    :func:`power_spectrum`'s layout. Read-only; the same for every image."""
+    rows, columns = np.mgrid[0:height, 0:width]
+    radii = np.fft.ifftshift(np.rint(np.hypot(rows - height // 2, columns - width // 2)).astype(int))
+    radii.flags.writeable = False
+    return radii
 
 
 def lattice_vectors(correlation: np.ndarray, directions: int, shortest: float,
@@ -243,16 +277,11 @@ def lattice_vectors(correlation: np.ndarray, directions: int, shortest: float,
     """
     height, width = correlation.shape
     centre_y, centre_x = height // 2, width // 2
-    rows, columns = np.mgrid[0:height, 0:width]
-    offset_y, offset_x = rows - centre_y, columns - centre_x
-    length = np.hypot(offset_y, offset_x)
-    upper = (offset_y > 0) | ((offset_y == 0) & (offset_x > 0))
-    inside = (rows > 0) & (rows < height - 1) & (columns > 0) & (columns < width - 1)
     neighbours = np.stack([np.roll(correlation, (dy, dx), axis=(0, 1))
                            for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
-    peak = (correlation >= neighbours.max(axis=0)) & upper & inside & (length >= shortest) & (length <= longest)
+    peak = (correlation >= neighbours.max(axis=0)) & search_region(height, width, float(shortest), float(longest))
     order = np.argsort(-correlation[peak], kind="stable")
-    candidates = np.stack([rows[peak], columns[peak]], axis=1)[order]
+    candidates = np.argwhere(peak)[order]   # row-major, as the heights correlation[peak] are listed
     chosen: list[np.ndarray] = []
     heights: list[float] = []
     for row, column in candidates:
@@ -269,14 +298,12 @@ def lattice_vectors(correlation: np.ndarray, directions: int, shortest: float,
     return np.asarray(chosen, dtype=np.float64).reshape(-1, 2), np.asarray(heights, dtype=np.float64)
 
 
-def dominant_frequency(image: np.ndarray) -> float:
-    """The radius (cycles per image) at which the power spectrum, averaged over directions, peaks; from 3 cycles
-    up, so what is left of the lighting does not count."""
-    power = np.abs(np.fft.fftshift(np.fft.fft2(image))) ** 2
+def dominant_frequency(power: np.ndarray) -> float:
+    """The radius (cycles per image) at which a :func:`power_spectrum`, averaged over directions, peaks; from 3
+    cycles up, so what is left of the lighting does not count."""
     height, width = power.shape
-    rows, columns = np.mgrid[0:height, 0:width]
-    radius = np.rint(np.hypot(rows - height // 2, columns - width // 2)).astype(int)
-    radial = np.bincount(radius.ravel(), power.ravel()) / np.maximum(np.bincount(radius.ravel()), 1)
+    radius = frequency_radii(height, width).ravel()
+    radial = np.bincount(radius, power.ravel()) / np.maximum(np.bincount(radius), 1)
     radial = radial[:min(height, width) // 2]
     radial[:3] = -1.0
     return float(np.argmax(radial))
@@ -325,7 +352,7 @@ def lattice_map(detrended_image: np.ndarray, vectors: np.ndarray, sigma: float) 
                                        np.abs(detrended_image - shifted(detrended_image, -vector)))
                             for vector in vectors], axis=0)
     typical = float(np.median(disagreement))
-    if not typical > 1e-9:
+    if not typical > NO_DISAGREEMENT:
         return np.full(detrended_image.shape, NO_LATTICE)
     disagreement = disagreement / typical
     return ndimage.gaussian_filter(disagreement, sigma, mode="nearest") if sigma > 0 else disagreement

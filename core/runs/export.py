@@ -459,7 +459,7 @@ class _MemoryBankJudge:
 
 
 class _LatticeJudge:
-    """The lattice detector (:mod:`core.detectors.lattice`), image by image in float64 as numpy computes it: the
+    """The lattice detector (:mod:`core.detectors.lattice`) on a batch, in float64 as numpy computes it: the
     lighting removed, the autocorrelation (a DFT written as real matrix products, which ONNX also runs), the
     strongest non-parallel peaks refined by parabolas, the surface checks, the image compared with itself along
     its vectors (Keys cubic shifts, edges repeated), the median scaling, smoothing and the border rescaling."""
@@ -477,19 +477,14 @@ class _LatticeJudge:
         self.smoothing = tf.constant(_blur_matrix(sigma, size))
         angles = 2 * np.pi * np.outer(np.arange(size), np.arange(size)) / size
         self.cosines, self.sines = tf.constant(np.cos(angles)), tf.constant(np.sin(angles))
+        self.searched = tf.constant(lattice.search_region(size, size, lattice.SHORTEST_VECTOR,
+                                                          lattice.LONGEST_VECTOR_SHARE * size))
         offsets = np.arange(size) - size // 2
         rows, columns = np.meshgrid(offsets, offsets, indexing="ij")
-        length = np.hypot(rows, columns)
-        upper = (rows > 0) | ((rows == 0) & (columns > 0))
-        inside = np.zeros((size, size), bool)
-        inside[1:-1, 1:-1] = True
-        self.searched = tf.constant(upper & inside & (length >= lattice.SHORTEST_VECTOR) &
-                                    (length <= lattice.LONGEST_VECTOR_SHARE * size))
         self.offsets = tf.constant(np.stack([rows.ravel(), columns.ravel()], axis=1).astype(np.float64))
-        # the power spectrum's radial average (numpy's bincount over rounded radii, unshifted layout)
-        radius = np.rint(np.fft.ifftshift(length)).astype(int).ravel()
-        bins = size // 2
-        one_hot = (radius[:, None] == np.arange(bins)[None, :]).astype(np.float64)
+        # dominant_frequency's radial average (a bincount over rounded radii) as one matrix product
+        radius = lattice.frequency_radii(size, size).ravel()
+        one_hot = (radius[:, None] == np.arange(size // 2)[None, :]).astype(np.float64)
         self.radial = tf.constant(one_hot / np.maximum(one_hot.sum(axis=0), 1))
         reference = detector.lattice_reference_
         self.lowest, self.highest = float(reference[:, 0].min()), float(reference[:, 0].max())
@@ -505,12 +500,13 @@ class _LatticeJudge:
         count_images = tf.shape(grey)[0]
         flat = grey - self._blurred(grey, self.lighting)
         cosines, sines = self.cosines[None], self.sines[None]
-        real = tf.matmul(tf.matmul(cosines, flat), cosines) - tf.matmul(tf.matmul(sines, flat), sines)
-        imaginary = -(tf.matmul(tf.matmul(sines, flat), cosines) + tf.matmul(tf.matmul(cosines, flat), sines))
+        cosine_rows, sine_rows = tf.matmul(cosines, flat), tf.matmul(sines, flat)
+        real = tf.matmul(cosine_rows, cosines) - tf.matmul(sine_rows, sines)
+        imaginary = -(tf.matmul(sine_rows, cosines) + tf.matmul(cosine_rows, sines))
         power = real * real + imaginary * imaginary
         correlation = (tf.matmul(tf.matmul(cosines, power), cosines) -
                        tf.matmul(tf.matmul(sines, power), sines)) / float(size * size)
-        correlation = _half_roll(tf, _half_roll(tf, correlation, 1, size), 2, size)   # fftshift
+        correlation = _roll(tf, _roll(tf, correlation, 1, size), 2, size)   # fftshift
         centre = correlation[:, size // 2, size // 2][:, None, None]
         correlation = tf.where(centre > 0, correlation / tf.where(centre > 0, centre, 1.0), correlation)
         vectors, heights, chosen = self._vectors(correlation)
@@ -533,7 +529,7 @@ class _LatticeJudge:
         middle = size * size // 2
         typical = (ordered[:, middle - 1] + ordered[:, middle]) / 2 if size * size % 2 == 0 else ordered[:, middle]
         scaled = self._blurred(disagreement / tf.where(typical > 0, typical, 1.0)[:, None, None], self.smoothing)
-        judged = judged & (typical > 1e-9)
+        judged = judged & (typical > lattice.NO_DISAGREEMENT)
         calibrated = (scaled - self.ring_mean[None]) / self.ring_spread[None]
         anomaly_map = tf.cast(tf.where(judged[:, None, None], calibrated,
                                        tf.constant(lattice.NO_LATTICE, tf.float64)), tf.float32)
@@ -548,7 +544,7 @@ class _LatticeJudge:
         falling height (ties: row-major order, as numpy's stable sort), each taken when not parallel to those
         taken before. Returns vectors ``(n, k, 2)``, heights ``(n, k)`` and whether each was found ``(n, k)``."""
         tf, size = self.tf, self.size
-        neighbours = [_half_roll(tf, _half_roll(tf, correlation, 1, size, dy), 2, size, dx)
+        neighbours = [_roll(tf, _roll(tf, correlation, 1, size, dy), 2, size, dx)
                       for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
         peak = (correlation >= tf.reduce_max(tf.stack(neighbours), axis=0)) & self.searched[None]
         count_images = tf.shape(correlation)[0]
@@ -621,7 +617,7 @@ def _blur_matrix(sigma: float, size: int) -> np.ndarray:
     return blur
 
 
-def _half_roll(tf, array, axis: int, size: int, shift: int | None = None):
+def _roll(tf, array, axis: int, size: int, shift: int | None = None):
     """``np.roll(array, shift, axis)`` of an ``(n, h, w)`` stack along axis 1 or 2 (``shift`` default: half the
     size, i.e. fftshift), by slicing, which ONNX runs."""
     shift = size // 2 if shift is None else shift % size

@@ -11,7 +11,8 @@ from sklearn.metrics import roc_auc_score
 
 from core.data.synthetic import DemoSetSize, generate_demo_set
 from core.data.synthetic_styles import render_texture
-from core.detectors.lattice import LatticeDetector, autocorrelation, detrended, lattice_vectors, shifted
+from core.detectors.lattice import (LatticeDetector, autocorrelation, detrended, lattice_vectors, power_spectrum,
+                                   shifted)
 from core.errors import BundleError
 from core.runs.bundles import MANIFEST_FILE, load_bundle, save_bundle
 from tests.unit.test_cli import assert_one_line_error, run_cli
@@ -40,7 +41,7 @@ def test_a_moved_image_is_the_image_with_its_pixels_moved_and_its_edges_repeated
 def test_the_lattice_of_a_periodic_image_is_its_periods():
     rows, columns = np.mgrid[0:128, 0:128]
     image = np.cos(2 * np.pi * columns / 9.5) + np.cos(2 * np.pi * rows / 12.0)
-    vectors, _ = lattice_vectors(autocorrelation(detrended(image)), 2, 3, 32)
+    vectors, _ = lattice_vectors(autocorrelation(power_spectrum(detrended(image))), 2, 3, 32)
     lengths = sorted(np.hypot(vectors[:, 0], vectors[:, 1]))
     assert lengths == pytest.approx([9.5, 12.0], abs=0.15)
 
