@@ -30,10 +30,10 @@ DETECTOR_KINDS = {"run": "The run itself", "memory_bank": "Memory bank (PatchCor
 SHORT_NAMES = {"run": "the run itself", "memory_bank": "memory bank", "padim": "PaDiM"}
 KIND_NAMES = {"ncae": "NCAE", "cae": "CAE", "memory_bank": "Memory bank", "padim": "PaDiM", "draem": "DRAEM",
               "lattice": "Lattice"}
-LATTICE_SIZES = [64, 96, 128, 192, 256, 384, 512]
 # what each detector trains at, and the choices offered for it (memory bank and PaDiM: the backbone's own 224 px;
 # the autoencoders: the data's native size by default, see core.data.native)
 WORKING_SIZES = [32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024]
+LATTICE_SIZES = [size for size in WORKING_SIZES if 64 <= size <= 512]   # a few periods across, and quick
 TRAINING_SIZES = {"ncae": (WORKING_SIZES, DEFAULT_INPUT_SIZE), "cae": (WORKING_SIZES, DEFAULT_INPUT_SIZE),
                   "draem": ([64, 96, 128], DEFAULT_DRAEM_INPUT_SIZE)}
 PATCH_CHOICES = ["whole image", 32, 48, 64, 96, 128]
