@@ -15,7 +15,7 @@ from dashboard import workspace
 from dashboard.session import REVIEW_CHANGED
 from dashboard.images import anomaly_picture, heat_picture, residual_picture
 from dashboard.maps import map_page, picture_scales
-from dashboard.words import as_code
+from dashboard.words import as_code, as_text
 
 
 @dataclass
@@ -43,8 +43,8 @@ def detail_from_arrays(space, title: str, label: str, verdict: str, reason: str,
                       residual_picture(residual, scales.residual or 1.0))]
     else:
         pictures.append(("anomaly map", anomaly_picture(anomaly_map, scales.anomaly)))
-    pictures.append(("heat map (top of the scale: the reject threshold; cyan: ground-truth outline)",
-                     heat_picture(image, anomaly_map, scales.anomaly, mask)))
+    pictures.append((f"heat map (top of the scale: {scales.top_words}; cyan: ground-truth outline)",
+                     heat_picture(image, anomaly_map, scales.anomaly, mask, scales.top_label)))
     return Detail(title, label, verdict, reason, pictures, scores)
 
 
@@ -68,8 +68,8 @@ def detail_for_row(space, index) -> Detail:
 
 def render(detail: Detail, primary: str) -> None:
     """Draw a detail in the current container."""
-    reason = f" — {detail.reason}" if detail.reason else ""
-    st.markdown(f"**{detail.title}**  \nlabel: {detail.label} · verdict: **{detail.verdict}**{reason}")
+    reason = f" — {as_text(detail.reason)}" if detail.reason else ""
+    st.markdown(f"**{as_text(detail.title)}**  \nlabel: {as_text(detail.label)} · verdict: **{detail.verdict}**{reason}")
     for column, (caption, picture) in zip(st.columns(len(detail.pictures)), detail.pictures):
         column.image(picture, caption=caption, clamp=True, width="stretch")
     scores = pd.DataFrame({"score": list(detail.scores), "value": list(detail.scores.values())})
@@ -90,7 +90,7 @@ def review_controls(corrections, image: str, upload: bytes | None = None) -> Non
         st.rerun()
     key = corrections.upload_key(image, upload) if upload is not None else image
     entry = corrections.entries.get(key)
-    st.markdown("**Review** — " + (f"marked *{entry['action']}*" + (f" ({entry['defect_type']})" if
+    st.markdown("**Review** — " + (f"marked *{entry['action']}*" + (f" ({as_text(entry['defect_type'])})" if
                                    entry.get("defect_type") else "") if entry else "not marked") +
                 ". Marks are kept beside the run, never in your data folder; every page follows them, and "
                 "*Retrain with corrections* on the Review page uses them.")
@@ -124,7 +124,7 @@ def review_controls(corrections, image: str, upload: bytes | None = None) -> Non
 def open_dialog(detail: Detail, primary: str) -> None:
     """Show a detail in a large dialog over the page."""
 
-    @st.dialog(detail.title, width="large")
+    @st.dialog(as_text(detail.title), width="large")
     def dialog() -> None:
         render(detail, primary)
 

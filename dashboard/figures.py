@@ -8,11 +8,16 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.evaluation.metrics import OperatingPoint, ThresholdTable
+from dashboard.words import as_plot_text, percent
 
 GOOD_COLOUR = "#3fb68b"
 DEFECT_COLOUR = "#e5534b"
 THRESHOLD_COLOUR = "#f5a623"
 REVIEW_COLOUR = "#8b949e"
+# the confusion matrix's cells: right (green), to review (grey), wrong (red); white text reads on each, on screen
+# and on paper
+CONFUSION_COLOURS = [[0, "#1a7f37"], [0.33, "#1a7f37"], [0.34, "#6e7781"], [0.66, "#6e7781"], [0.67, "#b42318"],
+                     [1, "#b42318"]]
 TEMPLATE = "plotly_dark"
 # Okabe and Ito's palette: distinguishable with every common colour-vision deficiency
 DISTINCT_COLOURS = ("#56B4E9", "#E69F00", "#CC79A7", "#009E73", "#F0E442", "#D55E00", "#0072B2")
@@ -76,7 +81,7 @@ def score_histogram(scores: pd.Series, labels: pd.Series, threshold: float, colu
             figure.add_trace(go.Histogram(x=values, name=label, marker_color=colour, opacity=0.7,
                                           xbins=dict(start=edges[0], end=edges[-1], size=edges[1] - edges[0])))
     figure.add_vline(x=threshold, line=dict(color=THRESHOLD_COLOUR, width=3),
-                     annotation_text=f"reject ≥ {threshold:.5g}", annotation_position="top right")
+                     annotation_text=f"reject ≥ {threshold:.4g}", annotation_position="top right")
     if review_from is not None:
         figure.add_vrect(x0=review_from, x1=threshold, fillcolor=REVIEW_COLOUR, opacity=0.2, line_width=0,
                          annotation_text="review", annotation_position="top left")
@@ -95,10 +100,14 @@ def confusion_figure(result) -> go.Figure:
     names = {0: ("accepted good", "escape"), 1: ("to review", "to review"), 2: ("false reject", "caught defect")}
     text = [[f"{names[code][row]}<br><b>{matrix[row, column]}</b>" for column, code in enumerate(kept)]
             for row in range(2)]
+    # each cell coloured by what it is, never by its count: right decisions green, escapes and false rejects red
+    kind = {(0, 0): 0, (1, 2): 0, (0, 1): 1, (1, 1): 1, (0, 2): 2, (1, 0): 2}
+    codes = [[kind[(row, code)] for code in kept] for row in range(2)]
     columns = {0: "accepted (OK)", 1: "review", 2: "rejected (NG)"}
-    figure = go.Figure(go.Heatmap(z=matrix, x=[columns[code] for code in kept], y=["actual good", "actual defect"],
-                                  text=text, texttemplate="%{text}", colorscale=[[0, "#1b232c"], [1, "#2f81f7"]],
-                                  showscale=False, hoverinfo="skip"))
+    figure = go.Figure(go.Heatmap(z=codes, zmin=0, zmax=2, x=[columns[code] for code in kept],
+                                  y=["actual good", "actual defect"], text=text, texttemplate="%{text}",
+                                  textfont=dict(color="white"), colorscale=CONFUSION_COLOURS, showscale=False,
+                                  hoverinfo="skip"))
     figure.update_yaxes(autorange="reversed")
     return _layout(figure, "Confusion matrix", height=320)
 
@@ -113,9 +122,10 @@ def statistic_scatter(table: pd.DataFrame, x: str, y: str, colour_by: str = "lab
     palette = _palette(sorted(groups.unique()))
     for group, colour in palette.items():
         part = table[groups == group]
-        figure.add_trace(go.Scatter(x=part[x], y=part[y], mode="markers", name=str(group),
+        # names come from the data set: shown as text, never read as Plotly's label markup
+        figure.add_trace(go.Scatter(x=part[x], y=part[y], mode="markers", name=as_plot_text(group),
                                     marker=dict(color=colour, size=8, opacity=0.8, line=dict(width=0.5, color="black")),
-                                    customdata=np.stack([part["path"], part.index], axis=1),
+                                    customdata=np.stack([part["path"].map(as_plot_text), part.index], axis=1),
                                     hovertemplate="%{customdata[0]}<br>" + f"{x} " + "%{x:.5g}<br>" + f"{y} "
                                                   + "%{y:.5g}<extra></extra>",
                                     legendgroup=str(group)), row=2, col=1)
@@ -125,9 +135,9 @@ def statistic_scatter(table: pd.DataFrame, x: str, y: str, colour_by: str = "lab
             figure.add_trace(go.Histogram(y=part[y], marker_color=colour, opacity=0.6, showlegend=False,
                                           legendgroup=str(group), hoverinfo="skip"), row=2, col=2)
         else:  # many overlapping histograms cannot be read; one box per group can
-            figure.add_trace(go.Box(x=part[x], marker_color=colour, showlegend=False, name=str(group),
+            figure.add_trace(go.Box(x=part[x], marker_color=colour, showlegend=False, name=as_plot_text(group),
                                     legendgroup=str(group), hoverinfo="skip", boxpoints=False), row=1, col=1)
-            figure.add_trace(go.Box(y=part[y], marker_color=colour, showlegend=False, name=str(group),
+            figure.add_trace(go.Box(y=part[y], marker_color=colour, showlegend=False, name=as_plot_text(group),
                                     legendgroup=str(group), hoverinfo="skip", boxpoints=False), row=2, col=2)
     if boundary is not None:
         grid_x, grid_y, probability = boundary
@@ -199,8 +209,6 @@ def for_print(figure: go.Figure) -> go.Figure:
     printable.update_xaxes(color=PRINT_TEXT, gridcolor="#d1d9e0")
     printable.update_yaxes(color=PRINT_TEXT, gridcolor="#d1d9e0")
     printable.update_annotations(font_color=PRINT_TEXT)
-    # the confusion matrix's dark empty cells would print as black blocks
-    printable.update_traces(colorscale=[[0, "#f6f8fa"], [1, "#2f81f7"]], selector=dict(type="heatmap"))
     return printable
 
 
@@ -216,6 +224,6 @@ def defect_type_table(table: pd.DataFrame, column: str, decision) -> pd.DataFram
         if not count:
             continue
         rows.append({"part": kind, "images": count, "rejected (NG)": caught,
-                     "share rejected": f"{caught / count:.1%}",
+                     "share rejected": percent(caught / count),
                      "meaning": "false rejects" if kind.startswith("good") else "defects caught (recall)"})
     return pd.DataFrame(rows)

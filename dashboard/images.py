@@ -14,7 +14,8 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 PICTURE_HEIGHT = 192   # pictures are enlarged (nearest neighbour) to at least this many pixels for their scale
-BAR_WIDTH, LABEL_WIDTH, GAP = 12, 52, 4
+BAR_WIDTH, LABEL_WIDTH, GAP = 12, 64, 4
+LABEL_FONT_SIZE = 14   # pixels: the colour bar's numbers read at a glance (the old bitmap font was 7 px tall)
 
 _HEAT_STOPS = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66],
                         [245, 125, 21], [250, 193, 39], [252, 255, 164]], dtype=np.float32) / 255.0
@@ -86,12 +87,12 @@ def with_colour_bar(rgb: np.ndarray, colours, top: str, bottom: str, note: str =
     canvas[:, picture.shape[1] + GAP: picture.shape[1] + GAP + BAR_WIDTH] = bar
     labels = Image.fromarray((canvas * 255 + 0.5).astype(np.uint8))
     draw = ImageDraw.Draw(labels)
-    font = ImageFont.load_default()
+    font = ImageFont.load_default(size=LABEL_FONT_SIZE)
     left = picture.shape[1] + GAP + BAR_WIDTH + 3
     draw.text((left, 1), top, fill=(235, 235, 235), font=font)
     if note:
-        draw.text((left, 13), note, fill=(200, 200, 200), font=font)
-    draw.text((left, height - 12), bottom, fill=(235, 235, 235), font=font)
+        draw.text((left, LABEL_FONT_SIZE + 4), note, fill=(200, 200, 200), font=font)
+    draw.text((left, height - LABEL_FONT_SIZE - 3), bottom, fill=(235, 235, 235), font=font)
     return np.asarray(labels, dtype=np.float32) / 255.0
 
 

@@ -61,21 +61,39 @@ class PictureScales:
     anomaly: float
     residual: float | None
     source: str
-    fixed_by_run: bool
+    at_threshold: bool   # the top of the heat scale is the reject threshold the pages use
 
     @property
     def top_label(self) -> str:
         """What the top of the heat scale means, written beside the colour bar."""
-        return "reject" if self.fixed_by_run else ""
+        return "reject" if self.at_threshold else ""
+
+    @property
+    def top_words(self) -> str:
+        """What the top of the heat scale is, for a picture's caption."""
+        return "the reject threshold in use" if self.at_threshold else "see the colour scale's note"
 
 
 def picture_scales(space) -> PictureScales:
-    """The run's own scales (fixed from its good training images): the same on every page and in every
-    batch. A run saved before runs carried them falls back to the set-wide 99.9th percentile."""
+    """The colour scales every page and batch shares.
+
+    When the decision in use is on the run's own column (its map's maximum is the score), the top of the heat
+    scale is the threshold in use, so full heat means "rejected" on every page, as the verdict says. Otherwise
+    the run's fixed scale (its default threshold), said as such; a run saved before runs carried scales falls
+    back to the set-wide 99.9th percentile."""
+    from dashboard import workspace
+
     scales = getattr(space.detector, "map_scales_", None)
     if scales and "anomaly" in scales:
+        run_default = getattr(space.detector, "default_decision_", None)
+        decision = workspace.current_decision(space)
+        if run_default is not None and decision.column == run_default.column and decision.threshold > 0:
+            return PictureScales(decision.threshold, scales.get("residual"),
+                                 f"the top of the heat scale is the reject threshold in use ({decision.threshold:.4g} "
+                                 f"on {decision.column})", True)
         return PictureScales(scales["anomaly"], scales.get("residual"),
-                             "fixed by the run: the top of the heat scale is its reject threshold", True)
+                             f"fixed by the run: the top of the heat scale is the run's default threshold "
+                             f"({scales['anomaly']:.4g}), not the threshold in use on {decision.column}", False)
     key, sources = space.map_key(), tuple(space.table["source"])
     residual = global_map_scale(key, sources, signed=True) if space.has_reconstructions else None
     return PictureScales(global_map_scale(key, sources), residual,

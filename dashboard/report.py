@@ -6,11 +6,16 @@ plain words and percentages, and a print stylesheet (A4, no chart cut across pag
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
+import hashlib
 import html
+import re
 
 import pandas as pd
 import plotly.graph_objects as go
+
+from dashboard.words import percent, significant
 
 # (label in the report, field of core.evaluation.metrics.OperatingPoint, what it means)
 METRIC_WORDS = (
@@ -25,7 +30,7 @@ METRIC_WORDS = (
 def metric_rows(point) -> list[tuple[str, str, str]]:
     """The operating point as (name, percentage, meaning) rows, plus F1 and the four counts."""
     values = point.to_dict()
-    rows = [(name, _percent(values[field]), meaning) for name, field, meaning in METRIC_WORDS]
+    rows = [(name, percent(values[field]), meaning) for name, field, meaning in METRIC_WORDS]
     rows.append(("F1 score", "—" if values["f1"] != values["f1"] else f"{values['f1']:.3f}",
                  "balance of precision and recall, from 0 to 1"))
     rows.append(("Counts", f"{values['true_negatives']} good accepted · {values['false_positives']} good rejected · "
@@ -47,8 +52,9 @@ def build_report(*, title: str, decision: dict, metrics: list[tuple[str, str, st
                            f"<td class=muted>{html.escape(meaning)}</td></tr>" for name, value, meaning in metrics)
     ranking_html = ("<p>No defect images in this data set, so no statistic can be ranked.</p>" if ranking is None
                     else _frame(ranking))
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+    document = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="{CSP_PLACEHOLDER}">
+<title>{html.escape(title)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1000px; color: #1f2328; background: #ffffff; }}
 h1 {{ margin-bottom: 0.2rem; }} h2 {{ margin-top: 1.8rem; border-bottom: 1px solid #d1d9e0; }}
@@ -84,6 +90,21 @@ Heat map: where the error is; its scale is on the right of each picture.</p>
 <h2>How well each statistic separates good from defective parts</h2>{ranking_html}
 </body></html>
 """
+    return document.replace(CSP_PLACEHOLDER, content_security_policy(document), 1)
+
+
+CSP_PLACEHOLDER = "@@content-security-policy@@"
+_SCRIPT = re.compile(r"<script\b[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
+
+
+def content_security_policy(document: str) -> str:
+    """Only the report's own scripts (plotly.js and each chart's, named by their SHA-256) may run: a name from
+    the data set that got into the page as markup could neither run a script nor load anything from
+    elsewhere. Styles and pictures are inline, as in every self-contained page."""
+    hashes = sorted({"'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+                     for body in _SCRIPT.findall(document)})
+    return ("default-src 'none'; script-src " + (" ".join(hashes) or "'none'") +
+            "; style-src 'unsafe-inline'; img-src data: blob:; font-src data:; base-uri 'none'; form-action 'none'")
 
 
 def _examples(examples: list[dict]) -> str:
@@ -107,12 +128,10 @@ def _pairs(values: dict) -> str:
 
 
 def _frame(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, border=0, na_rep="—", escape=True,
+    # thresholds in significant digits (a threshold of 2e-05 is not "0.000"); shares and AUROCs to 3 decimals
+    thresholds = {name: significant for name in frame.columns if "threshold" in str(name)}
+    return frame.to_html(index=False, border=0, na_rep="—", escape=True, formatters=thresholds,
                          float_format=lambda value: f"{value:.3f}")
-
-
-def _percent(value: float) -> str:
-    return "—" if value != value else f"{value * 100:.1f} %"
 
 
 def _format(value) -> str:

@@ -5,6 +5,7 @@ Kept in ``st.session_state``, so two people looking at the same server do not ch
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import streamlit as st
@@ -77,7 +78,8 @@ def choose_model(choice: ModelChoice) -> None:
 
 def forget_threshold(column_too: bool = False) -> None:
     """Back to the defaults: the run's threshold (and, with ``column_too``, its primary column)."""
-    for key in ("threshold", "threshold_input", "threshold_slider", "review_from", "review_slider"):
+    for key in ("threshold", "threshold_input", "threshold_slider", "review_from", "review_slider", "preset",
+                "band_moved"):
         st.session_state.pop(key, None)
     if column_too:
         st.session_state.pop("score_column", None)
@@ -90,3 +92,36 @@ def current_review_from() -> float | None:
 
 # set by a review mark made in a dialog; the next whole-page run (workspace.current) clears it
 REVIEW_CHANGED = "review_changed"
+
+
+# -- the decision in the address bar --------------------------------------------------------------------
+# A reload starts a new browser session; the page's decision (column, threshold, band) is kept in the URL's
+# query, tied to the run's model hash, so a reload shows what was there and a link shows the same decision.
+
+def remember_decision_in_url(model_sha256: str, column: str, threshold: float, review_from: float | None) -> None:
+    wanted = {"run": model_sha256[:16], "score": column, "threshold": repr(float(threshold))}
+    if review_from is not None:
+        wanted["review_from"] = repr(float(review_from))
+    if dict(st.query_params) != wanted:
+        st.query_params.from_dict(wanted)
+
+
+def restore_decision_from_url(model_sha256: str, columns: list[str]) -> None:
+    """Adopt the URL's decision once per browser session, when it belongs to this run and is valid."""
+    if "threshold" in st.session_state or st.session_state.get("url_decision_read"):
+        return
+    st.session_state["url_decision_read"] = True
+    query = st.query_params
+    if query.get("run") != model_sha256[:16] or query.get("score") not in columns:
+        return
+    try:
+        threshold = float(query["threshold"])
+        review_from = float(query["review_from"]) if "review_from" in query else None
+    except (KeyError, ValueError):
+        return
+    if not math.isfinite(threshold) or (review_from is not None and not (math.isfinite(review_from)
+                                                                         and review_from <= threshold)):
+        return
+    st.session_state["score_column"] = query["score"]
+    st.session_state["threshold"] = threshold
+    st.session_state["review_from"] = review_from

@@ -1,4 +1,9 @@
-"""Plain words for every score and preset, in one place, so every page explains them the same way."""
+"""Plain words for every score and preset, in one place, so every page explains them the same way; and the
+ways a name from a data set is written into the page as text, never as markup."""
+
+import decimal
+import html
+import math
 
 SCORE_MEANINGS = {
     "mean": "average size of the reconstruction error over the image (|x − x̂|)",
@@ -48,5 +53,43 @@ def with_dashes(frame, formats: dict[str, str]):
 
 
 def as_code(text: str) -> str:
-    """``text`` as inline code in Markdown; a backtick in a file name would end the span, so it becomes '."""
-    return "`" + str(text).replace("`", "'") + "`"
+    """``text`` as inline code in Markdown; a backtick in a file name would end the span, so it becomes '.
+
+    Inside a code span Markdown reads nothing (no links, no emphasis, no HTML): the safe way to show a name."""
+    return "`" + " ".join(str(text).replace("`", "'").split()) + "`"
+
+
+# Markdown's punctuation, every one of which a name may carry: escaped, each reads as itself
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$&:\"'=")
+
+
+def as_text(text) -> str:
+    """Any name (file, folder, run, defect type, reason) as literal text inside Streamlit Markdown: every
+    punctuation mark escaped, so a name like ``[x](javascript:..)`` or ``<img ...>`` reads as itself and
+    never becomes a link, a picture, emphasis or markup; line breaks become spaces."""
+    return "".join("\\" + character if character in _MARKDOWN_SPECIAL else character
+                   for character in " ".join(str(text).split()))
+
+
+def as_plot_text(text) -> str:
+    """A name as a Plotly label (legend, hover, title): Plotly reads a few HTML tags (``<a href>``, ``<b>``,
+    ``<br>``) in labels, so ``<``, ``>`` and ``&`` are written as entities, which it shows as themselves."""
+    return html.escape(str(text), quote=False)
+
+
+def percent(value) -> str:
+    """A share as a percentage with one decimal, "—" when there is none (no images of that kind).
+
+    Halves are rounded up on the exact value of ``100 × value``, as the live component's JavaScript
+    (``toFixed``) does, so a rate reads the same on a card and in a caption."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    tenths = decimal.Decimal(100 * float(value)).quantize(decimal.Decimal("0.1"), rounding=decimal.ROUND_HALF_UP)
+    return f"{tenths} %"
+
+
+def significant(value, digits: int = 4) -> str:
+    """A number with ``digits`` significant digits (a threshold of 2e-05 does not read "0.000")."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{float(value):.{digits}g}"

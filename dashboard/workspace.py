@@ -25,6 +25,7 @@ from core.detectors import DETECTOR_NAMES, score_columns_of
 from core.evaluation.metrics import ThresholdTable
 from dashboard import resources, session
 from dashboard.resources import DEMO_BUNDLE, DetectorKey
+from dashboard.words import as_text, percent  # noqa: F401  (pages format shares with percent)
 from dashboard.session import RUN_ITSELF, DetectorChoice, current_review_from, data_choice, model_choice
 
 
@@ -72,14 +73,18 @@ def current() -> Workspace | None:
         detector = resources.active_detector(key)
         table, errors = resources.score_table(key)
     except InputError as error:
-        st.error(f"{error} Choose another data set, model or detector on the Data & Model page.")
+        st.error(f"{as_text(error)} Choose another data set, model or detector on the Data & Model page.")
         return None
     st.session_state.pop(session.REVIEW_CHANGED, None)   # a mark made in a dialog: this whole-page run follows it
+    session.restore_decision_from_url(manifest["model_sha256"], score_columns(table))
+    if "threshold" in st.session_state and "score_column" in st.session_state:
+        session.remember_decision_in_url(manifest["model_sha256"], st.session_state["score_column"],
+                                         st.session_state["threshold"], session.current_review_from())
     try:
         corrections = current_corrections(data, model)
         table = apply_to_table(table, corrections)
     except ValueError as error:   # a damaged corrections file: say so, and go on without it
-        st.warning(f"{error} The review queue's corrections are not applied.")
+        st.warning(f"{as_text(error)} The review queue's corrections are not applied.")
         corrections = None
     if table.empty:
         st.warning("None of the test images could be read. Choose another data set on the Data & Model page.")
@@ -167,14 +172,22 @@ def current_decision(space: Workspace) -> Decision:
     return Decision(column, threshold, current_review_from(), basis)
 
 
-def threshold_document(space: Workspace, column: str, threshold: float, point, review_from: float | None) -> dict:
+def threshold_document(space: Workspace, column: str, threshold: float, result, review_from: float | None,
+                       preset: str | None = None) -> dict:
+    """The threshold file of the decision on the screen: ``result`` is the :class:`Outcomes` the page shows (band
+    included), so the file's numbers are the page's."""
     from core.evaluation.thresholds import threshold_document as build
 
     model = model_choice()
     run = {"id": Path(model.path).name, "path": model.path, "model_kind": space.manifest["model_kind"],
            "model_sha256": space.manifest["model_sha256"], "data": data_choice().label,
            "detector": space.choice.label}
-    return build(run, column, threshold, point, review_from)
+    return build(run, column, threshold, result, review_from, preset)
+
+
+def is_read_only_run() -> bool:
+    """Whether the chosen model is the demo shipped with the app, which is never changed."""
+    return Path(model_choice().path).resolve() == DEMO_BUNDLE.resolve()
 
 
 def export_inspector_zip(document: dict) -> tuple[bytes, dict]:
@@ -201,7 +214,7 @@ def save_threshold(document: dict) -> str:
     from core.files import atomic_write_json
 
     model = Path(model_choice().path)
-    if model.resolve() == DEMO_BUNDLE.resolve():
+    if is_read_only_run():
         return ("The demo model is part of the app and is not changed; use the download button, "
                 "or train a run on the Data & Model page to save thresholds with it.")
     atomic_write_json(model / "threshold.json", document)
@@ -211,10 +224,6 @@ def save_threshold(document: dict) -> str:
 def metric_cards(columns, items) -> None:
     for column, (label, value, help_text) in zip(columns, items):
         column.metric(label, value, help=help_text)
-
-
-def percent(value: float) -> str:
-    return "—" if value != value else f"{value * 100:.1f} %"
 
 
 def column_aurocs(space: Workspace) -> dict[str, float | None]:

@@ -7,7 +7,7 @@ left out; labels are the corrected ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -22,6 +22,58 @@ class BeforeAfter:
     curves: dict[str, tuple]                  # name -> (false-reject rate, recall, AUROC), for roc_comparison
     changed: pd.DataFrame                     # the images whose verdict changed
     images: int
+    worse: dict[str, str] = field(default_factory=dict)   # figure -> what the second run does worse, in a sentence
+
+
+# how much a figure may move before the second run is called worse: one image's worth on a small set is noise
+# only below these
+TOLERANCES = {"image AUROC": 0.01, "recall": 0.02, "F1": 0.02, "false-reject rate": 0.02, "escape rate": 0.02}
+HIGHER_IS_BETTER = {"image AUROC": True, "recall": True, "F1": True, "false-reject rate": False, "escape rate": False}
+
+
+def what_got_worse(before: dict, after: dict, good_images: int) -> dict[str, str]:
+    """One plain sentence per figure on which ``after`` is worse than ``before`` beyond :data:`TOLERANCES`; a
+    figure that exists before and cannot be computed after (no part rejected: no precision, no F1) is worse."""
+    sentences = {}
+    for name, tolerance in TOLERANCES.items():
+        old, new = before.get(name), after.get(name)
+        if old is None or old != old:
+            continue
+        where = (f" on the {good_images} good test images neither run was trained on" if name == "false-reject rate"
+                 else " on the same test images")
+        if new is None or new != new:
+            sentences[name] = (f"{name} cannot be computed for the new run (it rejects no part){where}; "
+                               f"it was {_figure(name, old)}.")
+            continue
+        change = new - old if HIGHER_IS_BETTER[name] else old - new
+        if change < -tolerance:
+            sentences[name] = (f"{name} {'falls' if HIGHER_IS_BETTER[name] else 'rises'} from {_figure(name, old)} "
+                               f"to {_figure(name, new)}{where}.")
+    return sentences
+
+
+def _figure(name: str, value: float) -> str:
+    return f"{value:.3f}" if name in ("image AUROC", "F1") else f"{100 * value:.1f} %"
+
+
+def convergence_note(history: dict, max_epochs: int | None) -> str:
+    """A sentence when a training stopped far from convergence, else ``""``: it ran every epoch it was allowed
+    (early stopping never ended it) and its held-out loss still fell by more than 5 % over the last quarter
+    of the epochs, or it ran fewer than 5 epochs."""
+    losses = [value for value in (history or {}).get("val_loss") or (history or {}).get("loss") or []
+              if value == value]
+    if not losses or not max_epochs or len(losses) < max_epochs:
+        return ""
+    if len(losses) < 5:
+        return (f"It trained for only {len(losses)} epoch(s), far too few to converge: its scores are not to be "
+                "trusted. Train again with the run's usual number of epochs.")
+    quarter = max(2, len(losses) // 4)
+    earlier, last = min(losses[:-quarter]), min(losses[-quarter:])
+    if earlier > 0 and last < 0.95 * earlier:
+        return (f"It stopped far from convergence: its held-out loss was still falling ({100 * (1 - last / earlier):.0f} % "
+                f"over the last {quarter} of its {len(losses)} epochs) when the epochs ran out. Train again with "
+                "more epochs.")
+    return ""
 
 
 def compare_runs(before, after, dataset: Dataset, names: tuple[str, str] = ("before", "after")) -> BeforeAfter:
@@ -56,4 +108,5 @@ def compare_runs(before, after, dataset: Dataset, names: tuple[str, str] = ("bef
     changed = changed[changed[f"verdict {first}"] != changed[f"verdict {second}"]].reset_index(drop=True)
     cards = pd.DataFrame(figures).loc[["image AUROC", "recall", "precision", "F1", "false-reject rate",
                                        "escape rate", "threshold", "score column"]]
-    return BeforeAfter(cards, curves, changed, len(samples))
+    good_images = sum(sample.label == "good" for sample in samples)
+    return BeforeAfter(cards, curves, changed, len(samples), what_got_worse(figures[first], figures[second], good_images))

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 OUTCOMES = ("OK", "REVIEW", "NG")
+ACCURACY_OF = "parts decided automatically (OK or NG); parts sent to review are left out"
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,31 @@ class Outcomes:
     @property
     def review_rate(self) -> float:
         return self._share(self.good[1] + self.defect[1], self.n_good + self.n_defect)
+
+    @property
+    def f1(self) -> float:
+        precision, recall = self.precision, self.recall
+        return 2 * precision * recall / (precision + recall) if precision + recall > 0 else float("nan")
+
+    def to_dict(self) -> dict:
+        """Counts and rates exactly as the Threshold page shows them; a rate without images is ``None``.
+
+        The two-way counts (``true_positives`` …) are the NG decision's, as in the ROC curve; ``accuracy``
+        is over the automatically decided parts only, parts sent to review left out (``accuracy_of`` says so)."""
+        def share(value: float) -> float | None:
+            return None if value != value else float(value)
+
+        return {
+            "threshold": self.threshold, "review_from": self.review_from,
+            "good_ok": self.good[0], "good_review": self.good[1], "good_ng": self.good[2],
+            "defect_ok": self.defect[0], "defect_review": self.defect[1], "defect_ng": self.defect[2],
+            "true_positives": self.defect[2], "false_positives": self.good[2],
+            "true_negatives": self.good[0] + self.good[1], "false_negatives": self.defect[0] + self.defect[1],
+            "precision": share(self.precision), "recall": share(self.recall), "f1": share(self.f1),
+            "accuracy": share(self.accuracy), "accuracy_of": ACCURACY_OF,
+            "false_reject_rate": share(self.false_reject_rate), "escape_rate": share(self.escape_rate),
+            "review_rate": share(self.review_rate),
+        }
 
     def matrix(self) -> pd.DataFrame:
         """The 2×3 confusion: rows actual good / defect, columns OK / REVIEW / NG."""

@@ -9,14 +9,16 @@ from pathlib import Path
 from core.evaluation.decision import Decision, finite_number
 from core.errors import InputError
 from core.evaluation.metrics import OperatingPoint
+from core.evaluation.outcomes import Outcomes
 
 THRESHOLD_FORMAT = "residual-lab-threshold/1"
 DECISION_RULE = "higher score = more anomalous; reject (NG) when score >= threshold"
 
 
-def threshold_document(run: dict, score_column: str, threshold: float, point: OperatingPoint | None,
+def threshold_document(run: dict, score_column: str, threshold: float, point: OperatingPoint | Outcomes | None,
                        review_from: float | None = None, preset: str | None = None) -> dict:
-    """``run`` names the model: at least ``id``; ``model_sha256`` and ``model_kind`` when known."""
+    """``run`` names the model: at least ``id``; ``model_sha256`` and ``model_kind`` when known. ``point`` is the
+    measured result at this decision (the dashboard passes the :class:`Outcomes` it shows, band included)."""
     decision = Decision(score_column, threshold, review_from)  # refuses non-finite numbers and a reversed band
     return {
         "format": THRESHOLD_FORMAT,

@@ -13,7 +13,7 @@ from core.errors import InputError
 from core.detectors.memory_bank import MEMORY_BANK_COLUMN
 from core.evaluation.supervised import SUPERVISED_WARNING
 from dashboard import figures, jobs, resources, session, workspace
-from dashboard.words import with_dashes
+from dashboard.words import as_text, with_dashes
 
 FIGURE_COLUMNS = {"image_auroc": "image AUROC", "image_auprc": "AUPRC", "best_f1": "best F1",
                   "pixel_auroc": "pixel AUROC", "pixel_aupro": "AUPRO", "scoring_images_per_second": "images/s"}
@@ -67,7 +67,7 @@ with st.status("Comparing the detectors on this data…") as progress:
         quick = quick_comparison(space.map_key(BANK_ON_ENCODER))
     except (ValueError, InputError) as error:
         progress.update(label="The comparison could not be made", state="error")
-        st.error(str(error))
+        st.error(as_text(error))
         st.stop()
     progress.update(label="Comparison ready: every detector on the same test images", state="complete",
                     expanded=False)
@@ -112,9 +112,9 @@ def saved_comparisons() -> None:
         st.caption("No comparison has been run on this server yet.")
         return
     for job_dir, status in found[:5]:
-        title = f"{job_dir.name} · {status.get('data', '')} · {status.get('seeds')} seeds"
+        title = as_text(f"{job_dir.name} · {status.get('data', '')} · {status.get('seeds')} seeds")
         if status.get("state") != "complete":
-            st.info(f"{title}: {status.get('message', 'starting')}…", icon=":material/hourglass_top:")
+            st.info(f"{title}: {as_text(status.get('message', 'starting'))}…", icon=":material/hourglass_top:")
             continue
         report = json.loads((job_dir / jobs.COMPARISON_FILE).read_text(encoding="utf-8"))
         with st.expander(title, expanded=job_dir == found[0][0]):

@@ -16,6 +16,7 @@ from core.detectors.memory_bank import (BACKBONE_LABELS, BACKBONES, PACKAGED_BAC
 from core.errors import InputError
 from core.runs.store import RUN_NAME_LIMIT, list_runs, phase, rename_run, run_name
 from dashboard import figures, jobs, resources, session, workspace
+from dashboard.words import as_code, as_text
 
 # "good for" notes from the measured tables (README, "Which detector?")
 BACKBONE_HELP = (
@@ -59,9 +60,10 @@ with data_column:
                 open_dataset(allowed).close()
                 session.choose_data(session.DataChoice("folder", str(allowed), folder.strip()))
             except InputError as error:
-                st.error(str(error))
+                st.error(as_text(error))
             except OSError as error:  # unreadable, not a folder, gone meanwhile: one sentence, no paths of ours
-                st.error(f"{folder.strip()}: cannot be read as a data folder ({error.strerror or type(error).__name__}).")
+                st.error(as_text(f"{folder.strip()}: cannot be read as a data folder "
+                                 f"({error.strerror or type(error).__name__})."))
     else:
         upload = st.file_uploader("Data set .zip (MVTec, casting or flat layout)", type=["zip"], key="dataset_zip")
         if upload is not None:
@@ -71,8 +73,8 @@ with data_column:
                 if session.data_choice().location != str(path):
                     session.choose_data(session.DataChoice("zip", str(path), upload.name))
             except InputError as error:
-                st.error(str(error).replace(str(path), upload.name).replace(path.name, upload.name))
-    st.caption(f"In use: **{session.data_choice().label}**")
+                st.error(as_text(str(error).replace(str(path), upload.name).replace(path.name, upload.name)))
+    st.caption(f"In use: **{as_text(session.data_choice().label)}**")
 
 with model_column:
     st.subheader("Model")
@@ -84,7 +86,7 @@ with model_column:
             str(run.path), run_name(run))
     for run in all_runs:
         if run.problem:  # a damaged or tampered run is skipped, never loaded: say so in one line
-            st.caption(f":material/block: Run {run.run_id} is skipped: {run.problem}")
+            st.caption(f":material/block: Run {as_code(run.run_id)} is skipped: {as_text(run.problem)}")
     labels = list(options)
     current = next((label for label, choice in options.items() if choice.path == session.model_choice().path), labels[0])
     picked = st.selectbox("Trained model", labels, index=labels.index(current),
@@ -198,9 +200,9 @@ with model_column:
                                               channels=channels)
                 st.session_state["last_training"] = run_dir.name
             except jobs.TooManyJobs as error:
-                st.warning(str(error))
+                st.warning(as_text(error))
             except InputError as error:
-                st.error(str(error))
+                st.error(as_text(error))
         st.caption("Training runs in the background on this server: switch pages or reload, it keeps going.")
 
 
@@ -233,8 +235,9 @@ def run_list() -> None:
                 "interrupted": f"at epoch {status.get('epoch', 0)}; its training process stopped, it cannot be used",
                 "damaged": run.problem,
             }[current]
-            head.markdown(f"{PHASE_ICONS[current]} **{run_name(run)}**  \n"
-                          f"{current} · {KIND_NAMES.get(status.get('model_kind'), '?')} · {detail}  \n`{run.run_id}`")
+            head.markdown(f"{PHASE_ICONS[current]} **{as_text(run_name(run))}**  \n"
+                          f"{current} · {KIND_NAMES.get(status.get('model_kind'), '?')} · {as_text(detail)}  \n"
+                          f"{as_code(run.run_id)}")
             new_name = rename.text_input("Name", value=run_name(run), key=f"name-{run.run_id}",
                                          max_chars=RUN_NAME_LIMIT, label_visibility="collapsed",
                                          help="Type a new name and press Enter to rename the run.")
@@ -242,7 +245,7 @@ def run_list() -> None:
                 try:
                     rename_run(run.path, new_name)
                 except ValueError as error:
-                    rename.error(str(error))
+                    rename.error(as_text(error))
             if current == "running":
                 if delete.button("Cancel", key=f"cancel-{run.run_id}", icon=":material/stop:"):
                     jobs.cancel(Path(run.path))
@@ -294,21 +297,21 @@ if space is not None:
         st.warning("This run was saved before runs carried a default decision and a frame check: no frame is "
                    "checked, and the Threshold page starts from the good test images. Train it again to get both.")
     for note in space.dataset.notes:
-        st.info(note, icon=":material/info:")
+        st.info(as_text(note), icon=":material/info:")
     mismatch = workspace.training_data_mismatch(space)
     if mismatch:
         st.warning(mismatch, icon=":material/warning:")
     counts = summary["defect_types"]
     if counts and len(set(counts.values())) == 1:
         st.caption(f"Test defects: {next(iter(counts.values()))} images of each of {len(counts)} types "
-                   f"({', '.join(counts)}).")
+                   f"({as_text(', '.join(counts))}).")
     elif counts:
         st.markdown("**Test defect images by type**")
         st.bar_chart(counts, horizontal=True, height=220, x_label="images", y_label="defect type")
     if space.errors:
         with st.expander(f"{len(space.errors)} image(s) could not be read"):
             for message in space.errors.values():
-                st.write(message)
+                st.write(as_text(message))
     history = space.manifest.get("history", {})
     if history:
         st.plotly_chart(figures.loss_figure(history), width="stretch")

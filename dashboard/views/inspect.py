@@ -13,7 +13,7 @@ from core.evaluation.decision import VERDICTS
 from core.runs.pipeline import judged_rows, score_sources
 from core.runs.store import scores_csv
 from dashboard import workspace
-from dashboard.words import as_code, with_dashes
+from dashboard.words import as_code, as_text, with_dashes
 from dashboard.detail import detail_from_arrays, open_dialog
 from dashboard.images import heat_picture
 from dashboard.maps import picture_scales
@@ -32,7 +32,10 @@ st.caption(f"Judged with **{decision.describe()}** ({decision.basis}). Images th
            "(blank, saturated, noise, far from the training images' brightness or size) are INVALID. "
            "Change the decision on the Threshold page.")
 
-uploads = st.file_uploader("Drop part images or a .zip of images", accept_multiple_files=True,
+# the uploader forgets its files when the user visits another page (Threshold, say); its key is gone then,
+# while a user who removed the files leaves it behind, empty
+returning = "inspect_uploads" not in st.session_state
+uploads = st.file_uploader("Drop part images or a .zip of images", accept_multiple_files=True, key="inspect_uploads",
                            type=["png", "jpg", "jpeg", "bmp", "tif", "tiff", "zip"],
                            help="PNG, JPEG, BMP or TIFF, any size, colour or grayscale. Files stay in this "
                                 "browser session only.")
@@ -52,13 +55,17 @@ def expand(files) -> tuple[list[bytes], list[str], dict[str, str]]:
                 except DatasetError as error:
                     problems[upload.name] = str(error).replace("upload.zip", upload.name)
                     continue
-                members = sorted(path for path in (Path(scratch) / "files").rglob("*")
-                                 if path.is_file() and is_image_name(path.name))
-                if not members:
-                    problems[upload.name] = f"{upload.name}: the zip holds no PNG, JPEG, BMP or TIFF images."
-                for path in members:
-                    contents.append(path.read_bytes())
-                    names.append(f"{upload.name}/{path.relative_to(Path(scratch) / 'files').as_posix()}")
+                files = sorted(path for path in (Path(scratch) / "files").rglob("*") if path.is_file())
+                members = [path for path in files if is_image_name(path.name)]
+                if not files:
+                    problems[upload.name] = f"{upload.name}: the zip holds no files."
+                for path in files:
+                    name = f"{upload.name}/{path.relative_to(Path(scratch) / 'files').as_posix()}"
+                    if path in members:
+                        contents.append(path.read_bytes())
+                        names.append(name)
+                    else:   # every file gets a row: one that is not a picture is INVALID, with why
+                        problems[name] = f"{name}: not a PNG, JPEG, BMP or TIFF image; not judged."
         else:
             contents.append(data)
             names.append(upload.name)
@@ -81,12 +88,34 @@ class _Sample:
         return self._path.read_bytes()
 
 
+class _Kept:
+    """A file of the batch dropped earlier in this browser session, shaped like an upload."""
+
+    def __init__(self, name: str, data: bytes):
+        self.name, self._data = name, data
+
+    def getvalue(self) -> bytes:
+        return self._data
+
+
 if st.button("Try the sample images", icon=":material/photo_library:", key="try_samples",
              help="Judge the demo's sample parts shipped with the app: three good ones and one of each defect type."):
     st.session_state["inspect_samples"] = True
+    st.session_state.pop("inspect_batch", None)
 if uploads:
     st.session_state["inspect_samples"] = False
-if not uploads and st.session_state.get("inspect_samples"):
+    st.session_state["inspect_batch"] = [(upload.name, upload.getvalue()) for upload in uploads]
+elif not returning:   # the user removed the files from the uploader: the batch goes with them
+    st.session_state.pop("inspect_batch", None)
+if not uploads and st.session_state.get("inspect_batch"):
+    uploads = [_Kept(name, data) for name, data in st.session_state["inspect_batch"]]
+    kept_note, forget = st.columns([5, 1])
+    kept_note.caption(f"The {len(uploads)} file(s) you dropped earlier in this session, judged again at the current "
+                      "decision. Drop files above to replace them.")
+    if forget.button("Clear", key="inspect_clear", icon=":material/close:"):
+        st.session_state.pop("inspect_batch", None)
+        st.rerun()
+elif not uploads and st.session_state.get("inspect_samples"):
     uploads = [_Sample(path) for path in sorted(SAMPLES.iterdir()) if is_image_name(path.name)]
     st.caption(f"Judging the {len(uploads)} sample images shipped with the app; drop your own above to replace them.")
 if not uploads:
@@ -122,7 +151,7 @@ st.caption("Select a row for everything about that image: its pictures with thei
 # a long reason does not fit its table cell; the refused images' reasons are spelled out in full here
 refused = shown[shown["verdict"] == "INVALID"]
 if len(refused):
-    lines = [f"{as_code(row.path)}: {row.reason}"
+    lines = [f"{as_code(row.path)}: {as_text(row.reason)}"
              for row in refused.head(MAX_REASONS_LISTED).itertuples()]
     st.markdown("**Why INVALID**  \n" + "  \n".join(lines) +
         (f"  \n… and {len(refused) - MAX_REASONS_LISTED} more (see the reason column)."
@@ -150,5 +179,5 @@ if len(scored.table):
     shown_maps = min(len(judged), MAX_HEAT_MAPS)
     pictures = [heat_picture(scored.images[i], scored.anomaly_maps[i], scales.anomaly, None, scales.top_label)
                 for i in range(shown_maps)]
-    captions = [f"{row.verdict} · {row.path}" for row in judged.head(shown_maps).itertuples()]
+    captions = [f"{row.verdict} · {as_text(row.path)}" for row in judged.head(shown_maps).itertuples()]
     st.image(pictures, caption=captions, width=240, clamp=True)

@@ -10,6 +10,7 @@ from dashboard import workspace
 from dashboard.detail import detail_for_row, open_dialog
 from dashboard.images import anomaly_picture, heat_picture, residual_picture
 from dashboard.maps import map_page, picture_scales
+from dashboard.words import as_code, as_text
 
 PAGE_SIZE = 8
 
@@ -70,7 +71,7 @@ for column, title in zip(st.columns(widths), titles):
 for index, row in enumerate(shown.itertuples()):
     cells = st.columns(widths)
     verdict = "defect" if row.label == "defect" else row.label or "unlabelled"
-    cells[0].markdown(f"`{row.path}`  \n{verdict}{' · ' + row.defect_type if row.defect_type else ''}  \n"
+    cells[0].markdown(f"{as_code(row.path)}  \n{verdict}{' · ' + as_text(row.defect_type) if row.defect_type else ''}  \n"
                       f"{sort_by} = {getattr(row, sort_by):.5g}")
     cells[1].image(maps.images[index], clamp=True, width="stretch")
     if space.has_reconstructions:

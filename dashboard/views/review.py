@@ -4,11 +4,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.evaluation.before_after import compare_runs
+from core.evaluation.before_after import compare_runs, convergence_note
 from core.runs.corrections import corrected_dataset, load_corrections
 from core.runs.store import FINISHED_STATES, list_runs, read_status
 from dashboard import figures, jobs, resources, session, workspace
-from dashboard.words import as_code
+from dashboard.words import as_code, as_text, percent
 
 st.title("Review")
 space = workspace.current()
@@ -32,7 +32,7 @@ else:
         what, when, undo = st.columns([5, 2, 1])
         score = f" · {column} {scores.loc[image, column]:.4g}" if image in scores.index else ""
         what.markdown(f"{as_code(image)} — marked **{entry['action']}**"
-                      + (f" ({entry['defect_type']})" if entry.get("defect_type") else "") + score)
+                      + (f" ({as_text(entry['defect_type'])})" if entry.get("defect_type") else "") + score)
         when.caption(entry["marked"])
         if undo.button("Undo", key=f"undo-{image}", icon=":material/undo:"):
             corrections.undo(image)
@@ -56,7 +56,7 @@ else:
             st.session_state["retraining"] = run_dir.name
             st.session_state["retraining_from"] = session.model_choice().path
         except jobs.TooManyJobs as error:
-            st.warning(str(error))
+            st.warning(as_text(error))
 
 
 @st.cache_resource(show_spinner="Judging both runs on the same test images…", max_entries=4)
@@ -99,7 +99,7 @@ def retraining() -> None:
             jobs.cancel(run_dir)
         return
     if state != "complete":
-        st.error(f"Retraining {run_id} ended {state}: {status.get('message', '')}")
+        st.error(f"Retraining {as_code(run_id)} ended {state}: {as_text(status.get('message', ''))}")
         return
     from core.runs.bundles import read_manifest
 
@@ -114,22 +114,43 @@ def retraining() -> None:
                               str(sorted(marks.entries.items())))
     st.subheader("Before and after")
     st.caption(f"Both runs on the same {result.images} test images, each at its own default decision.")
-    shown = result.cards.copy()
-    for name in ("before", "after"):
-        shown[name] = [value if isinstance(value, str) else f"{value:.3f}" if label in ("image AUROC", "F1")
-                       else f"{value:.6g}" if label == "threshold" else workspace.percent(value)
-                       for label, value in zip(shown.index, shown[name])]
-    st.dataframe(shown, width="stretch", key="before_after_cards")
+    st.dataframe(before_after_cards(result.cards), width="stretch", key="before_after_cards")
+    if result.cards.loc[["precision", "F1"]].isna().to_numpy().any():
+        st.caption("—: a run that rejects no part has no precision and no F1.")
+    unconverged = convergence_note(status.get("history") or after_manifest.get("history") or {}, status.get("epochs"))
+    if unconverged:
+        st.warning(f"The retrained run: {unconverged}", icon=":material/warning:")
     if result.curves:
         st.plotly_chart(figures.roc_comparison(result.curves), width="stretch", key="before_after_roc")
     st.markdown(f"**Images whose verdict changed: {len(result.changed)}**")
     if len(result.changed):
         st.dataframe(result.changed, hide_index=True, width="stretch", key="before_after_changed")
-    if st.button("Use the retrained run", key="use-retrained", icon=":material/published_with_changes:"):
+    confirmed = True
+    if result.worse:
+        st.error("**The retrained run is worse than the one in use.**  \n" + "  \n".join(
+            sentence[0].upper() + sentence[1:] for sentence in result.worse.values()), icon=":material/trending_down:")
+        names = list(result.worse)
+        listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+        confirmed = st.checkbox(f"Use it anyway: I accept that its {listed} get{'s' if len(names) == 1 else ''} worse",
+                                key="confirm-worse")
+    if st.button("Use the retrained run", key="use-retrained", icon=":material/published_with_changes:",
+                 disabled=not confirmed,
+                 help=None if confirmed else "The retrained run is worse: confirm above to use it anyway."):
         session.choose_model(session.ModelChoice(str(run_dir), run_dir.name))
         st.session_state["retraining"] = None
         st.session_state["retraining_dismissed"] = True
         st.rerun(scope="app")
 
+
+def before_after_cards(cards):
+    """The figures as text: three decimals for AUROC and F1, significant digits for the threshold, percentages
+    for the rates, and "—" where a figure does not exist (never "nan")."""
+    shown = cards.copy()
+    for name in ("before", "after"):
+        shown[name] = [value if isinstance(value, str) else "—" if value != value
+                       else f"{value:.3f}" if label in ("image AUROC", "F1")
+                       else f"{value:.6g}" if label == "threshold" else percent(value)
+                       for label, value in zip(shown.index, shown[name])]
+    return shown
 
 retraining()

@@ -14,7 +14,7 @@ import streamlit as st
 from core.evaluation.outcomes import outcome_codes, outcomes
 from dashboard import session, workspace
 from dashboard.detail import thumbnail_grid
-from dashboard.words import PRESET_MEANINGS, meaning
+from dashboard.words import PRESET_MEANINGS, as_text, meaning, percent
 from dashboard.live_threshold import live_threshold
 from dashboard.maps import thumbnails
 
@@ -56,11 +56,19 @@ step = (high - low) / 1000 if high > low else 1e-6
 LIVE_KEY = f"live-{column}"
 
 
-def set_threshold(value: float) -> None:
-    """A threshold set on the server (preset, exact value, first visit): the browser adopts it."""
+def set_threshold(value: float, preset: str | None = None) -> None:
+    """A threshold set on the server (preset, exact value, first visit): the browser adopts it. A review band
+    that would start above the new threshold is moved below it, and the page says so."""
     value = float(value)
     st.session_state["threshold"] = value
     st.session_state["threshold_input"] = value
+    st.session_state["preset"] = preset
+    review_from = st.session_state.get("review_from")
+    if review_from is not None and review_from > value:
+        moved = band_start(value)
+        st.session_state["review_from"] = moved
+        st.session_state["band_moved"] = (f"The review band started at {review_from:.6g}, above the new threshold; it now "
+                                          f"starts at {moved:.6g}.")
     st.session_state["threshold_revision"] = st.session_state.get("threshold_revision", 0) + 1
 
 
@@ -68,8 +76,6 @@ def from_input() -> None:
     set_threshold(st.session_state["threshold_input"])
 
 
-if "threshold" not in st.session_state or "threshold_revision" not in st.session_state:
-    set_threshold(workspace.current_threshold(space))
 
 with st.expander("Presets", expanded=True):
     preset_columns = st.columns(5)
@@ -80,30 +86,40 @@ with st.expander("Presets", expanded=True):
     if table.n_defect:
         presets["Zero escape"] = table.zero_escape_threshold
     for slot, (name, compute) in zip(preset_columns, presets.items()):
-        slot.button(name, on_click=lambda compute=compute: set_threshold(compute()), width="stretch",
+        slot.button(name, on_click=lambda compute=compute, name=name: set_threshold(compute(), name), width="stretch",
                     help=PRESET_MEANINGS[name])
     rate_column, cost_a, cost_b, cost_button = st.columns([2, 1, 1, 1])
     with rate_column:
         target_rate = st.number_input("Target false-reject rate (%)", 0.0, 100.0, 5.0, 0.5, key="target_rate")
         st.button("Set by false-reject rate", width="stretch", key="preset_frr",
                   help="the lowest threshold that rejects at most this share of the good test images",
-                  on_click=lambda: set_threshold(table.target_false_reject_threshold(target_rate / 100)))
+                  on_click=lambda: set_threshold(table.target_false_reject_threshold(target_rate / 100),
+                                                 f"At most {target_rate:g} % false rejects"))
     escape_cost = cost_a.number_input("Cost of an escape", 0.0, value=10.0, step=1.0, key="escape_cost")
     reject_cost = cost_b.number_input("Cost of a false reject", 0.0, value=1.0, step=1.0, key="reject_cost")
     with cost_button:
         st.write("")
         st.button("Minimum cost", width="stretch", key="preset_cost",
                   help="the threshold with the lowest total cost of escapes and false rejects on these test images",
-                  on_click=lambda: set_threshold(table.minimum_cost_threshold(escape_cost, reject_cost)))
+                  on_click=lambda: set_threshold(table.minimum_cost_threshold(escape_cost, reject_cost),
+                                                 f"Minimum cost (escape {escape_cost:g}, false reject {reject_cost:g})"))
 
 
 def band_start(threshold: float) -> float:
     """Where the review band starts when it is switched on: the target false-reject preset (parts between it and
-    the threshold go to review), inside the slider's range and below the threshold."""
+    the threshold go to review), inside the slider's range and always below the threshold (a threshold typed
+    below every score gets a band just under it)."""
     start = table.target_false_reject_threshold(target_rate / 100) if table.n_good else low
     if not low <= start < threshold:
         start = max(low, threshold - (high - low) * 0.1)
+    if not start < threshold:
+        start = threshold - max(high - low, abs(threshold), 1e-6) * 0.1
     return float(start)
+
+
+if "threshold" not in st.session_state or "threshold_revision" not in st.session_state:
+    first = workspace.current_threshold(space)
+    set_threshold(first, st.session_state.get("preset") or ("Run default" if first == default.threshold else None))
 
 
 def adopt_release() -> None:
@@ -111,6 +127,8 @@ def adopt_release() -> None:
     carries the revision it was drawn at). The release reruns this fragment only, so it is read here."""
     reported = st.session_state.get(LIVE_KEY)
     if reported and reported.get("revision") == st.session_state["threshold_revision"]:
+        if float(reported["threshold"]) != st.session_state["threshold"]:
+            st.session_state["preset"] = None   # moved by hand: no longer the preset's threshold
         st.session_state["threshold"] = float(reported["threshold"])
         st.session_state["threshold_input"] = float(reported["threshold"])
         st.session_state["review_from"] = reported.get("review_from")
@@ -130,12 +148,38 @@ def tuning() -> None:
     labelled = space.labelled
     result = outcomes(labelled[column], labelled["label"], threshold, review_from)
     st.session_state["released_outcomes"] = result
+    if st.session_state.get("band_moved"):
+        st.info(st.session_state.pop("band_moved"), icon=":material/info:")
+    preset = st.session_state.get("preset")
     st.caption(f"Released at **{threshold:.6g}**"
+               + (f" ({as_text(preset)})" if preset else "")
                + (f", review from **{review_from:.6g}**" if review_from is not None else "")
-               + f": recall {workspace.percent(result.recall)}, false-reject rate "
-               f"{workspace.percent(result.false_reject_rate)}, escape rate {workspace.percent(result.escape_rate)}, "
-               f"review rate {workspace.percent(result.review_rate)}. The thumbnails below and a saved threshold "
-               "file use these.")
+               + f": recall {percent(result.recall)}, false-reject rate "
+               f"{percent(result.false_reject_rate)}, escape rate {percent(result.escape_rate)}, "
+               f"review rate {percent(result.review_rate)}, accuracy {percent(result.accuracy)} (of the parts decided "
+               "OK or NG; parts sent to review left out). A saved threshold file and the thumbnails below use "
+               "exactly these.")
+    session.remember_decision_in_url(space.manifest["model_sha256"], column, threshold, review_from)
+
+    # the decision's actions sit next to the decision, above the pictures
+    document = workspace.threshold_document(space, column, threshold, result, review_from, preset)
+    save_column, download_column, export_column = st.columns(3)
+    read_only = workspace.is_read_only_run()
+    if save_column.button("Save threshold to the run", disabled=read_only, key="save_threshold",
+                          help=("The demo model is part of the app and is not changed: download the file, or train a "
+                                "run on the Data & Model page to save thresholds with it.") if read_only else
+                          "Writes threshold.json next to the run's model, with the numbers shown above."):
+        message = workspace.save_threshold(document)
+        if message.startswith("Saved"):
+            save_column.success(as_text(message))
+        else:
+            save_column.warning(as_text(message))
+    download_column.download_button("Download threshold file", json.dumps(document, indent=2),
+                                    file_name="threshold.json", mime="application/json", key="download_threshold")
+    if read_only:
+        save_column.caption("The demo model is read-only: download the file instead.")
+    with export_column:
+        export_inspector_button(document)
 
     codes = outcome_codes(labelled[column], threshold, review_from)
     wrong = labelled[((codes == 2) & (labelled["label"] == "good")) | ((codes == 0) & (labelled["label"] == "defect"))]
@@ -147,18 +191,6 @@ def tuning() -> None:
         pictures = thumbnails(tuple(shown["source"]))
         thumbnail_grid(space, shown, pictures, key="wrong", primary=primary, headline=lambda row: (
             f"{'false reject' if row.label == 'good' else 'escape'} · {getattr(row, column):.4g}"))
-
-    document = workspace.threshold_document(space, column, threshold, table.at(threshold), review_from)
-    save_column, download_column = st.columns(2)
-    if save_column.button("Save threshold to the run", help="Writes threshold.json next to a saved run's model."):
-        message = workspace.save_threshold(document)
-        if message.startswith("Saved"):
-            save_column.success(message)
-        else:
-            save_column.warning(message)
-    download_column.download_button("Download threshold file", json.dumps(document, indent=2),
-                                    file_name="threshold.json", mime="application/json")
-    export_inspector_button(document)
 
 
 def export_inspector_button(document: dict) -> None:
@@ -179,7 +211,7 @@ def export_inspector_button(document: dict) -> None:
                     workspace.export_inspector_zip(document)
         except InputError as error:
             st.session_state.pop("inspector_zip", None)
-            st.error(str(error))
+            st.error(as_text(error))
     exported = st.session_state.get("inspector_manifest")
     if exported is not None and not decides_like(exported, document):
         # exported at another threshold, band or run: never offer an inspector that decides otherwise than shown

@@ -13,7 +13,7 @@
 
 const state = {
   dataKey: null, revision: null, good: null, defect: null, types: [], typeNames: [],
-  threshold: 0, reviewFrom: 0, band: false, low: 0, high: 1, step: 1e-3,
+  threshold: 0, reviewFrom: 0, band: false, low: 0, high: 1, dataLow: 0, dataHigh: 1, step: 1e-3, dragging: null,
   plotsReady: false, framePending: false, sendTimer: null, lastArgs: null, height: 0,
 };
 window.liveLatencies = [];   // ms from an input event to its numbers on the page (read by the e2e test)
@@ -54,7 +54,8 @@ function split(sorted, threshold, reviewFrom) {
 }
 
 function share(part, whole) { return whole ? part / whole : NaN; }
-function percent(value) { return Number.isNaN(value) ? "—" : (100 * value).toFixed(1) + " %"; }
+// one decimal, halves rounded up on the exact value of 100 × value: the server's words.percent is the same rule
+function percent(value) { return Number.isFinite(value) ? (100 * value).toFixed(1) + " %" : "—"; }
 function number(value) { return Number.isFinite(value) ? Number(value.toPrecision(6)).toString() : "—"; }
 
 function measure(threshold, reviewFrom) {
@@ -81,16 +82,37 @@ const CARDS = [
   ["precision", "Precision", "Of the parts rejected (NG), the share that are defects."],
   ["recall", "Recall", "Of the defects, the share rejected (NG)."],
   ["f1", "F1", "Harmonic mean of precision and recall."],
-  ["accuracy", "Accuracy", "Share of the automatically decided parts judged correctly."],
+  ["accuracy", "Accuracy", "Of the parts decided automatically (OK or NG; parts sent to review left out), the share " +
+   "judged correctly.", "of OK and NG decisions; review left out"],
   ["false_reject_rate", "False-reject rate", "Good parts rejected (NG), of all good parts."],
   ["escape_rate", "Escape rate", "Defects accepted (OK), of all defects."],
   ["review_rate", "Review rate", "Parts sent to review, of all parts."],
 ];
 
+// every piece of the page that carries data is built as nodes with text: a defect type named like markup
+// stays text (the frame shares the app's origin, so markup from a data set would run as the app)
+function element(tag, text, attributes) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, String(value));
+  return node;
+}
+
+function row(cells) {
+  const tr = document.createElement("tr");
+  for (const cell of cells) tr.appendChild(cell);
+  return tr;
+}
+
 function buildCards() {
-  $("cards").innerHTML = CARDS.map(([key, label, help]) =>
-    `<div class="card" title="${help}" data-card="${key}"><div class="label">${label}</div>` +
-    `<div class="value" data-metric="${key}">—</div></div>`).join("");
+  const cards = $("cards");
+  for (const [key, label, help, note] of CARDS) {
+    const card = element("div", null, { class: "card", title: help, "data-card": key });
+    card.appendChild(element("div", label, { class: "label" }));
+    card.appendChild(element("div", "—", { class: "value", "data-metric": key }));
+    if (note) card.appendChild(element("div", note, { class: "note" }));
+    cards.appendChild(card);
+  }
 }
 
 function showNumbers(numbers) {
@@ -109,22 +131,29 @@ function showNumbers(numbers) {
   $("review-value").textContent = number(reviewFrom);
   $("review-value").dataset.value = state.band ? String(reviewFrom) : "";
   const g = numbers.good, d = numbers.defect;
-  const cell = (value, name, css) => `<td class="${css}" data-metric="${name}">${value}</td>`;
-  $("confusion").innerHTML =
-    "<tr><th></th><th>accepted (OK)</th><th>review</th><th>rejected (NG)</th></tr>" +
-    `<tr><th>actual good</th>${cell(g[0], "good_ok", "ok-good")}${cell(g[1], "good_review", "review")}` +
-    `${cell(g[2], "good_ng", "ng-good")}</tr>` +
-    `<tr><th>actual defect</th>${cell(d[0], "defect_ok", "ok-defect")}${cell(d[1], "defect_review", "review")}` +
-    `${cell(d[2], "defect_ng", "ng-defect")}</tr>`;
+  const header = (names) => row(names.map((name) => element("th", name)));
+  const cell = (value, name, css) => element("td", value, { class: css, "data-metric": name });
+  $("confusion").replaceChildren(
+    header(["", "accepted (OK)", "review", "rejected (NG)"]),
+    row([element("th", "actual good"), cell(g[0], "good_ok", "ok-good"), cell(g[1], "good_review", "review"),
+         cell(g[2], "good_ng", "ng-good")]),
+    row([element("th", "actual defect"), cell(d[0], "defect_ok", "ok-defect"),
+         cell(d[1], "defect_review", "review"), cell(d[2], "defect_ng", "ng-defect")]));
   $("band-counts").textContent = `${g[0] + d[0]} OK, ${g[1] + d[1]} to review, ${g[2] + d[2]} NG` +
     (state.band ? "" : " (review band off)");
-  $("per-type").innerHTML = numbers.perType.length ?
-    "<tr><th>defect type</th><th>images</th><th>caught (NG)</th><th>to review</th><th>escaped (OK)</th>" +
-    "<th>recall</th></tr>" + numbers.perType.map((row) =>
-      `<tr data-type="${row.name}"><td>${row.name}</td><td>${row.images}</td><td>${row.caught}</td>` +
-      `<td>${row.review}</td><td class="${row.escaped ? "escapes" : ""}">${row.escaped}</td>` +
-      `<td data-metric="recall_${row.name}">${percent(row.recall)}</td></tr>`).join("") :
-    "<tr><td>No labelled defects in this data set.</td></tr>";
+  if (!numbers.perType.length) {
+    $("per-type").replaceChildren(row([element("td", "No labelled defects in this data set.")]));
+    return;
+  }
+  $("per-type").replaceChildren(
+    header(["defect type", "images", "caught (NG)", "to review", "escaped (OK)", "recall"]),
+    ...numbers.perType.map((type) => {
+      const tr = row([element("td", type.name), element("td", type.images), element("td", type.caught),
+                      element("td", type.review), element("td", type.escaped, { class: type.escaped ? "escapes" : "" }),
+                      element("td", percent(type.recall), { "data-metric": "recall_" + type.name })]);
+      tr.setAttribute("data-type", type.name);
+      return tr;
+    }));
 }
 
 // the title sits at the top left, the legend just above the plot area: they never overlap
@@ -165,20 +194,67 @@ function drawPlots(args, numbers) {
   Plotly.newPlot("histogram", bars, Object.assign({}, DARK, {
     title: title("Score distribution — drag the orange line"), barmode: "overlay",
     xaxis: Object.assign({ title: { text: `${args.column} (higher = more anomalous)` } }, AXIS),
-    yaxis: Object.assign({ title: { text: "images" } }, AXIS), shapes: histogramShapes() }),
-    Object.assign({ edits: { shapePosition: true } }, config));
-  // dragging the threshold (or the band's edge) on the histogram moves the slider
-  $("histogram").on("plotly_relayout", (update) => {
-    const moved = Object.keys(update).find((key) => /^shapes\[\d\]\.x0$/.test(key));
-    if (!moved) return;
-    const index = Number(moved.match(/\d/)[0]);
-    const value = clamp(Number(update[moved]));
-    if (index === 0) state.threshold = value; else state.reviewFrom = Math.min(value, state.threshold);
-    syncInputs();
-    refresh(null);
-    scheduleSend(0);
-  });
+    yaxis: Object.assign({ title: { text: "images" } }, AXIS), shapes: histogramShapes(), dragmode: false }),
+    config);
   state.plotsReady = true;
+}
+
+// Dragging the threshold line (or the band's edge) on the histogram: every pointer move sets the threshold and
+// every number follows, as with the keyboard; the server hears of it on release. Plotly's own shape editing
+// reports a shape only when it is dropped, so the drag is ours.
+const GRAB_PIXELS = 10;
+
+function histogramAxis() {
+  const plot = $("histogram"), layout = plot._fullLayout;
+  if (!layout || !layout.xaxis) return null;
+  const left = plot.getBoundingClientRect().left + layout._size.l;
+  return { toValue: (clientX) => layout.xaxis.p2l(clientX - left), toX: (value) => left + layout.xaxis.l2p(value) };
+}
+
+function grabbedLine(clientX) {
+  const axis = histogramAxis();
+  if (!axis) return null;
+  const lines = [["threshold", state.threshold]].concat(state.band ? [["review", Math.min(state.reviewFrom, state.threshold)]] : []);
+  let best = null;
+  for (const [name, value] of lines) {
+    const distance = Math.abs(axis.toX(value) - clientX);
+    if (distance <= GRAB_PIXELS && (!best || distance < best[1])) best = [name, distance];
+  }
+  return best && best[0];
+}
+
+function listenForDrags() {
+  const plot = $("histogram");
+  plot.addEventListener("pointerdown", (event) => {
+    const line = grabbedLine(event.clientX);
+    if (!line) return;
+    state.dragging = line;
+    event.preventDefault();
+    event.stopPropagation();
+    plot.setPointerCapture(event.pointerId);
+  }, true);
+  plot.addEventListener("pointermove", (event) => {
+    if (!state.dragging) {
+      plot.style.cursor = grabbedLine(event.clientX) ? "ew-resize" : "";
+      return;
+    }
+    const value = clamp(histogramAxis().toValue(event.clientX));
+    if (state.dragging === "threshold") {
+      state.threshold = value;
+      if (state.reviewFrom > value) state.reviewFrom = value;
+    } else {
+      state.reviewFrom = Math.min(value, state.threshold);
+    }
+    syncInputs();
+    refresh(event);
+  }, true);
+  const release = () => {
+    if (!state.dragging) return;
+    state.dragging = null;
+    scheduleSend(0);
+  };
+  plot.addEventListener("pointerup", release, true);
+  plot.addEventListener("pointercancel", release, true);
 }
 
 function histogramShapes() {
@@ -206,9 +282,18 @@ function redrawPlots(numbers) {
 
 function clamp(value) { return Math.min(Math.max(value, state.low), state.high); }
 
+// Both sliders share one axis (the same range), so the band's handle is always left of the threshold's.
+function setRange(threshold) {
+  // a threshold typed outside the scores' range widens the range: the slider shows the threshold the page uses
+  state.low = Math.min(state.dataLow, threshold);
+  state.high = Math.max(state.dataHigh, threshold);
+  for (const id of ["threshold", "review-from"]) {
+    $(id).min = state.low; $(id).max = state.high; $(id).step = state.step;
+  }
+}
+
 function syncInputs() {
   $("threshold").value = state.threshold;
-  $("review-from").max = state.threshold;
   $("review-from").value = Math.min(state.reviewFrom, state.threshold);
   $("band-toggle").checked = state.band;
   $("band-row").hidden = !state.band;
@@ -273,14 +358,12 @@ function onRender(args) {
     const defectTypes = decodeUint16(args.defect_types);
     state.typeNames = args.type_names;
     state.types = args.type_names.map((_, code) => state.defect.filter((_, index) => defectTypes[index] === code));
-    state.low = args.low; state.high = args.high; state.step = args.step;
-    for (const id of ["threshold", "review-from"]) {
-      $(id).min = args.low; $(id).max = args.high; $(id).step = args.step;
-    }
+    state.dataLow = args.low; state.dataHigh = args.high; state.step = args.step;
   }
   if (dataChanged || args.revision !== state.revision) {   // the server set the threshold (preset, exact value)
     state.revision = args.revision;
-    state.threshold = clamp(args.threshold);
+    setRange(args.threshold);
+    state.threshold = args.threshold;
     state.band = args.review_from !== null;
     state.reviewFrom = args.review_from !== null ? args.review_from : clamp(args.default_review_from);
     syncInputs();
@@ -298,14 +381,16 @@ function onRender(args) {
 
 function main() {
   buildCards();
+  listenForDrags();
   $("threshold").addEventListener("input", (event) => {
     state.threshold = Number(event.target.value);
     if (state.reviewFrom > state.threshold) state.reviewFrom = state.threshold;
-    $("review-from").max = state.threshold;
+    $("review-from").value = Math.min(state.reviewFrom, state.threshold);
     refresh(event);
   });
   $("review-from").addEventListener("input", (event) => {
     state.reviewFrom = Math.min(Number(event.target.value), state.threshold);
+    event.target.value = state.reviewFrom;   // the band ends at the threshold: its handle stops there
     refresh(event);
   });
   $("band-toggle").addEventListener("change", (event) => {
