@@ -9,10 +9,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dashboard/ on the path
     sys.path.insert(0, str(ROOT))
 
-from core.quiet import import_tensorflow_quietly  # noqa: E402
-
-import_tensorflow_quietly()
-
 st.set_page_config(page_title="Residual Lab", page_icon=":material/search:", layout="wide")
 
 PAGES = Path(__file__).parent / "views"
@@ -29,4 +25,17 @@ navigation = st.navigation([
 with st.sidebar:
     st.caption("Residual Lab — NCAE anomaly detection. Higher score = more anomalous; "
                "a part is rejected when score ≥ threshold.")
+
+if "tensorflow" not in sys.modules:
+    # the first visit to a fresh server imports TensorFlow (several seconds): the title, the pages and what is
+    # loading are on the screen first, never a blank page
+    loading = st.empty()
+    with loading.container():
+        st.title(navigation.title)
+        st.info("Starting the detection engine (TensorFlow and the model)… the first visit to a new server takes a "
+                "few seconds.", icon=":material/hourglass_top:")
+    from core.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    loading.empty()
 navigation.run()

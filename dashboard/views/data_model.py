@@ -8,12 +8,14 @@ import streamlit as st
 from core.data.datasets import open_dataset
 from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, NETWORK_STRIDE
 from core.data.native import estimated_training_seconds, rough_duration, working_resolution
-from core.detectors import AUTOENCODER_NAMES, DETECTOR_NAMES, good_for, lends_its_encoder
+from core.detectors import (AUTOENCODER_NAMES, DETECTOR_NAMES, RECOMMENDATION, RECOMMENDED_DETECTOR, good_for,
+                            lends_its_encoder)
 from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE
 from core.detectors.lattice import DEFAULT_LATTICE_INPUT_SIZE
 from core.detectors.memory_bank import (BACKBONE_LABELS, BACKBONES, PACKAGED_BACKBONE, BackboneUnavailable,
                               imagenet_weights_path)
 from core.errors import InputError
+from core.evaluation.before_after import convergence_note
 from core.runs.store import RUN_NAME_LIMIT, list_runs, phase, rename_run, run_name
 from dashboard import figures, jobs, resources, session, workspace
 from dashboard.words import as_code, as_text
@@ -130,9 +132,16 @@ with model_column:
         session.choose_detector(session.DetectorChoice("memory_bank", backbone, float(ratio)))
 
     with st.expander("Train a new model", expanded=False):
-        kind = st.radio("Detector to train", DETECTOR_NAMES, format_func=KIND_NAMES.get, horizontal=True,
-                        key="train_kind")
-        st.caption(f"**{KIND_NAMES[kind]}**: {good_for(kind)}.")
+        # the recommended detector first, with the measured reason in words
+        offered = (RECOMMENDED_DETECTOR, *(name for name in DETECTOR_NAMES if name != RECOMMENDED_DETECTOR))
+        kind = st.radio("Detector to train", offered, horizontal=True, key="train_kind",
+                        format_func=lambda name: KIND_NAMES[name] + (" (recommended)" if name == RECOMMENDED_DETECTOR
+                                                                     else ""))
+        if kind == RECOMMENDED_DETECTOR:
+            st.caption(f"**{KIND_NAMES[kind]}**, {RECOMMENDATION}. {good_for(kind)[0].upper()}{good_for(kind)[1:]}.")
+        else:
+            st.caption(f"**{KIND_NAMES[kind]}**: {good_for(kind)}. For most parts the {KIND_NAMES[RECOMMENDED_DETECTOR].lower()} "
+                       f"is the first choice ({RECOMMENDATION.split(': ', 1)[1]}).")
         choice = session.data_choice()
         try:
             traits = resources.training_images_traits(choice.kind, choice.location)
@@ -260,7 +269,10 @@ def run_list() -> None:
             history = status.get("history") or {}
             if current == "running" and history.get("loss"):
                 st.plotly_chart(figures.loss_figure(history), width="stretch", key=f"loss-{run.run_id}")
-            elif current == "finished" and history.get("loss"):
+            unconverged = convergence_note(history, status.get("epochs")) if current == "finished" else ""
+            if unconverged:
+                st.warning(unconverged, icon=":material/warning:")
+            if current == "finished" and history.get("loss"):
                 with st.expander("Loss curve"):
                     st.plotly_chart(figures.loss_figure(history), width="stretch", key=f"loss-{run.run_id}")
 

@@ -29,21 +29,37 @@ if space.has_defects and x != y and st.toggle(
     fitted = decision_boundary(space.labelled, x, y)
     boundary = (fitted.x, fitted.y, fitted.probability)
 figure = figures.statistic_scatter(plot_table, x, y, colour_by, workspace.current_threshold(space), current, boundary)
+# the chart's key changes to clear its selection: a point whose details were shown can be clicked again, and a
+# click after a box or lasso selection starts a new selection
+chart_key = f"scatter-{st.session_state.get('scatter_round', 0)}"
+
+
+def clear_selection() -> None:
+    st.session_state["scatter_round"] = st.session_state.get("scatter_round", 0) + 1
+
+
 event = st.plotly_chart(figure, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
-                        key="scatter")
+                        key=chart_key)
 st.caption(f"The orange line is the current threshold on {current} (set on the Threshold page), drawn when "
            f"{current} is on an axis." + (" The dashed white line is where the classifier's defect probability is "
                                           "50 %." if boundary is not None else ""))
 points = event.selection.points if event and event.selection else []
 picked = list(dict.fromkeys(int(point["customdata"][1]) for point in points if "customdata" in point))
 if len(picked) == 1:
+    clear_selection()   # shown once; the same point opens it again
     open_dialog(detail_for_row(space, picked[0]), workspace.primary_column(space))
 elif picked:
-    st.caption(f"{len(picked)} images selected" + (" (the first 24 shown)" if len(picked) > 24 else "") +
-               ". Click a point, or Details under a picture, for everything about one image.")
+    note, clear = st.columns([5, 1])
+    note.caption(f"{len(picked)} images selected" + (" (the first 24 shown)" if len(picked) > 24 else "") +
+                 ". Details under a picture shows everything about one image; clear the selection to click single "
+                 "points again.")
+    clear.button("Clear selection", key="clear_scatter", on_click=clear_selection, icon=":material/close:")
     rows = space.table.loc[picked[:24]]
+    decision = workspace.current_decision(space)
+    verdicts = dict(zip(rows.index, decision.judge(rows[decision.column].to_numpy())[0]))
     thumbnail_grid(space, rows, thumbnails(tuple(rows["source"])), key="pick", primary=workspace.primary_column(space),
-                   headline=lambda row: row.label or "unlabelled")
+                   headline=lambda row: f"{verdicts[row.Index]} · {decision.column} "
+                                        f"{getattr(row, decision.column):.4g} · {row.label or 'unlabelled'}")
 
 st.subheader("Which statistic separates good from defect?")
 if not space.has_defects:

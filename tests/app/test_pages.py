@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,12 @@ def open_page(page: str | None = None) -> AppTest:
         app.switch_page(f"views/{page}.py").run()
         assert not app.exception, [item.value for item in app.exception]
     return app
+
+
+def as_read(markdown: str) -> str:
+    """Markdown as a reader sees it: names are written with their punctuation escaped (words.as_text) or as code
+    (words.as_code), and neither the backslashes nor the backticks show."""
+    return re.sub(r"\\(.)", r"\1", markdown.replace("`", ""))
 
 
 def metrics(app: AppTest) -> dict:
@@ -149,8 +156,8 @@ def test_inspect_gives_the_cores_verdicts_and_rejects_dead_and_corrupt_frames():
     assert "blank" in reasons["black.png"]
     assert dict(zip(table["path"], table["map_max"]))["broken.png"] == "—"   # no score: a dash, not "None"
     # a table cell cuts a long reason off; the page spells each refused image's reason out in full
-    why = next(item.value for item in app.markdown if item.value.startswith("**Why INVALID**"))
-    assert f"`black.png`: {reasons['black.png']}" in why and f"`broken.png`: {reasons['broken.png']}" in why
+    why = as_read(next(item.value for item in app.markdown if item.value.startswith("**Why INVALID**")))
+    assert f"black.png: {reasons['black.png']}" in why and f"broken.png: {reasons['broken.png']}" in why
     assert metrics(app)["INVALID"] == "2"
     assert metrics(app)["OK"] == str(list(expected.values()).count("OK"))
     download = app.get("download_button")[0]
@@ -410,7 +417,7 @@ def test_saving_a_threshold_to_a_run_says_so_and_nothing_else(tmp_path, monkeypa
     app.switch_page("views/threshold.py").run()
     next(button for button in app.button if button.label == "Save threshold to the run").click().run()
     assert not app.exception
-    assert [item.value for item in app.success] == [f"Saved {run / 'threshold.json'}."]
+    assert [as_read(item.value) for item in app.success] == [f"Saved {run / 'threshold.json'}."]
     texts = " ".join(str(element.value) for element in (*app.markdown, *app.text, *app.code) if element.value)
     assert "DeltaGenerator" not in texts and "streamlit" not in texts.lower()
     assert not app.get("help") and not app.get("help_info")  # what "magic" renders for a bare expression
@@ -432,7 +439,7 @@ def test_a_damaged_run_is_listed_with_a_note_and_every_page_still_opens(tmp_path
     (damaged / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", tmp_path / "runs")
     app = open_page()
-    assert any("20260101-000000-ncae-dead is skipped" in caption.value for caption in app.caption)
+    assert any("20260101-000000-ncae-dead is skipped" in as_read(caption.value) for caption in app.caption)
     assert not any("dead" in option for option in app.selectbox[0].options)
     app.switch_page("views/threshold.py").run()
     assert not app.exception
@@ -453,7 +460,7 @@ def test_a_device_pipe_or_file_as_the_data_folder_gives_one_sentence(tmp_path, m
     app.text_input[0].set_value(str(target)).run()
     next(button for button in app.button if button.label == "Use this folder").click().run()
     assert not app.exception
-    errors = [item.value for item in app.error]
+    errors = [as_read(item.value) for item in app.error]
     assert len(errors) == 1 and str(target) in errors[0] and "not a folder" in errors[0]
     assert "Error" not in errors[0].split(":")[0]   # no exception type, no traceback
 
@@ -476,7 +483,7 @@ def test_the_summary_says_when_the_model_was_trained_on_other_data_and_how_casti
     next(button for button in app.button if button.label == "Use this folder").click().run()
     assert not app.exception
     assert any("trained on other data" in item.value for item in app.warning)
-    assert any("train/def_front" in item.value and "3 defect images" in item.value for item in app.info)
+    assert any("train/def_front" in as_read(item.value) and "3 defect images" in item.value for item in app.info)
 
 
 def _heat_map_urls(app) -> dict:
@@ -484,7 +491,7 @@ def _heat_map_urls(app) -> dict:
     urls = {}
     for element in app.get("image"):
         for picture in element.proto.imgs:
-            urls[picture.caption] = picture.url
+            urls[as_read(picture.caption)] = picture.url
     return urls
 
 
@@ -500,7 +507,7 @@ def test_a_good_part_gets_the_same_heat_map_alone_and_in_a_mixed_batch():
     assert caption in first and caption in second
     assert first[caption] == second[caption]
     assert len(set(second.values())) == len(defects) + 1   # the pictures do differ from one another
-    assert any("fixed by the run" in item.value for item in mixed.caption)
+    assert any("the reject threshold in use" in item.value for item in mixed.caption)
 
 
 def test_runs_keep_their_final_state_after_a_reload_and_can_be_named_and_deleted(tmp_path, monkeypatch):
@@ -533,7 +540,7 @@ def test_runs_keep_their_final_state_after_a_reload_and_can_be_named_and_deleted
 
 
 def _detail_text(app) -> str:
-    return " ".join(item.value for item in app.markdown)
+    return " ".join(as_read(item.value) for item in app.markdown)
 
 
 def test_details_open_from_the_gallery_and_from_a_misclassified_image(demo_scores):
@@ -595,8 +602,16 @@ def test_mark_a_false_reject_good_retrain_and_see_before_and_after(tmp_path, mon
     jobs.join(run_id, timeout=600)
     app.run()
     assert not app.exception, [item.value for item in app.exception]
-    assert not app.error, [item.value for item in app.error]
+    # two epochs make a worse run: the page says so plainly, and using it takes a second, named confirmation
+    assert len(app.error) == 1 and app.error[0].value.startswith("**The retrained run is worse than the one in use.**")
+    assert "image auroc falls from" in app.error[0].value.lower()
+    assert any("far too few to converge" in item.value or "far from convergence" in item.value for item in app.warning)
+    assert app.button(key="use-retrained").disabled
+    assert "image AUROC" in app.checkbox(key="confirm-worse").label
+    app.checkbox(key="confirm-worse").check().run()
+    assert not app.button(key="use-retrained").disabled
     cards = next(frame.value for frame in app.dataframe if list(frame.value.columns) == ["before", "after"])
+    assert "nan" not in cards.to_string().lower()
     assert "image AUROC" in cards.index and "escape rate" in cards.index
     assert any(item.value.startswith("**Images whose verdict changed:") for item in app.markdown)
     roc = app.get("plotly_chart")[-1].proto.spec
