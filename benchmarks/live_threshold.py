@@ -56,11 +56,22 @@ def streamlit_server(script: Path, environment: dict | None = None):
         process.wait(timeout=20)
 
 
+def wait_in_frame(frame, expression: str, timeout: float = 30_000) -> None:
+    """Wait until ``expression`` is true in the component's frame. Playwright's ``wait_for_function`` polls by
+    evaluating a string inside the page, which the component's Content-Security-Policy refuses (no eval); each
+    ``evaluate`` here comes from the browser's debugging protocol instead, which the policy does not govern."""
+    deadline = time.monotonic() + timeout / 1000
+    while not frame.evaluate(f"() => Boolean({expression})"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{expression} was not true within {timeout / 1000:.0f} s")
+        frame.page.wait_for_timeout(25)
+
+
 def component(page):
     """The live component's frame (a Playwright Frame), once its numbers are on the page."""
     page.frame_locator(COMPONENT_FRAME).locator('[data-metric="recall"]').wait_for(timeout=180_000)
     frame = next(frame for frame in page.frames if "live_threshold" in frame.url)
-    frame.wait_for_function("document.querySelector('[data-metric=recall]').textContent !== '—'", timeout=60_000)
+    wait_in_frame(frame, "document.querySelector('[data-metric=recall]').textContent !== '—'", timeout=60_000)
     return frame
 
 
@@ -70,7 +81,7 @@ def move_and_measure(page, frame, moves: int = 40) -> dict:
     frame.locator("#threshold").focus()
     for index in range(moves):
         page.keyboard.press("ArrowRight" if index % 8 < 6 else "ArrowLeft")
-    frame.wait_for_function(f"window.liveFrameLatencies.length >= {moves}")
+    wait_in_frame(frame, f"window.liveFrameLatencies.length >= {moves}")
     numbers, frames = frame.evaluate("window.liveLatencies"), frame.evaluate("window.liveFrameLatencies")
     return {"moves": moves, "numbers_median_ms": round(statistics.median(numbers), 2),
             "numbers_max_ms": round(max(numbers), 2), "painted_median_ms": round(statistics.median(frames), 2),

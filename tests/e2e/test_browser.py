@@ -125,11 +125,11 @@ def test_the_slider_updates_every_number_in_the_browser_without_the_server(page,
 
 
 def test_dragging_the_threshold_line_on_the_histogram_moves_the_threshold(page, server):
-    from benchmarks.live_threshold import component
+    from benchmarks.live_threshold import component, wait_in_frame
 
     page.goto(f"{server}/threshold", wait_until="networkidle")
     frame = component(page)
-    frame.wait_for_function("window.Plotly && document.querySelector('#histogram .shapelayer path')")
+    wait_in_frame(frame, "window.Plotly && document.querySelector('#histogram .shapelayer path')")
     before = float(frame.locator("#threshold-value").get_attribute("data-value"))
     frame.locator("#histogram").scroll_into_view_if_needed()
     # where the orange line is drawn, in the histogram's own pixels
@@ -140,7 +140,7 @@ def test_dragging_the_threshold_line_on_the_histogram_moves_the_threshold(page, 
     page.mouse.down()
     page.mouse.move(box["x"] + x + 80, box["y"] + y, steps=8)
     page.mouse.up()
-    frame.wait_for_function(f"state.threshold > {before}")
+    wait_in_frame(frame, f"state.threshold > {before}")
     after = float(frame.locator("#threshold-value").get_attribute("data-value"))
     assert after > before
     step = float(frame.locator("#threshold").get_attribute("step"))
