@@ -437,3 +437,18 @@ def test_the_first_visit_shows_the_title_and_what_is_loading_at_once(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_the_component_and_the_server_write_every_share_alike(page, demo_server):
+    """A rate read 16.3 % on a card and 16.2 % in the caption: halves were rounded up by JavaScript and to even
+    by Python. Every share k/n for n up to 400 images now reads the same in both."""
+    from dashboard.words import percent
+
+    page.goto(f"{demo_server}/threshold", wait_until="networkidle")
+    frame = component(page)
+    shares = [k / n for n in range(1, 401) for k in range(n + 1)] + [float("nan")]
+    in_browser = frame.evaluate("(values) => values.map((value) => percent(value === null ? NaN : value))",
+                                [None if value != value else value for value in shares])
+    differing = [(value, shown, percent(value)) for value, shown in zip(shares, in_browser) if shown != percent(value)]
+    assert not differing, differing[:5]
+    assert percent(13 / 80) == "16.3 %"

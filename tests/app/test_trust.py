@@ -1,0 +1,105 @@
+"""What you see is what you save, through Streamlit's own test runner on the demo: the heat scale and the verdict
+use one threshold, Inspect keeps its batch and gives every file a row, the training form recommends in words."""
+
+import io
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+from core.runs.bundles import load_bundle
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "dashboard" / "app.py")
+SAMPLES = ROOT / "assets" / "samples"
+
+
+def open_page(page: str | None = None) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=180).run()
+    assert not app.exception, app.exception
+    if page:
+        app.switch_page(f"views/{page}.py").run()
+        assert not app.exception, [item.value for item in app.exception]
+    return app
+
+
+def as_read(markdown: str) -> str:
+    return re.sub(r"\\(.)", r"\1", markdown.replace("`", ""))
+
+
+def test_the_heat_scale_tops_at_the_threshold_the_verdict_uses():
+    """Details once said "top of the scale: the reject threshold" at the run's 0.142 while judging at 0.172."""
+    app = open_page("threshold")
+    run_default = load_bundle(ROOT / "assets" / "demo_model").default_decision_.threshold
+    app.number_input(key="threshold_input").set_value(0.172).run()
+    app.switch_page("views/inspect.py").run()
+    app.button(key="try_samples").click().run()
+    assert not app.exception
+    scale = next(as_read(item.value) for item in app.caption if "Colour scale" in item.value)
+    assert "the reject threshold in use (0.172 on map_max)" in scale and f"{run_default:.4g}" not in scale
+    judged = next(as_read(item.value) for item in app.caption if item.value.startswith("Judged with"))
+    assert "0.172" in judged
+
+
+def test_the_colour_bar_labels_are_readable():
+    from dashboard.images import heat_picture
+
+    image = np.zeros((64, 64), np.float32)
+    picture = heat_picture(image, np.zeros((64, 64), np.float32), 0.142, None, "reject")
+    label_area = picture[:, -56:]   # right of the colour bar: its numbers
+    ink = np.where((label_area.max(axis=2) > 0.5).any(axis=1))[0]
+    top_rows = ink[ink < picture.shape[0] // 2]
+    assert top_rows.max() - top_rows.min() + 1 >= 11   # the top label's digits and word span at least 11 px
+
+
+def test_inspect_keeps_its_batch_after_a_trip_to_threshold_and_judges_it_again():
+    app = open_page("inspect")
+    files = [(path.name, path.read_bytes(), "image/png") for path in sorted(SAMPLES.glob("*.png"))]
+    app.file_uploader[0].set_value(files).run()
+    before = dict(zip(app.dataframe[0].value["path"], app.dataframe[0].value["verdict"]))
+    assert set(before.values()) >= {"OK", "NG"}
+    app.switch_page("views/threshold.py").run()
+    app.number_input(key="threshold_input").set_value(10.0).run()   # nothing is rejected at 10
+    app.switch_page("views/inspect.py").run()
+    assert not app.exception
+    after = dict(zip(app.dataframe[0].value["path"], app.dataframe[0].value["verdict"]))
+    assert set(after) == set(before)                                   # the same batch, still there
+    assert set(after.values()) <= {"OK", "INVALID"}                     # judged again at the new threshold
+    assert any("dropped earlier in this session" in item.value for item in app.caption)
+    app.button(key="inspect_clear").click().run()
+    assert not app.dataframe
+
+
+def test_a_file_in_an_inspect_zip_that_is_not_an_image_gets_an_invalid_row():
+    app = open_page("inspect")
+    archive = io.BytesIO()
+    good = sorted(SAMPLES.glob("good_*.png"))[0]
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("parts/notes.txt", "measured on line 3")
+        bundle.writestr(f"parts/{good.name}", good.read_bytes())
+    app.file_uploader[0].set_value([("batch.zip", archive.getvalue(), "application/zip")]).run()
+    assert not app.exception
+    table = app.dataframe[0].value
+    rows = dict(zip(table["path"], zip(table["verdict"], table["reason"])))
+    assert rows["batch.zip/parts/notes.txt"][0] == "INVALID"
+    assert "not a PNG, JPEG, BMP or TIFF image" in rows["batch.zip/parts/notes.txt"][1]
+    assert rows[f"batch.zip/parts/{good.name}"][0] in ("OK", "NG", "REVIEW")
+
+
+def test_the_training_form_offers_the_recommended_detector_first_with_its_reason_in_words():
+    from core.detectors import RECOMMENDED_DETECTOR
+
+    app = open_page()
+    form = app.radio(key="train_kind")
+    assert form.options[0].endswith("(recommended)") and form.value == RECOMMENDED_DETECTOR
+    reason = next(item.value for item in app.caption if "recommended:" in item.value)
+    assert "best on the real photographs in our benchmarks" in reason
+    assert not re.search(r"\(0\.\d+-[01]\.\d+\)", reason.split(".")[0])   # words first, not a bare range
+
+
+def test_the_threshold_page_saves_nothing_on_the_read_only_demo_and_says_so_before_the_click():
+    app = open_page("threshold")
+    assert app.button(key="save_threshold").disabled
+    assert any(item.value == "The demo model is read-only: download the file instead." for item in app.caption)
