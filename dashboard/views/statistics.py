@@ -29,24 +29,25 @@ if space.has_defects and x != y and st.toggle(
     fitted = decision_boundary(space.labelled, x, y)
     boundary = (fitted.x, fitted.y, fitted.probability)
 figure = figures.statistic_scatter(plot_table, x, y, colour_by, workspace.current_threshold(space), current, boundary)
-# the chart's key changes to clear its selection: a point whose details were shown can be clicked again, and a
-# click after a box or lasso selection starts a new selection
-chart_key = f"scatter-{st.session_state.get('scatter_round', 0)}"
+# A click selects a point; its details open, and the chart is drawn anew under a new key, its selection cleared, so
+# the same point opens again after the dialog is closed. A box or lasso selection stays until cleared.
+selected = st.session_state.get(f"scatter-{st.session_state.get('scatter_round', 0)}") or {}
+points = (selected.get("selection") or {}).get("points") or []
+picked = list(dict.fromkeys(int(point["customdata"][1]) for point in points if "customdata" in point))
 
 
 def clear_selection() -> None:
     st.session_state["scatter_round"] = st.session_state.get("scatter_round", 0) + 1
 
 
-event = st.plotly_chart(figure, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
-                        key=chart_key)
+if len(picked) == 1:
+    clear_selection()
+st.plotly_chart(figure, width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
+                key=f"scatter-{st.session_state.get('scatter_round', 0)}")
 st.caption(f"The orange line is the current threshold on {current} (set on the Threshold page), drawn when "
            f"{current} is on an axis." + (" The dashed white line is where the classifier's defect probability is "
                                           "50 %." if boundary is not None else ""))
-points = event.selection.points if event and event.selection else []
-picked = list(dict.fromkeys(int(point["customdata"][1]) for point in points if "customdata" in point))
 if len(picked) == 1:
-    clear_selection()   # shown once; the same point opens it again
     open_dialog(detail_for_row(space, picked[0]), workspace.primary_column(space))
 elif picked:
     note, clear = st.columns([5, 1])

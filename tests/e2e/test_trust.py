@@ -452,3 +452,45 @@ def test_the_component_and_the_server_write_every_share_alike(page, demo_server)
     differing = [(value, shown, percent(value)) for value, shown in zip(shares, in_browser) if shown != percent(value)]
     assert not differing, differing[:5]
     assert percent(13 / 80) == "16.3 %"
+
+
+def scatter_point(page, index: int = 0):
+    """The page position of the index-th marker of the Statistics scatter's first trace."""
+    marker = page.locator('[data-testid="stPlotlyChart"] .scatterlayer .trace').first.locator(".point").nth(index)
+    box = marker.bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def test_statistics_points_open_again_and_a_box_selection_shows_scores_and_verdicts(page, demo_server):
+    page.goto(f"{demo_server}/statistics", wait_until="networkidle")
+    wait_for_page(page, "Statistics")
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    chart.scroll_into_view_if_needed()
+    x, y = scatter_point(page, 3)
+    for attempt in ("first", "again"):
+        page.mouse.click(x, y)
+        dialog = page.get_by_role("dialog")
+        expect(dialog).to_be_visible(timeout=60_000)
+        expect(dialog.get_by_text(re.compile(r"verdict:"))).to_be_visible()
+        page.keyboard.press("Escape")
+        expect(dialog).to_have_count(0, timeout=30_000)
+        wait_for_page(page, "Statistics")
+        x, y = scatter_point(page, 3)   # the chart was drawn anew: the same point, clicked again, opens again
+    # a box selection over the whole plot: thumbnails that name score and verdict
+    chart.hover()   # the mode bar shows on hover
+    page.locator('[data-testid="stPlotlyChart"] .modebar-btn[data-val="select"]').first.click()
+    drags = page.locator('[data-testid="stPlotlyChart"] .nsewdrag')
+    area = max((drags.nth(i).bounding_box() for i in range(drags.count())),
+               key=lambda box: box["width"] * box["height"])   # the scatter, not its marginal plots
+    page.mouse.move(area["x"] + 5, area["y"] + 5)
+    page.mouse.down()
+    page.mouse.move(area["x"] + area["width"] - 5, area["y"] + area["height"] - 5, steps=10)
+    page.mouse.up()
+    expect(page.get_by_text(re.compile(r"images selected"))).to_be_visible(timeout=60_000)
+    expect(page.get_by_text(re.compile(r"^(OK|NG|REVIEW) · map_max \d")).first).to_be_visible()
+    page.get_by_role("button", name="Clear selection").click()
+    wait_for_page(page, "Statistics")
+    expect(page.get_by_text(re.compile(r"images selected"))).to_have_count(0)
+    x, y = scatter_point(page, 3)
+    page.mouse.click(x, y)   # after a selection, a click on one point opens it
+    expect(page.get_by_role("dialog")).to_be_visible(timeout=60_000)
