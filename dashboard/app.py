@@ -31,7 +31,7 @@ if "tensorflow" not in sys.modules:
     # loading are on the screen first, never a blank page
     loading = st.empty()
     with loading.container():
-        st.title(navigation.title)
+        st.title("Residual Lab")
         st.info("Starting the detection engine (TensorFlow and the model)… the first visit to a new server takes a "
                 "few seconds.", icon=":material/hourglass_top:")
     from core.quiet import import_tensorflow_quietly

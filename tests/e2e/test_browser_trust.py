@@ -429,7 +429,7 @@ def test_the_first_visit_shows_the_title_and_what_is_loading_at_once(tmp_path):
             page.goto(url)
             # before TensorFlow is imported: the title, the navigation and what is loading
             expect(page.get_by_text("Starting the detection engine")).to_be_visible(timeout=15_000)
-            expect(page.get_by_role("heading", name="Data & Model").first).to_be_visible()
+            expect(page.get_by_role("heading", name="Residual Lab").first).to_be_visible()
             expect(page.locator('[data-testid="stSidebarNav"]')).to_be_visible()
             wait_for_page(page, "Data & Model")
             expect(page.get_by_text("Starting the detection engine")).to_have_count(0)
