@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "package), or @LIST: a text file of paths or URIs, one per line (a file that exists "
                             "under the name given is scored itself)")
     score.add_argument("--out", required=True, type=Path,
-                       help="CSV file to write (with --engine: the folder the CSV shards go into)")
+                       help="CSV file to write, or - for standard output (with --engine: the folder the CSV shards go "
+                            "into)")
     score.add_argument("--threshold-file", type=Path, help="add a verdict column using this threshold file")
     score.add_argument("--engine", choices=("dask",),
                        help="score on a Dask cluster: a local one (default) or --scheduler's; writes part-NNNNN.csv "
@@ -396,7 +397,7 @@ def _export(arguments) -> int:
 
 def _score(arguments) -> int:
     from core.evaluation.decision import Decision
-    from core.files import atomic_writer
+    from core.files import NotARegularFile, atomic_writer, refuse_unless_regular
 
     manifest, threshold = _threshold_of_run(arguments)
     out = arguments.out
@@ -408,6 +409,12 @@ def _score(arguments) -> int:
         raise InputError("--workers sizes the local cluster; with --scheduler the cluster has its own workers.")
     if out.is_dir() and arguments.engine is None:
         raise InputError(f"{out}: is a folder; --out must name the CSV file to write.")
+    if arguments.engine is None and not _is_standard_output(out):
+        try:
+            refuse_unless_regular(out)
+        except NotARegularFile:
+            raise InputError(f"{out}: not a regular file; --out names a CSV file to write (or - for standard "
+                             "output), and a device, pipe or link is never replaced.") from None
     datasets = []
     try:
         items = _score_items(arguments.data, out, datasets)
@@ -436,18 +443,28 @@ def _score(arguments) -> int:
             return _score_on_dask(arguments, manifest, items, decision)
         from core.runs.pipeline import write_judged_rows
 
-        with atomic_writer(out, "w") as handle:
-            written = write_judged_rows(handle, detector, items, decision)
-            # raising inside the block removes the partial file: nothing is left behind
+        if _is_standard_output(out):   # pipelines read the CSV from standard output; messages stay on stderr
+            written = write_judged_rows(sys.stdout, detector, items, decision)
+            sys.stdout.flush()
             _refuse_when_nothing_was_read(written.rows, written.unreadable)
+        else:
+            with atomic_writer(out, "w") as handle:
+                written = write_judged_rows(handle, detector, items, decision)
+                # raising inside the block removes the partial file: nothing is left behind
+                _refuse_when_nothing_was_read(written.rows, written.unreadable)
     finally:
         for dataset in datasets:
             dataset.close()
     for message in written.unreadable:   # told at the end: if nothing could be read, the one error line says it all
         print(f"warning: {one_line(message)}", file=sys.stderr)
     judged = f" ({_verdict_words(written.verdicts)}; decision: {decision.describe()})" if decision is not None else ""
-    print(f"scored {written.rows} images into {out}{judged}", file=sys.stderr)
+    where = "standard output" if _is_standard_output(out) else out
+    print(f"scored {written.rows} images into {where}{judged}", file=sys.stderr)
     return EXIT_OK
+
+
+def _is_standard_output(out: Path) -> bool:
+    return str(out) in ("-", "/dev/stdout")
 
 
 def _refuse_when_nothing_was_read(rows: int, unreadable: list[str]) -> None:
@@ -542,7 +559,9 @@ def _score_items(data: list[str], out: Path, datasets: list) -> list:
         elif path.is_dir() or path.is_file():
             dataset = open_dataset(path)
             datasets.append(dataset)
-            items += dataset_items(dataset, dataset.test or dataset.samples)
+            # every image under it, whatever the layout: a layout's train/test split is for training and
+            # evaluating, never a reason to leave a file the user asked to score without a row
+            items += dataset_items(dataset, dataset.samples)
         else:
             raise DatasetError(f"{path}: not a regular file or folder.")
     return items
@@ -554,9 +573,10 @@ def _listed_items(listing: Path) -> list:
     from core.data.datasets import ScoreItem
     from core.errors import DatasetError
 
+    from core.data.images import read_regular_file
+
     try:
-        with open(listing, encoding="utf-8") as handle:
-            entries = [line.strip() for line in handle]
+        entries = [line.strip() for line in read_regular_file(listing).decode("utf-8").splitlines()]
     except (OSError, UnicodeDecodeError) as error:
         raise DatasetError(f"{listing}: cannot read the list of images "
                            f"({getattr(error, 'strerror', None) or error}).") from None

@@ -10,10 +10,23 @@ from pathlib import Path
 from typing import Any
 
 
+class NotARegularFile(OSError):
+    """The target of a write is a device, a pipe, a socket, a folder or a symbolic link: never replaced."""
+
+
+def refuse_unless_regular(path: Path) -> None:
+    """Raise :class:`NotARegularFile` when ``path`` exists and is anything but a regular file. A rename over
+    ``/dev/null`` as root would replace the device with a file; over a symbolic link, the link."""
+    if path.is_symlink() or (os.path.lexists(path) and not path.is_file()):
+        raise NotARegularFile(f"{path}: not a regular file (a device, pipe, folder or link is never replaced)")
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike, mode: str = "wb"):
-    """A handle on a temporary file beside ``path`` that replaces ``path`` only when the block ends well."""
+    """A handle on a temporary file beside ``path`` that replaces ``path`` only when the block ends well; only a
+    regular file is ever replaced (:class:`NotARegularFile` otherwise)."""
     path = Path(path)
+    refuse_unless_regular(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
@@ -34,6 +47,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".partial"):
     ``save`` and ``save_weights``, which go by the ``suffix``); it replaces ``path`` only when the block
     ends well."""
     path = Path(path)
+    refuse_unless_regular(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(descriptor)

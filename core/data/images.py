@@ -16,8 +16,10 @@ One rule per pixel type, whatever the content (so two near-identical frames alwa
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -177,6 +179,10 @@ def is_uri(source) -> bool:
 
 
 def _read_capped(source) -> bytes:
+    if isinstance(source, str) and source.lower().startswith("file://"):   # a local file: read as one
+        from urllib.parse import unquote, urlparse
+
+        source = Path(unquote(urlparse(source).path))
     if is_uri(source):
         # fsspec (which Dask brings) reads any URI whose filesystem is installed: file:// always, s3:// with
         # s3fs, gs:// with gcsfs, http(s):// with aiohttp
@@ -187,8 +193,25 @@ def _read_capped(source) -> bytes:
                 return handle.read(MAX_IMAGE_BYTES + 1)
         except (ImportError, ValueError) as error:
             raise OSError(f"cannot open this URI: {_first_line(error)}") from None
-    with open(source, "rb") as handle:
-        return handle.read(MAX_IMAGE_BYTES + 1)
+    return read_regular_file(source, MAX_IMAGE_BYTES + 1)
+
+
+def read_regular_file(path, limit: int | None = None) -> bytes:
+    """The bytes of ``path`` (at most ``limit``), which must be a regular file: a FIFO, a device or a socket
+    could block a batch forever or never end, so it is refused (``OSError``) before anything is read. The
+    file is opened without blocking and checked on its descriptor, so a path swapped for a FIFO between a
+    check and the open is caught too."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a pipe, device or socket is never read)")
+        os.set_blocking(descriptor, True)
+        with os.fdopen(descriptor, "rb") as handle:
+            descriptor = None
+            return handle.read() if limit is None else handle.read(limit)
+    finally:
+        if descriptor is not None:
+            os.close(descriptor)
 
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")

@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 
 from core.evaluation.decision import Decision, finite_number
+from core.data.images import read_regular_file
 from core.errors import InputError
 from core.evaluation.metrics import OperatingPoint
 from core.evaluation.outcomes import Outcomes
 
 THRESHOLD_FORMAT = "residual-lab-threshold/1"
+MAX_THRESHOLD_FILE_BYTES = 1 << 20   # a threshold file is a few hundred bytes
 DECISION_RULE = "higher score = more anomalous; reject (NG) when score >= threshold"
 
 
@@ -43,9 +45,11 @@ def read_threshold_file(path: str | Path) -> dict:
     """
     path = Path(path)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(read_regular_file(path, MAX_THRESHOLD_FILE_BYTES).decode("utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: no such threshold file.") from None
+    except RecursionError:
+        raise InputError(f"{path}: threshold file is nested too deeply to be a threshold file.") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         raise InputError(f"{path}: threshold file is not readable JSON.") from None
     if not isinstance(document, dict) or document.get("format") != THRESHOLD_FORMAT or \

@@ -1,0 +1,129 @@
+"""score as an unlucky operator or a careful attacker runs it: every file gets a row, nothing that is not a regular
+file is replaced or read, and a bad threshold file is one sentence. In-process (core.cli.main) where the exit code
+and the words are the point; the standard output and error are captured."""
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from core.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_RUN = ROOT / "assets" / "demo_model"
+
+
+def write_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = np.random.default_rng(seed)
+    paths = []
+    for index in range(count):
+        path = folder / f"{index:03d}.png"
+        Image.fromarray(generator.integers(60, 200, (64, 64), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def score(*arguments) -> int:
+    return main(["score", "--run", str(DEMO_RUN), *map(str, arguments)])
+
+
+@pytest.mark.parametrize("layout", ["flat", "mvtec_test", "mvtec", "casting"])
+def test_score_gives_every_image_file_under_a_folder_a_row(tmp_path, layout, capsys):
+    """A flat folder of 32 good and 8 cracked parts once gave 18 rows: the layout's split left 22 good images out."""
+    root = tmp_path / layout
+    if layout == "flat":
+        files = write_images(root / "good", 32) + write_images(root / "crack", 8, seed=1)
+    elif layout == "mvtec_test":
+        files = write_images(root / "test" / "good", 60) + write_images(root / "test" / "crack", 8, seed=1)
+        root = root / "test"
+    elif layout == "mvtec":
+        files = (write_images(root / "train" / "good", 12) + write_images(root / "test" / "good", 6, seed=2)
+                 + write_images(root / "test" / "crack", 4, seed=1))
+    else:
+        files = (write_images(root / "train" / "ok_front", 10) + write_images(root / "train" / "def_front", 3, seed=1)
+                 + write_images(root / "test" / "ok_front", 5, seed=2) + write_images(root / "test" / "def_front", 4,
+                                                                                       seed=3))
+    out = tmp_path / "scores.csv"
+    assert score("--data", root, "--out", out) == 0
+    rows = pd.read_csv(out, keep_default_na=False)
+    assert len(rows) == len(files) and len(set(rows["path"])) == len(files)   # one row per file on disk
+    assert f"scored {len(files)} images" in capsys.readouterr().err
+
+
+def test_out_never_replaces_a_device_or_a_link(tmp_path, capsys):
+    image = write_images(tmp_path / "in", 1)[0]
+    target = tmp_path / "real.csv"
+    target.write_text("kept\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    assert score("--data", image, "--out", link) == 2
+    assert link.is_symlink() and target.read_text() == "kept\n"
+    assert "not a regular file" in capsys.readouterr().err
+    if os.geteuid() == 0:   # a device node of our own, like /dev/null: as root a rename would replace it
+        device = tmp_path / "null"
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        assert score("--data", image, "--out", device) == 2
+        assert stat.S_ISCHR(os.lstat(device).st_mode)
+        assert not list(tmp_path.glob(".null.*.partial"))
+
+
+def test_out_dash_streams_the_csv_to_standard_output(tmp_path, capsys):
+    images = write_images(tmp_path / "in", 3)
+    assert score("--data", *images, "--out", "-") == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].startswith("path,") and len(lines) == 4
+    assert "scored 3 images into standard output" in captured.err
+
+
+@pytest.mark.timeout(120)
+def test_a_fifo_in_a_list_is_an_invalid_row_and_never_read(tmp_path, capsys):
+    good = write_images(tmp_path / "in", 1)[0]
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    listing = tmp_path / "l.txt"
+    listing.write_text(f"{fifo}\nfile://{fifo}\n{good}\n")
+    out = tmp_path / "A.csv"
+    assert score("--data", f"@{listing}", "--out", out) == 0
+    rows = pd.read_csv(out, keep_default_na=False)
+    assert len(rows) == 3
+    fifo_rows = rows[rows["path"].isin([str(fifo), f"file://{fifo}"])]
+    assert len(fifo_rows) == 2 and set(fifo_rows["verdict"]) == {"INVALID"}
+    assert all("not a regular file" in reason for reason in fifo_rows["reason"])
+    assert not list(tmp_path.glob(".A.csv.*.partial"))
+
+
+@pytest.mark.timeout(120)
+def test_a_fifo_as_the_list_or_as_the_threshold_file_is_refused(tmp_path, capsys):
+    good = write_images(tmp_path / "in", 1)[0]
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    assert score("--data", f"@{fifo}", "--out", tmp_path / "a.csv") == 2
+    assert "cannot read the list of images" in capsys.readouterr().err
+    assert score("--data", good, "--out", tmp_path / "b.csv", "--threshold-file", fifo) == 2
+    assert "threshold file" in capsys.readouterr().err
+
+
+def test_a_threshold_file_nested_100000_deep_is_bad_input(tmp_path, capsys):
+    good = write_images(tmp_path / "in", 1)[0]
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    assert score("--data", good, "--out", tmp_path / "a.csv", "--threshold-file", deep) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and str(deep) in error and "Traceback" not in error
+
+
+def test_a_threshold_file_is_read_whole_only_when_small(tmp_path):
+    from core.errors import InputError
+    from core.evaluation.thresholds import read_threshold_file
+
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps({"format": "x", "pad": "x" * (2 << 20)}))
+    with pytest.raises(InputError, match="not readable JSON"):
+        read_threshold_file(huge)
