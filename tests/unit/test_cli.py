@@ -60,7 +60,9 @@ def test_score_writes_the_scores_csv_contract_with_verdicts(tiny_run, small_demo
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(out, keep_default_na=False)
     assert list(table.columns) == ["path", "label", "defect_type", *SCORE_COLUMNS, "verdict", "reason"]
-    assert len(table) == 16 and set(table["label"]) == {"good", "defect"}
+    # every image under the folder, training images too: score leaves no file without a row
+    images = [path for path in small_demo_dir.rglob("*.png") if "ground_truth" not in path.parts]
+    assert len(table) == len(images) == 40 and set(table["label"]) == {"good", "defect"}
     expected = np.where(table["max"] >= 0.2, "NG", np.where(table["max"] >= 0.1, "REVIEW", "OK"))
     assert table["verdict"].tolist() == expected.tolist()
     assert (table.loc[table.label == "good", "defect_type"] == "").all()
