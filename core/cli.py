@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import math
 import os
@@ -140,7 +141,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised where the process is, so every atomic writer on the way out removes its partial file."""
+
+
+def _on_sigterm(signal_number, frame) -> None:
+    raise _Terminated()
+
+
+# an output the user pointed at a read-only or full file system: theirs to fix (exit 2), not a failure of ours
+USER_FIXABLE_ERRORS = {errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on the device",
+                       errno.EDQUOT: "disk quota exceeded"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if on_main_thread else None
+    try:
+        return _run(argv)
+    except _Terminated:
+        print("error: terminated; no partial file is left.", file=sys.stderr)
+        return 143
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         arguments = build_parser().parse_args(argv)
         return {"demo-data": _demo_data, "train": _train, "score": _score, "evaluate": _evaluate,
@@ -154,12 +181,26 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (NotADirectoryError, IsADirectoryError, PermissionError) as error:
         # the input named a thing of the wrong kind or one we may not read: the user's to fix
-        where = f"{error.filename}: " if error.filename else ""
+        where = f"{_users_path(error.filename)}: " if error.filename else ""
         print(f"error: {one_line(where + (error.strerror or str(error)))}.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as error:
+        if error.errno not in USER_FIXABLE_ERRORS:
+            print(f"error: unexpected failure: {type(error).__name__}: {one_line(str(error))}", file=sys.stderr)
+            return EXIT_FAILURE
+        where = f"{_users_path(error.filename)}: " if error.filename else ""
+        print(f"error: {one_line(where + USER_FIXABLE_ERRORS[error.errno])}; nothing was written.", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as error:  # the promise is one line, not a traceback
         print(f"error: unexpected failure: {type(error).__name__}: {one_line(str(error))}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _users_path(filename) -> str:
+    """The path to name in an error: a scratch file or folder of ours (``.NAME.*.partial``) is named by the folder
+    the user gave, never by its own name."""
+    path = Path(str(filename))
+    return str(path.parent) if path.name.startswith(".") and path.name.endswith(".partial") else str(path)
 
 
 def one_line(text: str) -> str:

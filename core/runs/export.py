@@ -107,6 +107,10 @@ def export_inspector(run_dir: Path, out: Path, threshold_document: dict | None =
             "files": files,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         })
+        # the scratch folder is made 0700; a serving process under another user must read the inspector, as it
+        # reads the runs: folders 0755, files 0644
+        for path in [scratch, *scratch.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
         if out.exists():
             out.rmdir()
         shutil.move(str(scratch), str(out))

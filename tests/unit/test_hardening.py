@@ -127,3 +127,53 @@ def test_a_threshold_file_is_read_whole_only_when_small(tmp_path):
     huge.write_text(json.dumps({"format": "x", "pad": "x" * (2 << 20)}))
     with pytest.raises(InputError, match="not readable JSON"):
         read_threshold_file(huge)
+
+
+def test_sigterm_removes_the_partial_file(tmp_path):
+    """Ctrl-C already cleaned up; a SIGTERM (a service manager stopping the job) left .partial files behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    images = write_images(tmp_path / "in", 400)
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(map(str, images * 50)) + "\n")   # 20,000 rows: still running when signalled
+    out = tmp_path / "scores.csv"
+    process = subprocess.Popen([sys.executable, "-m", "core", "score", "--run", str(DEMO_RUN), "--data",
+                                f"@{listing}", "--out", str(out)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".scores.csv.*.partial")) and time.monotonic() < deadline:
+        time.sleep(0.05)   # polls for the partial file to exist; no timing is asserted
+    assert list(tmp_path.glob(".scores.csv.*.partial")), "scoring never started"
+    process.send_signal(signal.SIGTERM)
+    _, error = process.communicate(timeout=120)
+    assert process.returncode == 143, error
+    assert "terminated" in error and "Traceback" not in error
+    assert not list(tmp_path.glob(".scores.csv.*.partial")) and not out.exists()
+
+
+def test_an_output_on_a_read_only_file_system_is_bad_input_naming_the_users_path(tmp_path, capsys, monkeypatch):
+    """A read-only output folder gave exit 1 (OSError 30); it is the user's to fix: exit 2, their path."""
+    import errno
+    import tempfile
+
+    image = write_images(tmp_path / "in", 1)[0]
+    out = tmp_path / "ro" / "scores.csv"
+
+    def read_only(*arguments, **keywords):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "ro" / ".scores.csv.abc.partial"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    assert score("--data", image, "--out", out) == 2
+    error = capsys.readouterr().err
+    assert f"{tmp_path / 'ro'}: read-only file system" in error and ".partial" not in error
+
+
+def test_the_exported_inspector_is_readable_by_other_users(tmp_path):
+    from core.runs.export import export_inspector
+
+    out = export_inspector(DEMO_RUN, tmp_path / "inspector")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    for path in out.rglob("*"):
+        assert stat.S_IMODE(path.stat().st_mode) == (0o755 if path.is_dir() else 0o644), path
