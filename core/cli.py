@@ -441,6 +441,11 @@ def _score(arguments) -> int:
     from core.files import NotARegularFile, atomic_writer, refuse_unless_regular
 
     manifest, threshold = _threshold_of_run(arguments)
+    from core.runs.bundles import is_sealed
+
+    if not is_sealed(manifest):
+        print(f"warning: {arguments.run} was saved before runs carried their manifest's own SHA-256: an edit of its "
+              "default decision could not be told (train it again to seal it)", file=sys.stderr)
     out = arguments.out
     engine_only = [f"--{name.replace('_', '-')}" for name in ("scheduler", "workers", "shard_size")
                    if getattr(arguments, name) is not None]

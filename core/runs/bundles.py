@@ -34,6 +34,10 @@ from core.detectors.stat_distance import StatDistance
 
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
+# The manifest's own digest, over its canonical form (every other field, keys sorted, no spaces): the run's
+# decision (default_decision, frame_check) cannot be edited without the run being refused. A threshold file is
+# the way to decide otherwise; it is named in every verdict's provenance.
+MANIFEST_DIGEST = "manifest_sha256"
 BUNDLE_FORMAT = "residual-lab-bundle/1"
 # bounded before anything is decoded or built: a manifest cannot make the program allocate a huge input
 INPUT_SIZE_RANGE = (16, 1024)
@@ -169,8 +173,21 @@ def save_bundle(detector, directory: str | Path, data_summary: dict | None = Non
         "files": {name: sha256_of(directory / name) for name in extra_files},
     }
     manifest = {key: value for key, value in manifest.items() if value is not None}
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
     atomic_write_json(directory / MANIFEST_FILE, manifest)
     return directory
+
+
+def manifest_digest(manifest: dict) -> str:
+    """SHA-256 of the manifest's canonical JSON, its own digest field left out."""
+    fields = {key: value for key, value in manifest.items() if key != MANIFEST_DIGEST}
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def is_sealed(manifest: dict) -> bool:
+    """Whether the manifest carries its own digest (runs saved before it did load, and say they are unsealed)."""
+    return MANIFEST_DIGEST in manifest
 
 
 def read_manifest(directory: str | Path, reuse_digests: bool = False) -> dict:
@@ -187,12 +204,15 @@ def read_manifest(directory: str | Path, reuse_digests: bool = False) -> dict:
         raise BundleError(f"{directory}: not a finished model bundle (no {MANIFEST_FILE}).")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise BundleError(f"{manifest_path}: manifest is not readable JSON.") from None
     required = ("format", "model_kind", "input_size", "model_file", "model_sha256")
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT or \
             any(key not in manifest for key in required):
         raise BundleError(f"{manifest_path}: not a {BUNDLE_FORMAT} manifest.")
+    if MANIFEST_DIGEST in manifest and manifest[MANIFEST_DIGEST] != manifest_digest(manifest):
+        raise BundleError(f"{manifest_path}: the manifest was edited after the run was saved (its SHA-256 does not "
+                          "match); refusing the run. Decide with a threshold file instead.")
     problem = manifest_problem(manifest)
     if problem:
         raise BundleError(f"{manifest_path}: {problem}")

@@ -16,6 +16,7 @@ from core.detectors.memory_bank import (BACKBONE_LABELS, BACKBONES, PACKAGED_BAC
                               imagenet_weights_path)
 from core.errors import InputError
 from core.evaluation.before_after import convergence_note
+from core.runs.bundles import MANIFEST_DIGEST
 from core.runs.store import RUN_NAME_LIMIT, list_runs, phase, rename_run, run_name
 from dashboard import figures, jobs, resources, session, workspace
 from dashboard.words import as_code, as_text
@@ -305,6 +306,10 @@ if space is not None:
         st.caption(f"Default decision of this {owner}: "
                    f"**{run_decision.describe()}**, {run_decision.basis}. Frames that fail the frame check "
                    "are INVALID.")
+        digest = space.manifest.get(MANIFEST_DIGEST)
+        st.caption(f"Run manifest SHA-256 (the report shows the same, for an audit): {as_code(digest)}" if digest else
+                   "This run's manifest carries no SHA-256 of its own (saved before runs were sealed): an edit of "
+                   "its decision could not be told. Train it again to seal it.")
     else:
         st.warning("This run was saved before runs carried a default decision and a frame check: no frame is "
                    "checked, and the Threshold page starts from the good test images. Train it again to get both.")

@@ -8,6 +8,7 @@ from core.evaluation.outcomes import outcomes
 from dashboard import figures, session, workspace
 from dashboard.images import data_uri, heat_picture, residual_picture
 from dashboard.maps import map_page, picture_scales
+from core.runs.bundles import MANIFEST_DIGEST
 from dashboard.report import build_report, metric_rows
 
 EXAMPLES = 8
@@ -67,7 +68,9 @@ def make_report() -> str:
                       "defect types": summary["defect_types"], "images with a defect outline": summary["masks"]},
         model_summary={"model": session.model_choice().label, "kind": space.manifest["model_kind"].upper(),
                        "input size": f"{space.manifest['input_size']} px", "created": space.manifest.get("created"),
-                       "model SHA-256": space.manifest["model_sha256"]},
+                       "model SHA-256": space.manifest["model_sha256"],
+                       "run manifest SHA-256": space.manifest.get(MANIFEST_DIGEST) or
+                       "none (saved before runs were sealed)"},
         ranking=ranking, figures=[figures.for_print(chart) for chart in charts], examples=examples)
 
 

@@ -177,3 +177,63 @@ def test_the_exported_inspector_is_readable_by_other_users(tmp_path):
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
     for path in out.rglob("*"):
         assert stat.S_IMODE(path.stat().st_mode) == (0o755 if path.is_dir() else 0o644), path
+
+
+def test_a_runs_decision_cannot_be_edited_unseen(tmp_path, capsys):
+    """Setting default_decision.threshold to 1e6 once made a crack pass with exit 0."""
+    import shutil
+
+    from core.runs.bundles import MANIFEST_DIGEST, read_manifest
+
+    crack = sorted((ROOT / "assets" / "samples").glob("crack_*.png"))[0]
+    run = tmp_path / "run"
+    shutil.copytree(DEMO_RUN, run)
+    sealed = read_manifest(run)[MANIFEST_DIGEST]
+    assert main(["score", "--run", str(run), "--data", str(crack), "--out", str(tmp_path / "a.csv")]) == 0
+    assert pd.read_csv(tmp_path / "a.csv")["verdict"].item() == "NG"
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["default_decision"]["threshold"] = 1e6
+    (run / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    capsys.readouterr()
+    assert main(["score", "--run", str(run), "--data", str(crack), "--out", str(tmp_path / "b.csv")]) == 2
+    error = capsys.readouterr().err
+    assert "edited after the run was saved" in error and error.count("\n") == 1
+    assert not (tmp_path / "b.csv").exists()
+    # a threshold file stays the way to decide otherwise
+    manifest["default_decision"]["threshold"] = json.loads((DEMO_RUN / "manifest.json").read_text())[
+        "default_decision"]["threshold"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert read_manifest(run)[MANIFEST_DIGEST] == sealed   # the digest is over the content, not the layout
+
+
+def test_a_run_saved_before_runs_were_sealed_loads_and_says_so(tmp_path, capsys):
+    import shutil
+
+    from core.runs.bundles import MANIFEST_DIGEST
+
+    run = tmp_path / "run"
+    shutil.copytree(DEMO_RUN, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    del manifest[MANIFEST_DIGEST]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    image = sorted((ROOT / "assets" / "samples").glob("good_*.png"))[0]
+    assert main(["score", "--run", str(run), "--data", str(image), "--out", str(tmp_path / "a.csv")]) == 0
+    assert "could not be told" in capsys.readouterr().err
+
+
+def test_a_manifest_nested_100000_deep_is_refused_in_one_sentence(tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(DEMO_RUN, run)
+    (run / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    image = sorted((ROOT / "assets" / "samples").glob("good_*.png"))[0]
+    assert main(["score", "--run", str(run), "--data", str(image), "--out", str(tmp_path / "a.csv")]) == 2
+    assert "not readable JSON" in capsys.readouterr().err
+
+
+def test_newly_saved_runs_are_sealed(tiny_run):
+    from core.runs.bundles import MANIFEST_DIGEST, manifest_digest, read_manifest
+
+    manifest = read_manifest(tiny_run)
+    assert manifest[MANIFEST_DIGEST] == manifest_digest(manifest)
