@@ -30,7 +30,8 @@ BACKBONE_HELP = (
     "Slower: about 20 s to build on the demo, 11–13 images/s.  \n"
     "**ResNet-50 / MobileNetV2**: only when their Keras ImageNet weights files are already on this machine.")
 
-DETECTOR_KINDS = {"run": "The run itself", "memory_bank": "Memory bank (PatchCore-style)", "padim": "PaDiM"}
+RUN_ITSELF_KIND = "run"
+FITTED_NOW = ("memory_bank", "padim")   # fitted on the chosen data's good images on the spot; the others are trained
 SHORT_NAMES = {"run": "the run itself", "memory_bank": "memory bank", "padim": "PaDiM"}
 KIND_NAMES = {"ncae": "NCAE", "cae": "CAE", "memory_bank": "Memory bank", "padim": "PaDiM", "draem": "DRAEM",
               "lattice": "Lattice"}
@@ -43,6 +44,12 @@ TRAINING_SIZES = {"ncae": (WORKING_SIZES, DEFAULT_INPUT_SIZE), "cae": (WORKING_S
 PATCH_CHOICES = ["whole image", 32, 48, 64, 96, 128]
 TRAINING_EPOCHS = {"ncae": DEFAULT_EPOCHS, "cae": DEFAULT_EPOCHS, "draem": DEFAULT_DRAEM_EPOCHS}
 CORESET_CHOICES = (0.01, 0.02, 0.05, 0.1, 0.25)
+
+
+def detector_label(name: str, model_kind: str) -> str:
+    if name == RUN_ITSELF_KIND:
+        return f"The chosen model's own ({KIND_NAMES.get(model_kind, model_kind)})"
+    return KIND_NAMES[name] + (" (recommended)" if name == RECOMMENDED_DETECTOR else "")
 
 st.title("Data & Model")
 data_column, model_column = st.columns(2)
@@ -97,26 +104,36 @@ with model_column:
     if options[picked].path != session.model_choice().path:
         session.choose_model(options[picked])
 
+    # One place to choose the detector: the chosen model as it is, a detector fitted on this data now (memory bank,
+    # PaDiM), or one to train (the form below trains or saves whichever is chosen here). The recommended one first.
+    chosen_manifest = next((run.manifest for run in runs if str(run.path) == session.model_choice().path),
+                           {"model_kind": "ncae"})  # the demo model is a 64 px grey NCAE
+    offered = (RUN_ITSELF_KIND, RECOMMENDED_DETECTOR, *(name for name in DETECTOR_NAMES if name != RECOMMENDED_DETECTOR))
+    current_kind = session.detector_choice().kind
     detector_kind = st.radio(
-        "Detector", list(DETECTOR_KINDS), horizontal=True, key="detector_kind",
-        index=list(DETECTOR_KINDS).index(session.detector_choice().kind), format_func=DETECTOR_KINDS.get,
-        help="The run itself: the detector the run was trained as (an autoencoder's scores are statistics of "
-             "x − x̂; DRAEM's is its judge's defect probability; a memory bank's or PaDiM's as below). "
-             "Memory bank: each patch's distance to the nearest "
-             "good patch, with the model's encoder (or an ImageNet CNN) as the feature extractor. PaDiM: each "
-             "patch against the good images' patches at the same position (ImageNet features); good for parts "
-             "that sit in the same place in every image (demo and generated sets 0.95–1.00), weaker on randomly "
-             "cropped surfaces (0.86–0.98), six times faster than the ImageNet memory bank.")
-    if detector_kind == "run":
+        "Detector", offered, horizontal=True, key="detector_kind", index=offered.index(current_kind),
+        format_func=lambda name: detector_label(name, chosen_manifest["model_kind"]),
+        help="The chosen model's own: the detector the model was trained as. Memory bank and PaDiM are fitted on "
+             "this data's good images as you choose them (seconds). NCAE, CAE, DRAEM and Lattice are trained: "
+             "the form below trains the one chosen here.")
+    if detector_kind == RECOMMENDED_DETECTOR:
+        st.caption(f"**{KIND_NAMES[detector_kind]}**, {RECOMMENDATION}. {good_for(detector_kind)[0].upper()}"
+                   f"{good_for(detector_kind)[1:]}.")
+    elif detector_kind != RUN_ITSELF_KIND:
+        st.caption(f"**{KIND_NAMES[detector_kind]}**: {good_for(detector_kind)}. For most parts the "
+                   f"{KIND_NAMES[RECOMMENDED_DETECTOR].lower()} is the first choice "
+                   f"({RECOMMENDATION.split(': ', 1)[1]}).")
+    if detector_kind == RUN_ITSELF_KIND or detector_kind not in FITTED_NOW:
         session.choose_detector(session.RUN_ITSELF)
+        if detector_kind != RUN_ITSELF_KIND:
+            st.info(f"{KIND_NAMES[detector_kind]} is trained, not fitted on the spot: train a run with the form below. "
+                    "Until you choose the new run, the pages use the chosen model.", icon=":material/model_training:")
     elif detector_kind == "padim":
         session.choose_detector(session.DetectorChoice("padim", PACKAGED_BACKBONE))
     else:
-        manifest = next((run.manifest for run in runs if str(run.path) == session.model_choice().path),
-                        {"model_kind": "ncae"})  # the demo model is a 64 px grey NCAE
         # the encoder backbone borrows the run's autoencoder; other runs have none to lend
-        lends = lends_its_encoder(manifest["model_kind"], manifest.get("parameters", {}).get("patch_size"),
-                                  manifest.get("channels", 1))
+        lends = lends_its_encoder(chosen_manifest["model_kind"], chosen_manifest.get("parameters", {}).get("patch_size"),
+                                  chosen_manifest.get("channels", 1))
         backbones = BACKBONES if lends else tuple(b for b in BACKBONES if b != "encoder")
         backbone = st.selectbox("Backbone", backbones, key="detector_backbone", format_func=BACKBONE_LABELS.get,
                                 help=BACKBONE_HELP)
@@ -128,21 +145,15 @@ with model_column:
             try:
                 imagenet_weights_path(backbone)
             except BackboneUnavailable as error:
-                st.warning(f"{error} Using the model's encoder instead.")
+                st.warning(f"{as_text(error)} Using the model's encoder instead.")
                 backbone = "encoder"
         session.choose_detector(session.DetectorChoice("memory_bank", backbone, float(ratio)))
 
-    with st.expander("Train a new model", expanded=False):
-        # the recommended detector first, with the measured reason in words
-        offered = (RECOMMENDED_DETECTOR, *(name for name in DETECTOR_NAMES if name != RECOMMENDED_DETECTOR))
-        kind = st.radio("Detector to train", offered, horizontal=True, key="train_kind",
-                        format_func=lambda name: KIND_NAMES[name] + (" (recommended)" if name == RECOMMENDED_DETECTOR
-                                                                     else ""))
-        if kind == RECOMMENDED_DETECTOR:
-            st.caption(f"**{KIND_NAMES[kind]}**, {RECOMMENDATION}. {good_for(kind)[0].upper()}{good_for(kind)[1:]}.")
-        else:
-            st.caption(f"**{KIND_NAMES[kind]}**: {good_for(kind)}. For most parts the {KIND_NAMES[RECOMMENDED_DETECTOR].lower()} "
-                       f"is the first choice ({RECOMMENDATION.split(': ', 1)[1]}).")
+    # the detector chosen above; with the model's own chosen, another of the model's kind
+    kind = chosen_manifest["model_kind"] if detector_kind == RUN_ITSELF_KIND else detector_kind
+    title = (f"Train a {KIND_NAMES[kind]} run on EfficientNet-Lite0 (saved with the runs, exportable)"
+             if kind in FITTED_NOW else f"Train a new {KIND_NAMES[kind]} run")
+    with st.expander(title, expanded=detector_kind not in (RUN_ITSELF_KIND, *FITTED_NOW)):
         choice = session.data_choice()
         try:
             traits = resources.training_images_traits(choice.kind, choice.location)

@@ -88,15 +88,26 @@ def test_a_file_in_an_inspect_zip_that_is_not_an_image_gets_an_invalid_row():
     assert rows[f"batch.zip/parts/{good.name}"][0] in ("OK", "NG", "REVIEW")
 
 
-def test_the_training_form_offers_the_recommended_detector_first_with_its_reason_in_words():
+def test_a_detector_is_chosen_in_one_place_the_recommended_one_first_with_its_reason_in_words():
+    """There were two detector choices (the model's "Detector" and the training form's "Detector to train"); now one,
+    which the training form follows."""
     from core.detectors import RECOMMENDED_DETECTOR
 
     app = open_page()
-    form = app.radio(key="train_kind")
-    assert form.options[0].endswith("(recommended)") and form.value == RECOMMENDED_DETECTOR
+    assert [radio.label for radio in app.radio if "etector" in radio.label] == ["Detector"]
+    choice = app.radio(key="detector_kind")
+    assert choice.options[0].startswith("The chosen model's own")
+    assert choice.options[1].endswith("(recommended)") and choice.options[1].startswith("Memory bank")
+    choice.set_value(RECOMMENDED_DETECTOR).run()
     reason = next(item.value for item in app.caption if "recommended:" in item.value)
     assert "best on the real photographs in our benchmarks" in reason
     assert not re.search(r"\(0\.\d+-[01]\.\d+\)", reason.split(".")[0])   # words first, not a bare range
+    # a detector that is trained: the form below trains the one chosen, and says so
+    app.radio(key="detector_kind").set_value("draem").run()
+    assert not app.exception
+    assert any(expander.label == "Train a new DRAEM run" for expander in app.expander)
+    assert any("trained, not fitted on the spot" in item.value for item in app.info)
+    assert app.session_state["detector_choice"].kind == "run"   # the pages keep the chosen model meanwhile
 
 
 def test_the_threshold_page_saves_nothing_on_the_read_only_demo_and_says_so_before_the_click():

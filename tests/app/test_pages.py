@@ -384,7 +384,7 @@ def test_a_lattice_run_on_parts_it_cannot_judge_rejects_them_on_every_page(tmp_p
 
 def test_the_training_form_offers_the_lattice_detector_at_its_own_resolution():
     app = open_page()
-    app.radio(key="train_kind").set_value("lattice").run()
+    app.radio(key="detector_kind").set_value("lattice").run()
     assert not app.exception
     assert app.select_slider(key="train_size_lattice").value == 128
     assert not [box for box in app.number_input if box.label == "Maximum epochs"]
@@ -393,7 +393,7 @@ def test_the_training_form_offers_the_lattice_detector_at_its_own_resolution():
 
 def test_the_training_form_offers_the_native_resolution_and_estimates_the_time():
     app = open_page()
-    app.radio(key="train_kind").set_value("ncae").run()
+    app.radio(key="detector_kind").set_value("ncae").run()
     assert app.select_slider(key="train_size_ncae").value == 128      # the demo's native size
     assert app.select_slider(key="train_patch_ncae").value == 64
     assert app.toggle(key="train_colour_ncae").value is False          # the demo is grey
