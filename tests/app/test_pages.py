@@ -596,6 +596,8 @@ def test_mark_a_false_reject_good_retrain_and_see_before_and_after(tmp_path, mon
     app.switch_page("views/review.py").run()
     assert not app.exception
     assert any(path in item.value for item in app.markdown) and any(escape in item.value for item in app.markdown)
+    # the form's default is the run's own epochs (a usable run); a user who asks for 2 gets a warned, worse run
+    assert app.number_input(key="retrain_epochs").value == load_bundle(ROOT / "assets" / "demo_model").epochs
     app.number_input(key="retrain_epochs").set_value(2).run()
     next(button for button in app.button if button.label == "Retrain with corrections").click().run()
     run_id = app.session_state["retraining"]
