@@ -116,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --engine dask and no --scheduler: worker processes (default: one per CPU core)")
     score.add_argument("--shard-size", type=_positive_int,
                        help="with --engine dask: images per task and per CSV shard (default 1024)")
+    score.add_argument("--allow-scheme", action="append", default=[], metavar="SCHEME",
+                       help="also read URIs of this scheme (only file, s3, gs, http and https are read otherwise; "
+                            "repeat for more)")
+    score.add_argument("--connect-timeout", type=_positive_float, metavar="SECONDS",
+                       help="a remote image whose host does not accept the connection within this is INVALID "
+                            "(default 10)")
+    score.add_argument("--read-timeout", type=_positive_float, metavar="SECONDS",
+                       help="a remote image whose host goes silent this long is INVALID (default 30)")
 
     evaluate = commands.add_parser("evaluate", help="AUROC, AUPRC and best F1 of every score on a labelled set")
     evaluate.add_argument("--run", required=True, type=Path, help="run folder made by 'train'")
@@ -441,6 +449,7 @@ def _score(arguments) -> int:
     from core.files import NotARegularFile, atomic_writer, refuse_unless_regular
 
     manifest, threshold = _threshold_of_run(arguments)
+    _remote_read_settings(arguments)
     from core.runs.bundles import is_sealed
 
     if not is_sealed(manifest):
@@ -507,6 +516,19 @@ def _score(arguments) -> int:
     where = "standard output" if _is_standard_output(out) else out
     print(f"scored {written.rows} images into {where}{judged}", file=sys.stderr)
     return EXIT_OK
+
+
+def _remote_read_settings(arguments) -> None:
+    """The remote-read options, as the environment the readers (and Dask's local workers) consult."""
+    from core.data import remote
+
+    if arguments.allow_scheme:
+        known = [name for name in os.environ.get(remote.SCHEMES_VARIABLE, "").split(",") if name]
+        os.environ[remote.SCHEMES_VARIABLE] = ",".join([*known, *(name.lower() for name in arguments.allow_scheme)])
+    for value, variable in ((arguments.connect_timeout, remote.CONNECT_TIMEOUT_VARIABLE),
+                            (arguments.read_timeout, remote.READ_TIMEOUT_VARIABLE)):
+        if value is not None:
+            os.environ[variable] = str(value)
 
 
 def _is_standard_output(out: Path) -> bool:
@@ -702,6 +724,16 @@ def _compare(arguments) -> int:
 
 def _fmt(value, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}g}" if digits > 4 else f"{value:.4f}"
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number of seconds")
+    return value
 
 
 def _positive_int(text: str) -> int:

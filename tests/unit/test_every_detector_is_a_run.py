@@ -14,7 +14,7 @@ from core.detectors.draem import DraemDetector
 from core.detectors.synthetic_anomalies import augment, perlin_mask
 from core.errors import BundleError
 from core.evaluation.thresholds import threshold_document
-from core.runs.bundles import MANIFEST_FILE, load_bundle, read_manifest, save_bundle
+from core.runs.bundles import MANIFEST_DIGEST, MANIFEST_FILE, load_bundle, manifest_digest, read_manifest, save_bundle
 from tests.unit.test_cli import assert_one_line_error, run_cli
 
 TINY_DRAEM = dict(input_size=32, widths=(8, 16), bottleneck=4, epochs=2, batch_size=16, seed=0)
@@ -63,6 +63,7 @@ def test_a_padim_run_saved_before_its_layers_were_recorded_still_scores_as_it_di
     manifest_path = tmp_path / "run" / MANIFEST_FILE
     manifest = json.loads(manifest_path.read_text())
     del manifest["parameters"]["feature_layers"]
+    del manifest[MANIFEST_DIGEST]   # those runs were not sealed either
     manifest_path.write_text(json.dumps(manifest))
     loaded = load_bundle(tmp_path / "run")
     assert loaded.feature_layers == EARLIER_PADIM_FEATURE_LAYERS
@@ -194,6 +195,7 @@ def test_a_tampered_bank_is_refused_before_it_is_read(bank_run, tmp_path):
     from core.runs.bundles import sha256_of
 
     manifest["model_sha256"] = sha256_of(hostile / "memory_bank.npy")
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)   # and re-seals the manifest
     (hostile / MANIFEST_FILE).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="not what this detector saves"):
         load_bundle(hostile)
@@ -202,6 +204,7 @@ def test_a_tampered_bank_is_refused_before_it_is_read(bank_run, tmp_path):
     escaping = _copy_run(bank_run, tmp_path / "escaping")
     manifest = json.loads((escaping / MANIFEST_FILE).read_text())
     manifest["files"] = {"../../etc/passwd": "0" * 64}
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
     (escaping / MANIFEST_FILE).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="plain file name"):
         read_manifest(escaping)

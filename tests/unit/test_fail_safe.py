@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from core.runs.bundles import MANIFEST_FILE, load_bundle, read_manifest
+from core.runs.bundles import MANIFEST_DIGEST, MANIFEST_FILE, load_bundle, manifest_digest, read_manifest
 from core.data.datasets import extract_zip_safely, open_dataset
 from core.errors import BundleError, DatasetError
 from core.data.frame_check import FrameLimits
@@ -80,6 +80,10 @@ def _tampered(tiny_run, tmp_path, name, change):
     shutil.copytree(tiny_run, copy)
     manifest = json.loads((copy / MANIFEST_FILE).read_text())
     change(manifest)
+    # re-sealed, as a careful forger would: the checks of the values themselves must still refuse it (an
+    # unsealed edit is refused by its digest already: tests/unit/test_hardening.py)
+    if MANIFEST_DIGEST in manifest:
+        manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
     (copy / MANIFEST_FILE).write_text(json.dumps(manifest))
     return copy
 
@@ -112,8 +116,8 @@ def test_a_damaged_manifest_is_refused_in_one_sentence_and_skipped_in_the_run_li
 
 
 def test_a_run_saved_before_frame_checks_still_loads_and_scores(tiny_run, tmp_path, small_demo_dir):
-    def strip(manifest):
-        del manifest["frame_check"], manifest["default_decision"], manifest["map_scales"]
+    def strip(manifest):   # a run saved before frame checks, decisions and seals
+        del manifest["frame_check"], manifest["default_decision"], manifest["map_scales"], manifest[MANIFEST_DIGEST]
     old = _tampered(tiny_run, tmp_path, "old", strip)
     detector = load_bundle(old)
     assert detector.frame_limits_ is None and detector.default_decision_ is None and detector.map_scales_ is None

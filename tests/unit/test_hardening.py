@@ -237,3 +237,101 @@ def test_newly_saved_runs_are_sealed(tiny_run):
 
     manifest = read_manifest(tiny_run)
     assert manifest[MANIFEST_DIGEST] == manifest_digest(manifest)
+
+
+# -- remote reads ---------------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def remote_settings(monkeypatch):
+    """The remote-read settings score puts in the environment, restored after the test."""
+    from core.data import remote
+
+    for variable in (remote.SCHEMES_VARIABLE, remote.CONNECT_TIMEOUT_VARIABLE, remote.READ_TIMEOUT_VARIABLE):
+        monkeypatch.setenv(variable, "")
+    return remote
+
+
+@pytest.fixture()
+def silent_host():
+    """A host on 127.0.0.1 that accepts every connection and never answers; it counts how many it held at once."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held, most = [], {"at_once": 0}
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                continue
+            held.append(connection)
+            open_now = sum(1 for item in held if item.fileno() != -1)
+            most["at_once"] = max(most["at_once"], open_now)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", most, held
+    stop.set()
+    thread.join(timeout=5)
+    for connection in held:
+        connection.close()
+    listener.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_host_that_never_answers_gives_invalid_rows_read_concurrently(tmp_path, capsys, remote_settings,
+                                                                        silent_host):
+    url, most, held = silent_host
+    good = sorted((ROOT / "assets" / "samples").glob("good_*.png"))[:3]
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join([*(f"{url}/part{index}.png" for index in range(10)), *map(str, good)]) + "\n")
+    out = tmp_path / "scores.csv"
+    assert score("--data", f"@{listing}", "--out", out, "--connect-timeout", "2", "--read-timeout", "1") == 0
+    rows = pd.read_csv(out, keep_default_na=False)
+    assert len(rows) == 13
+    silent = rows[rows["path"].str.startswith(url)]
+    assert set(silent["verdict"]) == {"INVALID"} and all("no answer within" in reason for reason in silent["reason"])
+    assert set(rows[~rows["path"].str.startswith(url)]["verdict"]) <= {"OK", "NG", "REVIEW"}
+    assert most["at_once"] >= 2   # the ten were asked at the same time, not one after another
+
+
+def test_an_image_served_over_http_is_scored(tmp_path, capsys, remote_settings):
+    import functools
+    import http.server
+    import threading
+
+    sample = sorted((ROOT / "assets" / "samples").glob("good_*.png"))[0]
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(sample.parent))
+    handler.log_message = lambda *arguments: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{sample.name}"
+        out = tmp_path / "scores.csv"
+        assert score("--data", url, sample, "--out", out) == 0
+        rows = pd.read_csv(out, keep_default_na=False)
+        assert rows["map_max"].iloc[0] == pytest.approx(rows["map_max"].iloc[1])   # the same picture, the same score
+        missing = tmp_path / "missing.csv"
+        assert score("--data", url.replace(sample.name, "nothing.png"), sample, "--out", missing) == 0
+        assert "the server answered 404" in pd.read_csv(missing, keep_default_na=False)["reason"].iloc[0]
+    finally:
+        server.shutdown()
+
+
+def test_only_the_documented_schemes_are_read(tmp_path, capsys, remote_settings):
+    sample = sorted((ROOT / "assets" / "samples").glob("good_*.png"))[0]
+    out = tmp_path / "scores.csv"
+    uris = ["github://owner:repo@/x.png", "memory://x.png", "ftp://127.0.0.1/x.png"]
+    assert score("--data", *uris, sample, "--out", out) == 0
+    rows = pd.read_csv(out, keep_default_na=False).set_index("path")
+    for uri in uris:
+        assert rows.loc[uri, "verdict"] == "INVALID" and "is not read (allowed: file, s3, gs, http, https" in \
+            rows.loc[uri, "reason"], rows.loc[uri, "reason"]
+    assert score("--data", "memory://x.png", sample, "--out", out, "--allow-scheme", "memory") == 0
+    assert "is not read" not in pd.read_csv(out, keep_default_na=False)["reason"].iloc[0]

@@ -14,7 +14,7 @@ from core.data.synthetic_styles import render_texture
 from core.detectors.lattice import (LatticeDetector, autocorrelation, detrended, lattice_vectors, power_spectrum,
                                    shifted)
 from core.errors import BundleError
-from core.runs.bundles import MANIFEST_FILE, load_bundle, save_bundle
+from core.runs.bundles import MANIFEST_DIGEST, MANIFEST_FILE, load_bundle, manifest_digest, save_bundle
 from tests.unit.test_cli import assert_one_line_error, run_cli
 
 
@@ -85,6 +85,7 @@ def test_a_saved_lattice_run_scores_as_it_did_and_a_damaged_one_is_refused(fitte
     manifest_path = tmp_path / "run" / MANIFEST_FILE
     manifest = json.loads(manifest_path.read_text())
     manifest["border_calibration"]["spread"][0] = -1.0
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)   # re-sealed: the state's own check must refuse it
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="lattice state is damaged"):
         load_bundle(tmp_path / "run")
