@@ -115,6 +115,8 @@ def score_on_dask(run_dir: Path, model_sha256: str, items: list, decision, out: 
     _check_folder(out, job)
     to_do = [index for index in range(len(shards)) if not (out / shard_name(index)).is_file()]
     summary = JobSummary(len(items), len(shards), len(shards) - len(to_do), 0.0)
+    for index in sorted(set(range(len(shards))) - set(to_do)):   # written by an earlier run: counted as well
+        _count_written_shard(summary, out / shard_name(index))
     started = time.perf_counter()
     cluster = None
     if scheduler is None:
@@ -182,6 +184,20 @@ def read_shards(out: Path):
     job = json.loads((Path(out) / JOB_FILE).read_text())
     tables = [read_scores_csv(Path(out) / shard_name(index)) for index in range(job["shards"])]
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def _count_written_shard(summary: JobSummary, path: Path) -> None:
+    """Add a shard an earlier run of the job wrote to the summary's verdicts and unreadable files: the summary
+    (and job.json) is always over every shard of the job, not only those written this time."""
+    from core.runs.pipeline import UNREADABLE
+    from core.runs.store import read_scores_csv
+
+    table = read_scores_csv(path)
+    if "verdict" in table:
+        for verdict, count in table["verdict"].value_counts().items():
+            summary.verdicts[verdict] = summary.verdicts.get(verdict, 0) + int(count)
+    if "reason" in table:
+        summary.unreadable += [reason for reason in table["reason"] if reason.startswith(UNREADABLE)]
 
 
 def _add(summary: JobSummary, report: ShardReport) -> None:

@@ -95,6 +95,13 @@ def test_an_interrupted_job_is_finished_and_another_job_refused(sharded, plain_r
     assert f"{len(kept)} shards were already written" in completed.stderr
     assert {path.name: path.stat().st_mtime_ns for path in out.glob("part-*.csv") if path.name in kept} == kept
     assert len(read_shards(out)) == len(plain_rows)
+    # the summary and job.json count every shard of the job, those written before too
+    expected = plain_rows["verdict"].value_counts().to_dict()
+    assert json.loads((out / "job.json").read_text())["verdicts"] == expected
+    words = ", ".join(f"{expected[name]} {name}" for name in ("OK", "REVIEW", "NG", "INVALID") if name in expected)
+    assert words in completed.stderr
+    again = _core(*arguments)   # a third run with every shard on disk: still the whole job's verdicts
+    assert again.returncode == 0 and json.loads((out / "job.json").read_text())["verdicts"] == expected
 
     other = _core(*arguments[:-1], "30")   # another shard size: the folder belongs to another job
     assert other.returncode == 2 and "another job" in other.stderr and "Traceback" not in other.stderr
