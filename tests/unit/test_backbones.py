@@ -189,3 +189,43 @@ def test_padim_on_packaged_features_finds_the_demo_defects_and_sets_its_own_thre
     # a good image scores the same alone as in a batch: nothing is normalised per batch
     alone = detector.score(test.images[:1]).table[PADIM_COLUMN].iloc[0]
     assert alone == pytest.approx(scores[0], rel=1e-4)
+
+
+def _long(value: int) -> bytes:
+    """LONG1: any integer, as pickle writes a large one."""
+    raw = value.to_bytes((value.bit_length() + 8) // 8 or 1, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw
+
+
+def _crafted(tmp_path, offset=_int(1), shape=_int(2) + _int(3), strides=_int(1) + _int(2), elements=_int(7),
+             after_tensor=b"", count=7):
+    """A legacy file of one tensor whose every part a test may forge (the layout of the strided test above)."""
+    storage = (b"(" + _unicode("storage") + b"ctorch\nFloatStorage\n" + _unicode("k0") + _unicode("cpu") + elements
+               + b"Nt" + b"Q")
+    tensor = (b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage + offset + shape + b"\x86" + strides + b"\x86"
+              + b"\x89" + b"}" + b"tR" + after_tensor)
+    payload = b"\x80\x02}" + _unicode("w") + tensor + b"s."
+    path = tmp_path / "crafted.pth"
+    path.write_bytes(_legacy_file(payload, ["k0"], struct.pack("<q", count) + np.arange(count, dtype="<f4").tobytes()))
+    return path
+
+
+def test_a_crafted_weights_file_cannot_rewrite_a_checked_tensor_with_build(tmp_path):
+    """BUILD once set a checked view's offset and strides after the checks: reads out of bounds, a segfault."""
+    rewrite = b"}" + _unicode("offset") + _long(10**12) + _unicode("strides") + b"(" + _long(-(10**9)) + _int(1) + \
+        b"tb"
+    with pytest.raises(UnsafeWeightsFile, match="BUILD"):
+        read_legacy_state_dict(_crafted(tmp_path, after_tensor=rewrite))
+
+
+@pytest.mark.parametrize("forged", [
+    {"strides": _int(-1) + _int(2)},                                # a negative stride
+    {"offset": _int(100)},                                           # an offset past the storage
+    {"offset": _int(-3)},                                            # a negative offset
+    {"shape": _long(1 << 40) + _long(1 << 40), "strides": _int(0) + _int(0)},   # 2**80 elements on 7
+    {"shape": _int(1 << 20) + _int(1 << 10), "strides": _int(0) + _int(0)},      # 1 GiB asked of a small file
+    {"elements": _long(10**9), "count": 7},                          # a storage larger than the file
+])
+def test_every_forged_view_is_refused_in_the_modules_own_words(tmp_path, forged):
+    with pytest.raises((DamagedWeightsFile, UnsafeWeightsFile)):
+        read_legacy_state_dict(_crafted(tmp_path, **forged))

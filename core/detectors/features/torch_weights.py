@@ -9,11 +9,17 @@ The state dict pickle names a handful of globals (``collections.OrderedDict``,
 exactly those to harmless stand-ins of its own and refuses every other global with
 :class:`UnsafeWeightsFile` before anything is called, so a tampered file cannot run code; the
 tensors are then cut out of the raw storages with numpy.
+
+The stand-ins cannot be changed once made: BUILD (which sets an object's attributes, after any check)
+is refused on everything but the state dict's ``_metadata``, and every view is checked again where it
+is cut (non-negative strides, offset and extent inside the storage, no more elements than the storage
+holds). Whatever goes wrong, the caller sees :class:`UnsafeWeightsFile` or :class:`DamagedWeightsFile`.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import struct
 from dataclasses import dataclass
@@ -72,13 +78,31 @@ class _StateDict(dict):
 def _rebuild_tensor(storage, offset, shape, strides, *unused) -> _TensorView:
     if not isinstance(storage, _Storage):
         raise DamagedWeightsFile("a tensor does not point at a storage.")
-    if not (isinstance(offset, int) and all(isinstance(v, int) and v >= 0 for v in (*shape, *strides))
-            and len(shape) == len(strides)):
-        raise DamagedWeightsFile("a tensor has a malformed shape or stride.")
+    if not (isinstance(shape, tuple) and isinstance(strides, tuple) and type(offset) is int and offset >= 0
+            and all(type(v) is int and v >= 0 for v in (*shape, *strides)) and len(shape) == len(strides) <= 8):
+        raise DamagedWeightsFile("a tensor has a malformed shape, stride or offset.")
+    if math.prod(shape) > storage.size:
+        raise DamagedWeightsFile("a tensor claims more elements than its storage holds.")
     return _TensorView(storage, offset, tuple(shape), tuple(strides))
 
 
-class _StateDictUnpickler(pickle.Unpickler):
+def _load_build(unpickler) -> None:
+    """BUILD only for the state dict (its ``_metadata``): on a stand-in it could rewrite a checked view."""
+    state = unpickler.stack.pop()
+    target = unpickler.stack[-1]
+    if type(target) is not _StateDict:
+        raise UnsafeWeightsFile("the weights file tries to change an object after it was made (BUILD), which a "
+                                "state dict never needs; refused.")
+    target.__setstate__(state)
+
+
+class _StateDictUnpickler(pickle._Unpickler):
+    """The pure-Python unpickler, whose opcodes can be refused one by one (the state dict pickle is small: the
+    tensors' bytes follow it raw)."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.BUILD[0]] = _load_build
+
     def find_class(self, module: str, name: str):
         if (module, name) == ("collections", "OrderedDict"):
             return _StateDict
@@ -96,8 +120,8 @@ class _StateDictUnpickler(pickle.Unpickler):
             raise DamagedWeightsFile("a storage reference is malformed.")
         if pid[5] is not None:
             raise DamagedWeightsFile("storage views are not supported in a state dict file.")
-        if not 0 <= pid[4] <= MAX_TENSOR_ELEMENTS:
-            raise DamagedWeightsFile("a storage declares an impossible size.")
+        if not 0 <= pid[4] <= min(MAX_TENSOR_ELEMENTS, self.file_size // pid[1].dtype.itemsize):
+            raise DamagedWeightsFile("a storage declares more elements than the file could hold.")
         return _Storage(pid[2], pid[1].dtype, pid[4])
 
 
@@ -116,6 +140,15 @@ def read_legacy_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     needs, and :class:`DamagedWeightsFile` when the file is not a complete, consistent one.
     """
     data = Path(path).read_bytes()
+    try:
+        return _read(data)
+    except (UnsafeWeightsFile, DamagedWeightsFile):
+        raise
+    except Exception as error:   # MemoryError, OverflowError, anything numpy says of a view: the module's own error
+        raise DamagedWeightsFile(f"the file could not be read as a state dict ({type(error).__name__}).") from None
+
+
+def _read(data: bytes) -> dict[str, np.ndarray]:
     stream = io.BytesIO(data)
     try:
         magic = _PlainValuesUnpickler(stream).load()
@@ -127,7 +160,9 @@ def read_legacy_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         system = _PlainValuesUnpickler(stream).load()
         if not (isinstance(system, dict) and system.get("little_endian") is True):
             raise DamagedWeightsFile("the file was written on a big-endian machine, which is not supported.")
-        state = _StateDictUnpickler(stream).load()
+        unpickler = _StateDictUnpickler(stream)
+        unpickler.file_size = len(data)
+        state = unpickler.load()
         keys = _PlainValuesUnpickler(stream).load()
     except (UnsafeWeightsFile, DamagedWeightsFile):
         raise
@@ -153,9 +188,13 @@ def read_legacy_state_dict(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def _cut(view: _TensorView, storage: np.ndarray) -> np.ndarray:
+    # checked again here, on the view as it is now, with Python's integers (no overflow)
+    if type(view) is not _TensorView or any(stride < 0 for stride in view.strides) or view.offset < 0 or \
+            any(extent < 0 for extent in view.shape) or math.prod(view.shape) > len(storage):
+        raise DamagedWeightsFile("a tensor has a malformed shape, stride or offset.")
     last = view.offset + sum((extent - 1) * stride for extent, stride in zip(view.shape, view.strides)
                              if extent > 0)
-    if view.offset < 0 or (np.prod(view.shape) > 0 and last >= len(storage)):
+    if math.prod(view.shape) > 0 and (view.offset >= len(storage) or last >= len(storage)):
         raise DamagedWeightsFile("a tensor reaches outside its storage.")
     itemsize = storage.dtype.itemsize
     tensor = np.lib.stride_tricks.as_strided(storage[view.offset:], view.shape,
