@@ -6,8 +6,34 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike):
+    """Hold an exclusive lock on ``path``'s lock file (``.NAME.lock`` beside it) for the block: a read-modify-write
+    of ``path`` by another thread or process waits instead of overwriting this one's change."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.parent / f".{path.name}.lock"
+    key = str(lock_path.resolve())
+    with _THREAD_LOCKS_GUARD:   # flock is per open file: threads of one process also need a lock of their own
+        thread_lock = _THREAD_LOCKS.setdefault(key, threading.RLock())
+    with thread_lock:
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)   # closing releases the lock
+
+
+_THREAD_LOCKS: dict = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
 
 
 class NotARegularFile(OSError):

@@ -26,6 +26,7 @@ MAX_TRAINING_JOBS = 2
 _threads: dict[str, threading.Thread] = {}
 _lock = threading.Lock()
 _training_lock = threading.Lock()
+_starting = threading.Lock()
 
 
 class TooManyJobs(RuntimeError):
@@ -62,6 +63,14 @@ def start_retraining(runs_root: Path, data_kind: str, data_location: str, manife
 
 def _start(runs_root, data_kind, data_location, model_kind, epochs, parameters, corrections_path=None,
            retrained_from=None) -> Path:
+    # checked and acted on under one lock: two sessions clicking "Start training" at once cannot both pass the check
+    with _starting:
+        return _start_unless_full(runs_root, data_kind, data_location, model_kind, epochs, parameters,
+                                  corrections_path, retrained_from)
+
+
+def _start_unless_full(runs_root, data_kind, data_location, model_kind, epochs, parameters, corrections_path,
+                       retrained_from) -> Path:
     if training_jobs() >= MAX_TRAINING_JOBS:
         raise TooManyJobs(f"The server is already training {MAX_TRAINING_JOBS} models; wait until one "
                           "finishes or cancel one.")

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,7 @@ _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
 # time; loading a bundle for use always hashes afresh.
 _DIGESTS: dict[tuple, str] = {}
 _DIGESTS_LIMIT = 512
+_DIGESTS_LOCK = threading.Lock()
 
 
 def sha256_of(path: Path, reuse: bool = False) -> str:
@@ -57,12 +59,15 @@ def sha256_of(path: Path, reuse: bool = False) -> str:
     if reuse:
         status = os.stat(path)
         key = (str(Path(path).resolve()), status.st_ino, status.st_size, status.st_mtime_ns)
-        if key in _DIGESTS:
-            return _DIGESTS[key]
-        if len(_DIGESTS) >= _DIGESTS_LIMIT:
-            _DIGESTS.clear()
-        _DIGESTS[key] = sha256_of(path)
-        return _DIGESTS[key]
+        known = _DIGESTS.get(key)
+        if known is not None:
+            return known
+        digest = sha256_of(path)
+        with _DIGESTS_LOCK:   # another thread may clear the cache at any moment: the digest is returned as computed
+            if len(_DIGESTS) >= _DIGESTS_LIMIT:
+                _DIGESTS.clear()
+            _DIGESTS[key] = digest
+        return digest
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1024 * 1024), b""):

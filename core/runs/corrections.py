@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from core.data.datasets import Dataset, Sample
-from core.files import atomic_write_bytes, atomic_write_json
+from core.files import atomic_write_bytes, atomic_write_json, locked
 
 FORMAT = "residual-lab-corrections/1"
 _PLAIN_FILE = re.compile(r"^[0-9a-f]{16}\.(png|jpg|jpeg|bmp|tif|tiff)$")   # a kept upload: never a path
@@ -48,11 +48,11 @@ class Corrections:
             raise ValueError(f"`action` must be one of {', '.join(ACTIONS)}, got {action!r}.")
         if action == "defect" and not defect_type.strip():
             defect_type = "marked_defect"
-        self.entries[image] = {"action": action, "defect_type": defect_type.strip() if action == "defect" else "",
-                               "marked": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        entry = {"action": action, "defect_type": defect_type.strip() if action == "defect" else "",
+                 "marked": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         if file is not None:
-            self.entries[image]["file"] = file
-        self.save()
+            entry["file"] = file
+        self._change(lambda entries: entries.__setitem__(image, entry))
 
     @property
     def files_folder(self) -> Path:
@@ -77,7 +77,15 @@ class Corrections:
         return key
 
     def undo(self, image: str) -> None:
-        if self.entries.pop(image, None) is not None:
+        self._change(lambda entries: entries.pop(image, None))
+
+    def _change(self, change) -> None:
+        """Apply ``change`` to the entries on disk, under the file's lock, and keep the result: two browser
+        sessions marking images of the same run and data each add their mark, neither overwrites the other's."""
+        with locked(self.path):
+            if self.path.is_file():
+                self.entries = load_corrections(self.path, self.run, self.data).entries
+            change(self.entries)
             self.save()
 
     def save(self) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from core.runs.bundles import read_manifest
 from core.errors import BundleError
-from core.files import atomic_write_json, atomic_write_text
+from core.files import atomic_write_json, atomic_write_text, locked
 
 STATUS_FILE = "status.json"
 SCORES_FOLDER = "scores"
@@ -117,10 +117,13 @@ def new_run_id(model_kind: str) -> str:
 
 
 def write_status(run_dir: str | Path, **fields) -> dict:
+    """Update fields of a run's status, under the status file's lock: a rename from one browser session and the
+    training thread's progress never overwrite each other."""
     path = Path(run_dir) / STATUS_FILE
-    status = read_status(run_dir)
-    status.update(fields, updated=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    atomic_write_json(path, status)
+    with locked(path):
+        status = read_status(run_dir)
+        status.update(fields, updated=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        atomic_write_json(path, status)
     return status
 
 
