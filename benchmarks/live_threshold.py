@@ -69,10 +69,19 @@ def wait_in_frame(frame, expression: str, timeout: float = 30_000) -> None:
 
 def component(page):
     """The live component's frame (a Playwright Frame), once its numbers are on the page."""
-    page.frame_locator(COMPONENT_FRAME).locator('[data-metric="recall"]').wait_for(timeout=180_000)
-    frame = next(frame for frame in page.frames if "live_threshold" in frame.url)
+    page.frame_locator(COMPONENT_FRAME).last.locator('[data-metric="recall"]').wait_for(timeout=180_000)
+    # right after a whole-page rerun Streamlit can still hold the previous run's frame, collapsed to height 0,
+    # beside the new one: the live one is the last that is shown
+    frame = next(frame for frame in reversed(page.frames) if "live_threshold" in frame.url and _shown(frame))
     wait_in_frame(frame, "document.querySelector('[data-metric=recall]').textContent !== '—'", timeout=60_000)
     return frame
+
+
+def _shown(frame) -> bool:
+    try:
+        return not frame.is_detached() and frame.frame_element().get_attribute("height") != "0"
+    except Exception:   # noqa: BLE001  (detached between the two calls)
+        return False
 
 
 def move_and_measure(page, frame, moves: int = 40) -> dict:

@@ -7,26 +7,12 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from streamlit.testing.v1 import AppTest
 
 from core.runs.bundles import load_bundle
+from test_pages import as_read, open_page  # this folder is on the path
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = str(ROOT / "dashboard" / "app.py")
 SAMPLES = ROOT / "assets" / "samples"
-
-
-def open_page(page: str | None = None) -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=180).run()
-    assert not app.exception, app.exception
-    if page:
-        app.switch_page(f"views/{page}.py").run()
-        assert not app.exception, [item.value for item in app.exception]
-    return app
-
-
-def as_read(markdown: str) -> str:
-    return re.sub(r"\\(.)", r"\1", markdown.replace("`", ""))
 
 
 def test_the_heat_scale_tops_at_the_threshold_the_verdict_uses():
@@ -114,3 +100,15 @@ def test_the_threshold_page_saves_nothing_on_the_read_only_demo_and_says_so_befo
     app = open_page("threshold")
     assert app.button(key="save_threshold").disabled
     assert any(item.value == "The demo model is read-only: download the file instead." for item in app.caption)
+
+
+def test_the_preset_clicked_is_the_preset_saved():
+    """The file said "preset": null right after "Run default" was clicked."""
+    app = open_page("threshold")
+    app.number_input(key="threshold_input").set_value(0.2).run()
+    assert app.session_state["preset"] is None
+    next(button for button in app.button if button.label == "Run default").click().run()
+    assert app.session_state["preset"] == "Run default"
+    assert any(re.match(r"Released at \*\*[0-9.]+\*\* \(Run default\)", item.value) for item in app.caption)
+    next(button for button in app.button if button.label == "Best F1").click().run()
+    assert app.session_state["preset"] == "Best F1"

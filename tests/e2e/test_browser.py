@@ -59,26 +59,29 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def start_server(environment: dict):
+    """``streamlit run`` of the dashboard on a free port with ``environment`` added; (process, address) once healthy."""
     port = _free_port()
-    environment = os.environ | {"RESIDUAL_LAB_RUNS": str(tmp_path_factory.mktemp("runs"))}
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=ROOT, env=os.environ | environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
                 if response.status == 200:
-                    break
+                    return process, url
         except OSError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail("the Streamlit server did not become healthy within 90 s")
+            time.sleep(0.2)
+    process.kill()
+    pytest.fail("the Streamlit server did not become healthy within 90 s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    process, url = start_server({"RESIDUAL_LAB_RUNS": str(tmp_path_factory.mktemp("runs"))})
     yield url
     process.terminate()
     process.wait(timeout=20)

@@ -3,7 +3,6 @@
 import threading
 from pathlib import Path
 
-import pytest
 
 
 def run_together(count: int, work) -> list:
