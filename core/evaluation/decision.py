@@ -133,6 +133,13 @@ def default_decision(held_out_scores, column: str = PRIMARY_SCORE,
     if not len(scores):
         raise ValueError("A default threshold needs held-out good images with finite scores.")
     threshold = ThresholdTable(scores, np.zeros(len(scores), dtype=bool)).target_false_reject_threshold(false_reject_rate)
-    basis = (f"at most {false_reject_rate:.0%} false rejects on {len(scores)} held-out good training images "
-             "(no defect images used)")
+    # what a new good part can expect: with r of n held-out images at or above the threshold, a new good part
+    # exchangeable with them lands there with probability (r + 1) / (n + 1) (an order statistic, not the
+    # empirical share r / n, which is optimistic on a few dozen images)
+    rejected, count = int((scores >= threshold).sum()), len(scores)
+    expected = (rejected + 1) / (count + 1)
+    basis = (f"at most {false_reject_rate:.0%} false rejects on {count} held-out good training images "
+             f"(no defect images used): expect about {100 * expected:.1f} % false rejects on new good parts"
+             # below 1/rate images the threshold cannot reject any held-out image: more images are the only remedy
+             + ("; add good images for a tighter figure" if count * false_reject_rate < 1 else ""))
     return Decision(column, threshold, None, basis)

@@ -129,3 +129,15 @@ def test_a_training_that_ran_out_of_epochs_while_improving_says_so():
     assert convergence_note({"val_loss": falling[:12]}, 20) == ""        # early stopping ended it: converged
     flat = [1.0] * 10 + [0.5] * 10
     assert convergence_note({"val_loss": flat}, 20) == ""
+
+
+def test_the_default_decision_says_what_false_reject_rate_to_expect():
+    """With 36 held-out good images the "1 %" threshold rejects none of them; a new good part is above all 36
+    with probability 1/37: the basis says about 2.7 %, not 1 %."""
+    from core.evaluation.decision import default_decision
+
+    few = default_decision(np.linspace(0.0, 1.0, 36), "map_max")
+    assert "36 held-out good training images" in few.basis and "expect about 2.7 % false rejects" in few.basis
+    assert "add good images" in few.basis
+    many = default_decision(np.linspace(0.0, 1.0, 2000), "map_max")
+    assert "expect about 1.0 % false rejects" in many.basis and "add good images" not in many.basis
