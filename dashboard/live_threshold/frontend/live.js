@@ -14,6 +14,7 @@
 const state = {
   dataKey: null, revision: null, good: null, defect: null, types: [], typeNames: [],
   threshold: 0, reviewFrom: 0, band: false, low: 0, high: 1, dataLow: 0, dataHigh: 1, step: 1e-3, dragging: null,
+  releasePause: 400,   // ms of keyboard quiet before the server is told (a test on a busy machine lengthens it)
   plotsReady: false, framePending: false, sendTimer: null, lastArgs: null, height: 0,
 };
 window.liveLatencies = [];   // ms from an input event to its numbers on the page (read by the e2e test)
@@ -402,7 +403,7 @@ function main() {
   });
   // told on release: a pointer drag ends with "change"; keyboard steps fire "change" each, so wait for a pause
   for (const id of ["threshold", "review-from"]) {
-    $(id).addEventListener("change", () => scheduleSend(400));
+    $(id).addEventListener("change", () => scheduleSend(state.releasePause));
   }
   window.addEventListener("message", (event) => {
     if (event.data && event.data.type === "streamlit:render") onRender(event.data.args);
