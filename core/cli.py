@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import json
 import math
 import os
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 from core.errors import InputError
+from core.files import STORAGE_ERRORS
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -157,9 +157,6 @@ def _on_sigterm(signal_number, frame) -> None:
     raise _Terminated()
 
 
-# an output the user pointed at a read-only or full file system: theirs to fix (exit 2), not a failure of ours
-USER_FIXABLE_ERRORS = {errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on the device",
-                       errno.EDQUOT: "disk quota exceeded"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,11 +190,11 @@ def _run(argv: list[str] | None) -> int:
         print(f"error: {one_line(where + (error.strerror or str(error)))}.", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as error:
-        if error.errno not in USER_FIXABLE_ERRORS:
+        if error.errno not in STORAGE_ERRORS:
             print(f"error: unexpected failure: {type(error).__name__}: {one_line(str(error))}", file=sys.stderr)
             return EXIT_FAILURE
         where = f"{_users_path(error.filename)}: " if error.filename else ""
-        print(f"error: {one_line(where + USER_FIXABLE_ERRORS[error.errno])}; nothing was written.", file=sys.stderr)
+        print(f"error: {one_line(where + STORAGE_ERRORS[error.errno])}; nothing was written.", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as error:  # the promise is one line, not a traceback
         print(f"error: unexpected failure: {type(error).__name__}: {one_line(str(error))}", file=sys.stderr)

@@ -35,7 +35,7 @@ from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZ
                            DEFAULT_NOISE_STD, DEFAULT_PATCHES_PER_EPOCH, DEFAULT_WIDTHS, SCORING_PIXELS_PER_BATCH)
 from core.detectors.losses import training_loss
 from core.detectors.models import build_autoencoder
-from core.detectors.base import (MapsFromScore, ScoreResult, TrainingCancelled, TrainingProgress,  # noqa: F401
+from core.detectors.base import (GoodImageSplit, MapsFromScore, ScoreResult, TrainingCancelled, TrainingProgress,  # noqa: F401
                                  as_image_batch, map_scales, saved_parameters, smoothed_maps)
 from core.detectors.residuals import SCORE_COLUMNS, STATISTIC_NAMES, residual_maps, residual_statistics
 from core.detectors.stat_distance import StatDistance
@@ -53,7 +53,7 @@ class ResidualDetector(MapsFromScore):
 
     def __init__(self, model="ncae", input_size=DEFAULT_INPUT_SIZE, widths=DEFAULT_WIDTHS,
                  bottleneck=DEFAULT_BOTTLENECK, epochs=DEFAULT_EPOCHS, batch_size=32, learning_rate=2e-3,
-                 validation_fraction=0.15, patience=8, noise_std=DEFAULT_NOISE_STD, loss=DEFAULT_LOSS,
+                 validation_fraction=0.10, patience=8, noise_std=DEFAULT_NOISE_STD, loss=DEFAULT_LOSS,
                  map_sigma=DEFAULT_MAP_SIGMA, seed=0, channels=1, patch_size=None,
                  patches_per_epoch=DEFAULT_PATCHES_PER_EPOCH):
         self.model = model
@@ -92,8 +92,9 @@ class ResidualDetector(MapsFromScore):
 
     def fit(self, good_images: np.ndarray, image_sizes=None, progress: Callable[[TrainingProgress], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> "ResidualDetector":
-        """Train on good images only; a held-out share drives early stopping, ``stat_distance`` and the
-        default decision (:func:`core.evaluation.decision.default_decision`).
+        """Train on good images only; one held-out share (``validation_fraction``) picks the epoch (early
+        stopping), another (:class:`~core.detectors.base.GoodImageSplit`) sets ``stat_distance``, the map
+        scales and the default decision (:func:`core.evaluation.decision.default_decision`).
 
         ``image_sizes`` (``(width, height)`` of each file as read) lets the frame check refuse
         images of a wildly different size or aspect; without it only intensities are checked.
@@ -105,17 +106,19 @@ class ResidualDetector(MapsFromScore):
         if len(images) < MIN_TRAINING_IMAGES:
             raise ValueError(f"Training needs at least {MIN_TRAINING_IMAGES} good images, got {len(images)}.")
         if not 0 < self.validation_fraction < 0.5:
-            raise ValueError(f"`validation_fraction` must be between 0 and 0.5, got {self.validation_fraction!r}.")
+            raise ValueError(f"`validation_fraction` (the early-stopping share) must be between 0 and 0.5, "
+                             f"got {self.validation_fraction!r}.")
         if int(self.epochs) < 1:
             raise ValueError(f"`epochs` must be at least 1, got {self.epochs!r}.")
 
         # seeds Python, NumPy and the backend for the whole process: callers that train in threads
         # serialise fit() (dashboard/jobs.py does), or two trainings would disturb each other's draws
         keras.utils.set_random_seed(int(self.seed))
-        order = np.random.default_rng(int(self.seed)).permutation(len(images))
-        held_out_count = max(3, int(round(len(images) * self.validation_fraction)))
-        held_out, training = images[order[:held_out_count]], images[order[held_out_count:]]
-        self.held_out_indices_ = np.sort(order[:held_out_count])
+        # the epoch is picked on one held-out share and the threshold set on another, so the false-reject
+        # rate the default decision promises is not flattered by the epoch choice
+        split = GoodImageSplit.of(len(images), int(self.seed), float(self.validation_fraction))
+        training, held_out, calibration = images[split.training], images[split.stopping], images[split.calibration]
+        self.held_out_indices_ = np.sort(split.calibration)
 
         if self.trains_on_patches:
             patch = int(self.patch_size)
@@ -154,10 +157,10 @@ class ResidualDetector(MapsFromScore):
         self.model_ = network
         self.history_ = {key: [float(value) for value in values] for key, values in history.history.items()}
         self.n_train_images_ = len(training)
-        self.n_held_out_images_ = len(held_out)
-        self.stat_distance_ = StatDistance.fit(self._statistics(held_out), seed=int(self.seed))
+        self.n_held_out_images_ = len(calibration)
+        self.stat_distance_ = StatDistance.fit(self._statistics(calibration), seed=int(self.seed))
         self.frame_limits_ = FrameLimits.fit(images, image_sizes)
-        held_out_result = self.score(held_out, with_maps=True)
+        held_out_result = self.score(calibration, with_maps=True)
         self.default_decision_ = default_decision(held_out_result.table[self.primary_score])
         self.map_scales_ = map_scales(self.default_decision_, held_out_result.residuals)
         return self

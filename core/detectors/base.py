@@ -81,6 +81,42 @@ class Detector(Protocol):
     def from_bundle(cls, directory: Path, manifest: dict) -> "Detector": ...
 
 
+CALIBRATION_SHARE = 0.15
+
+
+@dataclass(frozen=True)
+class GoodImageSplit:
+    """Which good images do what during ``fit`` (indices into the training images).
+
+    ``calibration``: never trained on and never used to pick an epoch. The default decision, the map
+    scales and any score calibration are set from these alone, so the false-reject rate they promise
+    is not flattered by the choices made on them. ``stopping``: never trained on; only detectors that
+    stop early use them, to pick the epoch. ``training``: the rest.
+    """
+
+    training: np.ndarray
+    stopping: np.ndarray
+    calibration: np.ndarray
+
+    @classmethod
+    def of(cls, count: int, seed: int, stopping_share: float = 0.0) -> "GoodImageSplit":
+        """15 % of ``count`` images (at least 3) for calibration and, when ``stopping_share`` > 0, that
+        share (at least 3) for early stopping; below :data:`~core.defaults.MIN_TRAINING_IMAGES` images
+        nothing is held out (the detectors that need held-out images refuse so few)."""
+        from core.defaults import MIN_TRAINING_IMAGES
+
+        if not 0 <= stopping_share < 0.5:
+            raise ValueError(f"The early-stopping share must be from 0 to 0.5, got {stopping_share!r}.")
+        order = np.random.default_rng(int(seed)).permutation(count)
+        if count < MIN_TRAINING_IMAGES:
+            return cls(order, order[:0], order[:0])
+        calibrating = max(3, round(CALIBRATION_SHARE * count))
+        stopping = max(3, round(stopping_share * count)) if stopping_share > 0 else 0
+        # kept in the permutation's order: the same seed gives the same calibration images and the same
+        # training order as before the stopping share existed
+        return cls(order[calibrating + stopping:], order[calibrating:calibrating + stopping], order[:calibrating])
+
+
 def saved_parameters(detector_class, manifest: dict, **overrides) -> dict:
     """The parameters a run's manifest records that ``detector_class`` takes, with ``overrides`` on top: what
     ``from_bundle`` builds the unfitted detector from (recorded values it no longer takes are left out)."""

@@ -30,7 +30,7 @@ import pandas as pd
 
 from core.defaults import DEFAULT_BOTTLENECK, DEFAULT_WIDTHS, MIN_TRAINING_IMAGES
 from core.detectors.residuals import residual_maps
-from core.detectors.base import (MapsFromScore, ScoreResult, TrainingCancelled, TrainingProgress, as_image_batch,
+from core.detectors.base import (GoodImageSplit, MapsFromScore, ScoreResult, TrainingCancelled, TrainingProgress, as_image_batch,
                                  map_scales, saved_parameters, smoothed_maps)
 
 DRAEM_COLUMN = "draem_score"
@@ -96,7 +96,7 @@ class DraemDetector(MapsFromScore):
 
     def __init__(self, input_size=DEFAULT_DRAEM_INPUT_SIZE, widths=DEFAULT_WIDTHS, bottleneck=DEFAULT_BOTTLENECK,
                  epochs=DEFAULT_DRAEM_EPOCHS, batch_size=16, learning_rate=1e-3, anomaly_source=None,
-                 anomaly_share=0.5, validation_fraction=0.15, patience=10, map_sigma=None, seed=0, channels=1):
+                 anomaly_share=0.5, validation_fraction=0.10, patience=10, map_sigma=None, seed=0, channels=1):
         self.input_size = input_size
         self.channels = channels
         self.widths = widths
@@ -137,9 +137,9 @@ class DraemDetector(MapsFromScore):
 
         keras.utils.set_random_seed(int(self.seed))  # process-wide, as for the autoencoders (see jobs.py)
         rng = np.random.default_rng(int(self.seed))
-        order = rng.permutation(len(images))
-        held_out_count = max(3, int(round(len(images) * float(self.validation_fraction))))
-        held_out, training = images[order[:held_out_count]], images[order[held_out_count:]]
+        # the epoch is picked on one held-out share and the threshold set on another (as for the autoencoders)
+        split = GoodImageSplit.of(len(images), int(self.seed), float(self.validation_fraction))
+        training, held_out, calibration = images[split.training], images[split.stopping], images[split.calibration]
         # a fixed anomalous version of the held-out images, so their loss can be compared between epochs
         validation_inputs, validation_masks = augment(held_out, rng, 0.5, sources)
 
@@ -178,9 +178,9 @@ class DraemDetector(MapsFromScore):
         self.training_seconds_ = time.perf_counter() - started
         self.model_ = network
         self.history_ = history
-        self.n_train_images_, self.n_held_out_images_ = len(training), len(held_out)
+        self.n_train_images_, self.n_held_out_images_ = len(training), len(calibration)
         self.frame_limits_ = FrameLimits.fit(images, image_sizes)
-        held_out_result = self.score(held_out, with_maps=True)
+        held_out_result = self.score(calibration, with_maps=True)
         self.default_decision_ = default_decision(held_out_result.table[DRAEM_COLUMN], DRAEM_COLUMN)
         self.map_scales_ = map_scales(self.default_decision_, held_out_result.residuals)
         return self

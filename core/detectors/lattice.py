@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.detectors.base import MapsFromScore, ScoreResult, TrainingCancelled, map_scales, saved_parameters
+from core.detectors.base import GoodImageSplit, MapsFromScore, ScoreResult, TrainingCancelled, map_scales, saved_parameters
 from core.detectors.memory_bank import BorderCalibration
 
 LATTICE_COLUMN = "lattice_score"
@@ -96,7 +96,6 @@ class LatticeDetector(MapsFromScore):
         vector) and how much they disagree with themselves at each distance from the border; set the default
         decision on 15 % of them held out (as the other detectors do)."""
         from core.data.frame_check import FrameLimits
-        from core.detectors.memory_bank import held_out_split
         from core.evaluation.decision import default_decision
 
         started = time.perf_counter()
@@ -105,7 +104,8 @@ class LatticeDetector(MapsFromScore):
         images = _grey_stack(good_images)
         if len(images) < 2:
             raise ValueError(f"The lattice detector needs at least 2 good images, got {len(images)}.")
-        held_out, fitting = held_out_split(images, int(self.seed))
+        split = GoodImageSplit.of(len(images), int(self.seed))
+        held_out, fitting = images[split.calibration], images[split.training]
         surfaces = [self._surface(image, should_stop) for image in fitting]
         reference = np.array([[surface.frequency, surface.strength, surface.longest] for surface in surfaces
                               if surface.vectors.size], dtype=np.float64).reshape(-1, 3)

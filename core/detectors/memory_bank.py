@@ -40,7 +40,7 @@ import pandas as pd
 
 from core.defaults import DEFAULT_CORESET_RATIO
 from core.detectors.features import BackboneUnavailable, keras_models_folder  # noqa: F401  (BackboneUnavailable: interface)
-from core.detectors.base import (MapsFromScore, ScoreResult, TrainingCancelled, map_scales, saved_parameters,
+from core.detectors.base import (GoodImageSplit, MapsFromScore, ScoreResult, TrainingCancelled, map_scales, saved_parameters,
                                  smoothed_maps)
 
 MEMORY_BANK_COLUMN = "patch_score"
@@ -263,16 +263,6 @@ def reweighted_image_scores(patch_distances: np.ndarray, patch_features: np.ndar
     return (1.0 - softmax_first) * worst_distance
 
 
-def held_out_split(images: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """15 % of the good images (at least 3) held out to calibrate and set the default decision, and the
-    rest; nothing is held out below :data:`~core.defaults.MIN_TRAINING_IMAGES` images."""
-    from core.defaults import MIN_TRAINING_IMAGES
-
-    order = np.random.default_rng(seed).permutation(len(images))
-    count = max(3, round(0.15 * len(images))) if len(images) >= MIN_TRAINING_IMAGES else 0
-    return images[order[:count]], images[order[count:]]
-
-
 MAX_BANK_CANDIDATES = 150_000
 MAX_BANK_SIZE = 10_000
 
@@ -402,7 +392,8 @@ class MemoryBankDetector(MapsFromScore):
             raise ValueError(f"`coreset_ratio` must be between 0.01 and 0.25, got {self.coreset_ratio!r}.")
         started = time.perf_counter()
         images = np.asarray(good_images, dtype=np.float32)
-        held_out, bank_images = held_out_split(images, int(self.seed))
+        split = GoodImageSplit.of(len(images), int(self.seed))
+        held_out, bank_images = images[split.calibration], images[split.training]
         held_out_count = len(held_out)
         self.extractor_ = self._build_extractor()
         with self._forward_lock():

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.detectors.base import MapsFromScore, ScoreResult, map_scales, saved_parameters, smoothed_maps
+from core.detectors.base import GoodImageSplit, MapsFromScore, ScoreResult, map_scales, saved_parameters, smoothed_maps
 from core.detectors.memory_bank import (PACKAGED_BACKBONE, backbone_weights_digest,
-                                        check_backbone_weights, held_out_split, imagenet_features, upsample_maps)
+                                        check_backbone_weights, imagenet_features, upsample_maps)
 
 PADIM_COLUMN = "padim_score"
 # The end of EfficientNet-Lite0's stage 3 alone (stride 8), on its own grid. Chosen across data sets, never on
@@ -87,7 +87,8 @@ class PadimDetector(MapsFromScore):
         images = np.asarray(good_images, dtype=np.float32)
         if len(images) < 2:
             raise ValueError(f"PaDiM needs at least 2 good images, got {len(images)}.")
-        held_out, fitting = held_out_split(images, int(self.seed))
+        split = GoodImageSplit.of(len(images), int(self.seed))
+        held_out, fitting = images[split.calibration], images[split.training]
         held_out_count = len(held_out)
         self.extractor_ = imagenet_features(PACKAGED_BACKBONE, self.feature_layers)
         with self._lock:

@@ -25,10 +25,12 @@ photographs, an NCAE and a CAE on each (``python -m benchmarks.primary_score``, 
   one-sided z-scores (0.784–0.788) are clearly below the best single statistic on the object set
   and on the granite photographs (see :mod:`core.detectors.stat_distance`).
 
-**The default threshold** is set from good images only: the lowest threshold that rejects at most
-:data:`DEFAULT_FALSE_REJECT_RATE` of the *held-out* good training images (images the network did
-not train on). With few held-out images that is simply above the highest of them, which rejects
-rather than passes when in doubt.
+**The default threshold** is set from good images only, the *calibration* share of the training
+images (:class:`core.detectors.base.GoodImageSplit`: never trained on, and not the images that chose
+the epoch): the lowest threshold at which a new good part is expected to be rejected with probability
+at most :data:`DEFAULT_FALSE_REJECT_RATE`, by the order-statistic bound ``(r + 1) / (n + 1)`` for r of
+n calibration images at or above it. Below 99 images that is simply above the highest of them, which
+rejects rather than passes when in doubt; the decision's basis says the rate to expect.
 """
 
 from __future__ import annotations
@@ -132,14 +134,20 @@ def default_decision(held_out_scores, column: str = PRIMARY_SCORE,
     scores = scores[np.isfinite(scores)]
     if not len(scores):
         raise ValueError("A default threshold needs held-out good images with finite scores.")
-    threshold = ThresholdTable(scores, np.zeros(len(scores), dtype=bool)).target_false_reject_threshold(false_reject_rate)
-    # what a new good part can expect: with r of n held-out images at or above the threshold, a new good part
-    # exchangeable with them lands there with probability (r + 1) / (n + 1) (an order statistic, not the
-    # empirical share r / n, which is optimistic on a few dozen images)
-    rejected, count = int((scores >= threshold).sum()), len(scores)
+    if not 0 < false_reject_rate < 1:
+        raise ValueError(f"The false-reject rate must be between 0 and 1, got {false_reject_rate!r}.")
+    count = len(scores)
+    # An order-statistic bound, not the empirical quantile: with r of n held-out images at or above the
+    # threshold, a new good part exchangeable with them lands there with probability (r + 1) / (n + 1), so
+    # the threshold may let at most r = floor(rate * (n + 1)) - 1 of them through. The empirical share r / n is
+    # optimistic on a few dozen images; below 1 / rate - 1 images no r qualifies and the threshold sits above
+    # the highest of them.
+    allowed = max(0, math.floor(false_reject_rate * (count + 1) + 1e-9) - 1)
+    threshold = ThresholdTable(scores, np.zeros(count, dtype=bool)).threshold_rejecting_at_most(allowed)
+    rejected = int((scores >= threshold).sum())
     expected = (rejected + 1) / (count + 1)
-    basis = (f"at most {false_reject_rate:.0%} false rejects on {count} held-out good training images "
+    basis = (f"at most {false_reject_rate:.0%} false rejects expected, from {count} held-out good training images "
              f"(no defect images used): expect about {100 * expected:.1f} % false rejects on new good parts"
-             # below 1/rate images the threshold cannot reject any held-out image: more images are the only remedy
-             + ("; add good images for a tighter figure" if count * false_reject_rate < 1 else ""))
+             # with no held-out image allowed through, more images are the only way to a tighter threshold
+             + ("; add good images for a tighter figure" if allowed == 0 else ""))
     return Decision(column, threshold, None, basis)

@@ -147,7 +147,12 @@ class ThresholdTable:
             raise ValueError("A false-reject-rate threshold needs at least one good sample.")
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"`rate` must be between 0 and 1, got {rate!r}.")
-        allowed = int(math.floor(rate * self.n_good + 1e-9))
+        return self.threshold_rejecting_at_most(int(math.floor(rate * self.n_good + 1e-9)))
+
+    def threshold_rejecting_at_most(self, allowed: int) -> float:
+        """The lowest threshold that rejects at most ``allowed`` of the good scores."""
+        if not self.n_good:
+            raise ValueError("A false-reject threshold needs at least one good sample.")
         if allowed >= self.n_good:
             return float(self.good_scores[0])
         # reject at most `allowed` good parts: the threshold must sit above the (n - allowed)-th score

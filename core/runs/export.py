@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import InputError
+from core.files import STORAGE_ERRORS, storage_error_in
 
 EXPORT_FORMAT = "residual-lab-inspector/1"
 PRECISION_BITS = 32 - 8 - 2     # Pillow's fixed-point precision for 8-bit resampling
@@ -148,6 +149,9 @@ def _write_onnx(tf, module, saved_model: Path, path: Path) -> dict:
                                     "--output", str(path), "--opset", str(ONNX_OPSET)],
                                    capture_output=True, text=True, timeout=600)
         if converted.returncode != 0 or not path.is_file():
+            full = storage_error_in(converted.stderr, path)
+            if full is not None:
+                raise full
             lines = [line for line in converted.stderr.splitlines() if line.strip()]
             raise ValueError(lines[-1] if lines else f"tf2onnx exited with {converted.returncode}")
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -162,6 +166,11 @@ def _write_onnx(tf, module, saved_model: Path, path: Path) -> dict:
                                          np.maximum(1.0, np.abs(expected["score"])))))
         if not worst <= ONNX_TOLERANCE:
             raise ValueError(f"scores differ by up to {worst:.2g} (relative) from the SavedModel's")
+    except OSError as error:
+        path.unlink(missing_ok=True)
+        if error.errno in STORAGE_ERRORS:  # the user's disk, not the conversion: the whole export fails, exit 2
+            raise
+        return {"written": False, "why": f"the ONNX conversion did not reproduce the SavedModel: {error}"}
     except Exception as error:  # noqa: BLE001 (any converter or runtime failure means: no ONNX file)
         path.unlink(missing_ok=True)
         return {"written": False, "why": f"the ONNX conversion did not reproduce the SavedModel: {error}"}

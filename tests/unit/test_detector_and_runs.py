@@ -127,3 +127,26 @@ def test_score_tables_are_kept_in_the_run_and_names_cannot_escape(tmp_path):
     assert not list((tmp_path / "scores").glob("*.partial"))
     with pytest.raises(ValueError, match="plain file name"):
         write_score_table(tmp_path, "../outside", table)
+
+
+def test_the_images_that_set_the_threshold_neither_trained_the_network_nor_chose_its_epoch():
+    """The epoch is picked on one held-out share and the default threshold set on another: were they the same
+    images, the threshold would be tuned to the images the epoch was chosen to fit, and promise too few false
+    rejects. Every detector calibrates on the same images for the same seed."""
+    from core.detectors.base import GoodImageSplit
+
+    split = GoodImageSplit.of(60, seed=4, stopping_share=0.10)
+    parts = [set(split.training.tolist()), set(split.stopping.tolist()), set(split.calibration.tolist())]
+    assert len(parts[1]) == 6 and len(parts[2]) == 9
+    assert not parts[0] & parts[1] and not parts[0] & parts[2] and not parts[1] & parts[2]
+    assert parts[0] | parts[1] | parts[2] == set(range(60))
+    assert set(GoodImageSplit.of(60, seed=4).calibration.tolist()) == parts[2]
+
+    images = np.random.default_rng(0).uniform(0.3, 0.7, (24, 32, 32)).astype(np.float32)
+    detector = ResidualDetector(model="ncae", **(TINY_MODEL | {"epochs": 2})).fit(images)
+    fitted = GoodImageSplit.of(24, seed=int(detector.seed), stopping_share=detector.validation_fraction)
+    assert detector.n_held_out_images_ == len(fitted.calibration) and detector.n_train_images_ == len(fitted.training)
+    assert sorted(detector.held_out_indices_.tolist()) == sorted(fitted.calibration.tolist())
+    calibration_scores = detector.score(images[fitted.calibration]).table["map_max"]
+    # fewer than 99 calibration images: no calibration image may be rejected
+    assert set(detector.default_decision_.verdicts(calibration_scores)) == {"OK"}

@@ -301,6 +301,42 @@ def test_a_host_that_never_answers_gives_invalid_rows_read_concurrently(tmp_path
     assert most["at_once"] >= 2   # the ten were asked at the same time, not one after another
 
 
+@pytest.mark.timeout(60)
+def test_a_host_that_trickles_a_byte_at_a_time_is_cut_off_at_the_deadline(tmp_path, capsys, remote_settings):
+    """Each byte arrives well within the read time-out, so only the overall deadline can end the read."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    stop = threading.Event()
+
+    def trickle():
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(4096)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n")
+            while not stop.wait(0.2):
+                try:
+                    connection.sendall(b"\x89")
+                except OSError:
+                    return
+
+    threading.Thread(target=trickle, daemon=True).start()
+    sample = sorted((ROOT / "assets" / "samples").glob("good_*.png"))[0]
+    out = tmp_path / "scores.csv"
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/slow.png"
+    try:
+        assert score("--data", url, sample, "--out", out, "--connect-timeout", "2", "--read-timeout", "1") == 0
+    finally:
+        stop.set()
+        listener.close()
+    rows = pd.read_csv(out, keep_default_na=False).set_index("path")
+    assert rows.loc[url, "verdict"] == "INVALID" and "no complete answer within 3 s" in rows.loc[url, "reason"]
+    assert rows.loc[str(sample), "verdict"] in ("OK", "REVIEW", "NG")
+
+
 def test_an_image_served_over_http_is_scored(tmp_path, capsys, remote_settings):
     import functools
     import http.server

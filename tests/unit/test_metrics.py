@@ -125,8 +125,20 @@ def test_the_default_decision_uses_good_images_only_and_rejects_above_all_of_a_f
     # 1 % of 5 images allows no false reject: the threshold sits just above the highest good score
     assert decision.threshold > 0.30 and decision.verdicts(held_out).tolist() == ["OK"] * 5
     assert "5 held-out good" in decision.basis
+    # 5 % of 200 would be 10 of them, but a new part would then be rejected with probability 11/201 > 5 %
     assert default_decision(np.linspace(0, 1, 200), "map_max", 0.05).verdicts(np.linspace(0, 1, 200)).tolist().count(
-        "NG") == 10
+        "NG") == 9
+
+
+@pytest.mark.parametrize("count", [5, 36, 98, 99, 100, 150, 199, 200, 1000, 2001])
+@pytest.mark.parametrize("rate", [0.01, 0.05])
+def test_the_default_threshold_keeps_a_new_good_part_under_the_rate_by_the_order_statistic_bound(count, rate):
+    """With r of n held-out scores at or above the threshold, a new good part is rejected with probability
+    (r + 1) / (n + 1): the threshold lets through as many as that bound allows, and not one more."""
+    scores = np.random.default_rng(count).normal(size=count)
+    rejected = int((scores >= default_decision(scores, "map_max", rate).threshold).sum())
+    assert (rejected + 1) / (count + 1) <= rate + 1e-12 or rejected == 0
+    assert (rejected + 2) / (count + 1) > rate
 
 
 def reference_aupro(maps, masks, limit=0.3, steps=400):
