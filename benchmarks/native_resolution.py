@@ -76,7 +76,7 @@ def train_and_judge(root: Path, seed: int, **parameters) -> dict:
     """Train an NCAE with ``parameters`` on the set's good images and judge its test images."""
     from core.data.datasets import open_dataset
     from core.detectors import new_detector
-    from core.runs.pipeline import score_samples
+    from core.evaluation.scoring import score_samples
 
     detector = new_detector("ncae", seed=seed, **parameters)
     with open_dataset(root) as data:
@@ -125,7 +125,7 @@ def speed(root: Path, seed: int) -> dict:
     from core.data.datasets import open_dataset
     from core.detectors import new_detector
     from core.detectors.residuals import residual_statistics
-    from core.runs.pipeline import score_samples
+    from core.evaluation.scoring import score_samples
 
     detector = new_detector("ncae", seed=seed, input_size=512, patch_size=64, epochs=3)
     with open_dataset(root) as data:

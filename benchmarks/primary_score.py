@@ -5,7 +5,7 @@ For each set (the three generated ones, and four made from real photographs by
 the good training images, and every score column's image AUROC on the test images is recorded,
 together with the fused score as it was (two-sided, all eleven statistics) and as it is now
 (one-sided, error statistics only). The result is ``benchmarks/recorded/primary_score.json``; the
-choice it supports is written down in :mod:`core.evaluation.decision`.
+choice it supports is written down in :mod:`core.decision`.
 
     python -m benchmarks.primary_score [--out FILE]
 """

@@ -442,7 +442,7 @@ def _export(arguments) -> int:
 
 
 def _score(arguments) -> int:
-    from core.evaluation.decision import Decision
+    from core.decision import Decision
     from core.files import NotARegularFile, atomic_writer, refuse_unless_regular
 
     manifest, threshold = _threshold_of_run(arguments)
@@ -533,7 +533,7 @@ def _is_standard_output(out: Path) -> bool:
 
 
 def _refuse_when_nothing_was_read(rows: int, unreadable: list[str]) -> None:
-    from core.runs.pipeline import UNREADABLE
+    from core.evaluation.scoring import UNREADABLE
 
     if rows == 0:
         raise InputError("there are no images to score in the given data.")
@@ -550,7 +550,7 @@ class _RunFacts:
     """What ``score`` needs of a run before scoring when the workers, not this process, load it."""
 
     def __init__(self, manifest: dict):
-        from core.evaluation.decision import Decision
+        from core.decision import Decision
 
         self.default_decision_ = Decision.from_json(manifest["default_decision"]) \
             if manifest.get("default_decision") else None

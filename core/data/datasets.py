@@ -1,6 +1,6 @@
 """Data sets: the three accepted folder layouts, read from a folder or safely from a .zip.
 
-Accepted layouts (see DESIGN.md):
+Accepted layouts (see docs/contracts.md):
 
 - MVTec AD: ``train/good/``, ``test/good/``, ``test/<defect_type>/``, optional
   ``ground_truth/<defect_type>/<stem>_mask.png``.

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from core.evaluation.decision import is_finite_number
+from core.decision import is_finite_number
 
 CLIP_LOW, CLIP_HIGH = 0.5 / 255, 254.5 / 255
 PIXEL_FACTOR = 16.0

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from core.evaluation.decision import PRIMARY_SCORE
+from core.decision import PRIMARY_SCORE
 from core.defaults import MIN_TRAINING_IMAGES  # noqa: F401  (part of this module's interface)
 from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_LOSS, DEFAULT_MAP_SIGMA,
                            DEFAULT_NOISE_STD, DEFAULT_PATCHES_PER_EPOCH, DEFAULT_WIDTHS, SCORING_PIXELS_PER_BATCH)
@@ -49,7 +49,7 @@ class ResidualDetector(MapsFromScore):
     ``default_decision_``, ``map_scales_``, ``training_seconds_``).
     """
 
-    primary_score = PRIMARY_SCORE  # fixed in advance; core.evaluation.decision says how it was chosen
+    primary_score = PRIMARY_SCORE  # fixed in advance; core.decision says how it was chosen
 
     def __init__(self, model="ncae", input_size=DEFAULT_INPUT_SIZE, widths=DEFAULT_WIDTHS,
                  bottleneck=DEFAULT_BOTTLENECK, epochs=DEFAULT_EPOCHS, batch_size=32, learning_rate=2e-3,
@@ -94,12 +94,12 @@ class ResidualDetector(MapsFromScore):
             should_stop: Callable[[], bool] | None = None) -> "ResidualDetector":
         """Train on good images only; one held-out share (``validation_fraction``) picks the epoch (early
         stopping), another (:class:`~core.detectors.base.GoodImageSplit`) sets ``stat_distance``, the map
-        scales and the default decision (:func:`core.evaluation.decision.default_decision`).
+        scales and the default decision (:func:`core.decision.default_decision`).
 
         ``image_sizes`` (``(width, height)`` of each file as read) lets the frame check refuse
         images of a wildly different size or aspect; without it only intensities are checked.
         """
-        from core.evaluation.decision import default_decision
+        from core.decision import default_decision
         from core.data.frame_check import FrameLimits
 
         images = as_image_batch(good_images, self.input_size, self.channels)
@@ -220,7 +220,7 @@ class ResidualDetector(MapsFromScore):
 
     def bundle_state(self, directory: Path) -> dict:
         """Write the network (an inference-only ``model.keras``) into ``directory``; the manifest fields it needs."""
-        from core.runs.bundles import save_keras_model
+        from core.detectors.saving import save_keras_model
 
         self._check_fitted()
         return {"model_file": save_keras_model(self.model_, directory), "stat_distance": self.stat_distance_.to_json(),
@@ -228,7 +228,7 @@ class ResidualDetector(MapsFromScore):
 
     @classmethod
     def from_bundle(cls, directory: Path, manifest: dict) -> "ResidualDetector":
-        from core.runs.bundles import load_keras_model
+        from core.detectors.saving import load_keras_model
 
         size = int(manifest["input_size"])
         detector = cls(**saved_parameters(cls, manifest, model=manifest["model_kind"], input_size=size,

@@ -123,7 +123,7 @@ class DraemDetector(MapsFromScore):
 
         from core.data.frame_check import FrameLimits
         from core.detectors.synthetic_anomalies import augment
-        from core.evaluation.decision import default_decision
+        from core.decision import default_decision
 
         size = int(self.input_size)
         images = as_image_batch(good_images, size, int(self.channels))
@@ -209,14 +209,14 @@ class DraemDetector(MapsFromScore):
                                      (batch[:0] if name == "reconstructions" else empty) for name, parts in kept.items()})
 
     def bundle_state(self, directory: Path) -> dict:
-        from core.runs.bundles import save_keras_model
+        from core.detectors.saving import save_keras_model
 
         return {"model_file": save_keras_model(self.model_, directory), "history": self.history_,
                 "epochs_run": len(self.history_["loss"])}
 
     @classmethod
     def from_bundle(cls, directory: Path, manifest: dict) -> "DraemDetector":
-        from core.runs.bundles import load_keras_model
+        from core.detectors.saving import load_keras_model
 
         size = int(manifest["input_size"])
         detector = cls(**saved_parameters(cls, manifest, input_size=size, channels=int(manifest.get("channels", 1))))

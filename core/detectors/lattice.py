@@ -96,7 +96,7 @@ class LatticeDetector(MapsFromScore):
         vector) and how much they disagree with themselves at each distance from the border; set the default
         decision on 15 % of them held out (as the other detectors do)."""
         from core.data.frame_check import FrameLimits
-        from core.evaluation.decision import default_decision
+        from core.decision import default_decision
 
         started = time.perf_counter()
         if int(self.input_size) < MIN_LATTICE_INPUT_SIZE:
@@ -157,7 +157,7 @@ class LatticeDetector(MapsFromScore):
                 (1 - FREQUENCY_MARGIN) * lowest <= surface.frequency <= (1 + FREQUENCY_MARGIN) * highest)
 
     def bundle_state(self, directory: Path) -> dict:
-        from core.runs.bundles import save_array
+        from core.detectors.saving import save_array
 
         if not hasattr(self, "border_calibration_"):
             raise RuntimeError("This LatticeDetector is not fitted yet; call fit() first.")
@@ -166,7 +166,7 @@ class LatticeDetector(MapsFromScore):
 
     @classmethod
     def from_bundle(cls, directory: Path, manifest: dict) -> "LatticeDetector":
-        from core.runs.bundles import load_array
+        from core.detectors.saving import load_array
 
         detector = cls(**saved_parameters(cls, manifest))
         reference = load_array(directory, manifest, manifest["model_file"], dtype=np.float64, ndim=2)

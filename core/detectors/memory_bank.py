@@ -385,7 +385,7 @@ class MemoryBankDetector(MapsFromScore):
         set the default decision on ``patch_score`` from good images only."""
         from sklearn.neighbors import NearestNeighbors
 
-        from core.evaluation.decision import default_decision
+        from core.decision import default_decision
         from core.data.frame_check import FrameLimits
 
         if not 0.01 <= float(self.coreset_ratio) <= 0.25:
@@ -433,7 +433,7 @@ class MemoryBankDetector(MapsFromScore):
         """Write the bank (``memory_bank.npy``; with the encoder backbone also its autoencoder's network) and
         return the manifest fields that rebuild the detector: backbone, its weights' digest, layer scales,
         border calibration."""
-        from core.runs.bundles import save_array, save_keras_model
+        from core.detectors.saving import save_array, save_keras_model
 
         self._check_fitted()
         state = {"model_file": save_array(directory, "memory_bank.npy", self.memory_bank_), "files": [],
@@ -452,14 +452,14 @@ class MemoryBankDetector(MapsFromScore):
     def from_bundle(cls, directory: Path, manifest: dict) -> "MemoryBankDetector":
         from sklearn.neighbors import NearestNeighbors
 
-        from core.runs.bundles import load_array
+        from core.detectors.saving import load_array
 
         detector = cls(**saved_parameters(cls, manifest, autoencoder=None))  # an encoder backbone is rebuilt below
         if detector.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {detector.backbone!r}")
         if detector.backbone == "encoder":
             from core.detectors.autoencoder import ResidualDetector
-            from core.runs.bundles import load_keras_model
+            from core.detectors.saving import load_keras_model
 
             size = int(manifest["encoder_input_size"])
             detector.autoencoder = ResidualDetector(input_size=size)
@@ -648,7 +648,7 @@ def imagenet_features(backbone: str, layers: tuple[str, ...] | None = None) -> P
 
 def backbone_weights_digest(backbone: str) -> str:
     """SHA-256 of the ImageNet weights file a backbone reads, so a saved run can tell it is the same one."""
-    from core.runs.bundles import sha256_of
+    from core.detectors.saving import sha256_of
 
     return sha256_of(imagenet_weights_path(backbone))
 

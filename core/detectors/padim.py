@@ -80,7 +80,7 @@ class PadimDetector(MapsFromScore):
         default decision from good images only."""
         from scipy import ndimage
 
-        from core.evaluation.decision import default_decision
+        from core.decision import default_decision
         from core.data.frame_check import FrameLimits
 
         started = time.perf_counter()
@@ -127,7 +127,7 @@ class PadimDetector(MapsFromScore):
 
     def bundle_state(self, directory: Path) -> dict:
         """Write each position's mean and precision matrix (``.npy``); the manifest fields that rebuild the rest."""
-        from core.runs.bundles import save_array
+        from core.detectors.saving import save_array
 
         if not hasattr(self, "precision_"):
             raise RuntimeError("This PadimDetector is not fitted yet; call fit() first.")
@@ -138,7 +138,7 @@ class PadimDetector(MapsFromScore):
 
     @classmethod
     def from_bundle(cls, directory: Path, manifest: dict) -> "PadimDetector":
-        from core.runs.bundles import load_array
+        from core.detectors.saving import load_array
 
         # "backbone" is recorded, not a parameter; a run saved before the layers were recorded used the earlier ones
         detector = cls(**({"feature_layers": EARLIER_PADIM_FEATURE_LAYERS} | saved_parameters(cls, manifest)))

@@ -77,7 +77,7 @@ def convergence_note(history: dict, max_epochs: int | None) -> str:
 
 
 def compare_runs(before, after, dataset: Dataset, names: tuple[str, str] = ("before", "after")) -> BeforeAfter:
-    from core.runs.pipeline import score_samples
+    from core.evaluation.scoring import score_samples
 
     samples = [sample for sample in dataset.test if sample.label in ("good", "defect")]
     tables, figures, verdicts, curves = {}, {}, {}, {}

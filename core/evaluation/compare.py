@@ -8,7 +8,7 @@ cross-validates the supervised reference on the NCAE's residual statistics. All 
 scored on the same labelled test images.
 
 The autoencoders are judged on their primary score, fixed in advance (:data:`AUTOENCODER_SCORE_COLUMN`,
-see :mod:`core.evaluation.decision`),
+see :mod:`core.decision`),
 not on whichever column happens to win on the test labels; the per-column figures are in the
 JSON for reference.
 """
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from core.data.datasets import Dataset
-from core.evaluation.decision import PRIMARY_SCORE
+from core.decision import PRIMARY_SCORE
 from core.detectors.autoencoder import ResidualDetector
 from core.errors import DatasetError
 from core.detectors.memory_bank import MEMORY_BANK_COLUMN, PACKAGED_BACKBONE, MemoryBankDetector

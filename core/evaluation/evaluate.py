@@ -3,7 +3,7 @@ masks exist, and scoring speed.
 
 :func:`evaluate` is ``python -m core evaluate``: it scores a data set's labelled test images the way
 ``score`` does (frame check, unreadable files reported) and returns the ``evaluate --json`` object of
-DESIGN.md. :func:`evaluate_detector` is the comparison's: decoded test images in memory, figures on
+docs/contracts.md. :func:`evaluate_detector` is the comparison's: decoded test images in memory, figures on
 one column (the detector's primary score unless told otherwise) plus every column's image AUROC.
 """
 
@@ -66,8 +66,8 @@ def evaluate_detector(detector, test: TestImages, column: str | None = None) -> 
 
 
 def evaluate(detector, dataset: Dataset):
-    """The ``evaluate --json`` object of DESIGN.md for any detector, and the scored test set it came from."""
-    from core.runs.pipeline import score_samples
+    """The ``evaluate --json`` object of docs/contracts.md for any detector, and the scored test set it came from."""
+    from core.evaluation.scoring import score_samples
 
     test = [sample for sample in dataset.test if sample.label in ("good", "defect")]
     if not test:

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from core.decision import threshold_rejecting_at_most
+
 GOOD, DEFECT = "good", "defect"
 
 
@@ -151,14 +153,7 @@ class ThresholdTable:
 
     def threshold_rejecting_at_most(self, allowed: int) -> float:
         """The lowest threshold that rejects at most ``allowed`` of the good scores."""
-        if not self.n_good:
-            raise ValueError("A false-reject threshold needs at least one good sample.")
-        if allowed >= self.n_good:
-            return float(self.good_scores[0])
-        # reject at most `allowed` good parts: the threshold must sit above the (n - allowed)-th score
-        boundary = self.good_scores[self.n_good - allowed - 1]
-        above = self.good_scores[self.good_scores > boundary]
-        return float(above[0]) if len(above) else float(np.nextafter(boundary, np.inf))
+        return threshold_rejecting_at_most(self.good_scores, allowed)
 
     def minimum_cost_threshold(self, escape_cost: float, false_reject_cost: float) -> float:
         """Minimises escape_cost × escapes + false_reject_cost × false rejects."""

@@ -6,7 +6,7 @@ import datetime as _dt
 import json
 from pathlib import Path
 
-from core.evaluation.decision import Decision, finite_number
+from core.decision import Decision, finite_number
 from core.data.images import read_regular_file
 from core.errors import InputError
 from core.evaluation.metrics import OperatingPoint

@@ -189,7 +189,7 @@ def read_shards(out: Path):
 def _count_written_shard(summary: JobSummary, path: Path) -> None:
     """Add a shard an earlier run of the job wrote to the summary's verdicts and unreadable files: the summary
     (and job.json) is always over every shard of the job, not only those written this time."""
-    from core.runs.pipeline import UNREADABLE
+    from core.evaluation.scoring import UNREADABLE
     from core.runs.store import read_scores_csv
 
     table = read_scores_csv(path)

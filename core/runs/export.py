@@ -62,8 +62,9 @@ def export_inspector(run_dir: Path, out: Path, threshold_document: dict | None =
     import tensorflow as tf
 
     from core.files import atomic_write_json
-    from core.runs.bundles import load_bundle, read_manifest, sha256_of
-    from core.runs.pipeline import frame_limits_of
+    from core.detectors.saving import sha256_of
+    from core.runs.bundles import load_bundle, read_manifest
+    from core.evaluation.scoring import frame_limits_of
 
     manifest = read_manifest(run_dir)
     detector = load_bundle(run_dir)
@@ -72,7 +73,7 @@ def export_inspector(run_dir: Path, out: Path, threshold_document: dict | None =
         raise InputError(f"{run_dir}: {why_not}")
     decision = detector.default_decision_
     if threshold_document is not None:
-        from core.evaluation.decision import Decision
+        from core.decision import Decision
 
         band = threshold_document.get("review_band") or {}
         decision = Decision(threshold_document["score_column"], float(threshold_document["threshold"]),

@@ -13,7 +13,7 @@ from core.runs.bundles import load_bundle
 from core.data.datasets import open_dataset
 from core.evaluation.metrics import ThresholdTable
 from core.evaluation.outcomes import outcomes
-from core.runs.pipeline import judged_rows, score_samples, score_sources
+from core.evaluation.scoring import judged_rows, score_samples, score_sources
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]

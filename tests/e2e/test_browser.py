@@ -157,7 +157,7 @@ def test_the_per_type_recall_and_the_three_way_table_are_the_cores(page, server)
     from core.data.datasets import open_dataset
     from core.evaluation.outcomes import outcomes, per_defect_type
     from core.runs.bundles import load_bundle
-    from core.runs.pipeline import score_samples
+    from core.evaluation.scoring import score_samples
 
     page.goto(f"{server}/threshold", wait_until="networkidle")
     frame = component(page)
@@ -202,7 +202,7 @@ def test_the_slider_follows_at_once_on_100000_scores(page, large_table_server):
 def core_verdicts(paths) -> dict:
     """The core's verdicts for these files under the demo run's own default decision."""
     from core.runs.bundles import load_bundle
-    from core.runs.pipeline import judged_rows, score_sources
+    from core.evaluation.scoring import judged_rows, score_sources
 
     detector = load_bundle(ROOT / "assets" / "demo_model")
     rows = judged_rows(score_sources(detector, list(paths), [path.name for path in paths]),

@@ -219,7 +219,7 @@ def page(demo_server):
 def demo_table():
     from core.data.datasets import open_dataset
     from core.runs.bundles import load_bundle
-    from core.runs.pipeline import score_samples
+    from core.evaluation.scoring import score_samples
 
     with open_dataset("demo") as dataset:
         return score_samples(load_bundle(DEMO_RUN), dataset, dataset.test).table

@@ -14,7 +14,8 @@ import pytest
 import pandas as pd
 from PIL import Image
 
-from core.runs.bundles import MODEL_FILE, read_manifest
+from core.detectors.saving import MODEL_FILE
+from core.runs.bundles import read_manifest
 from core.detectors.autoencoder import SCORE_COLUMNS
 from core.evaluation.thresholds import THRESHOLD_FORMAT
 

@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from core.runs.bundles import MANIFEST_FILE, MODEL_FILE, load_bundle, read_manifest
+from core.detectors.saving import MODEL_FILE
+from core.runs.bundles import MANIFEST_FILE, load_bundle, read_manifest
 from core.data.datasets import open_dataset
 from core.detectors.autoencoder import SCORE_COLUMNS, ResidualDetector, TrainingCancelled
 from core.errors import BundleError

@@ -192,7 +192,7 @@ def test_a_tampered_bank_is_refused_before_it_is_read(bank_run, tmp_path):
     hostile = _copy_run(bank_run, tmp_path / "hostile")
     np.save(hostile / "memory_bank.npy", np.array([{"boom": 1}], dtype=object), allow_pickle=True)
     manifest = json.loads((hostile / MANIFEST_FILE).read_text())
-    from core.runs.bundles import sha256_of
+    from core.detectors.saving import sha256_of
 
     manifest["model_sha256"] = sha256_of(hostile / "memory_bank.npy")
     manifest[MANIFEST_DIGEST] = manifest_digest(manifest)   # and re-seals the manifest

@@ -177,7 +177,7 @@ def test_every_detector_exports_an_inspector_that_decides_like_score(kind, keras
 
 
 def test_the_manifest_says_what_it_is_and_vouches_for_every_file(inspector):
-    from core.runs.bundles import sha256_of
+    from core.detectors.saving import sha256_of
 
     manifest = json.loads((inspector / "manifest.json").read_text())
     run = json.loads((DEMO_RUN / "manifest.json").read_text())

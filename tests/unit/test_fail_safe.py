@@ -14,7 +14,7 @@ from core.runs.bundles import MANIFEST_DIGEST, MANIFEST_FILE, load_bundle, manif
 from core.data.datasets import extract_zip_safely, open_dataset
 from core.errors import BundleError, DatasetError
 from core.data.frame_check import FrameLimits
-from core.runs.pipeline import judged_rows, score_sources
+from core.evaluation.scoring import judged_rows, score_sources
 from core.runs.store import claim_run_folder, inspect_run, list_runs, write_status
 from core.detectors.stat_distance import StatDistance
 

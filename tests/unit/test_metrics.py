@@ -3,7 +3,7 @@ import pytest
 from scipy import ndimage
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from core.evaluation.decision import Decision, default_decision
+from core.decision import Decision, default_decision
 from core.evaluation.metrics import ThresholdTable, pixel_aupro, pixel_auroc, threshold_summary
 
 

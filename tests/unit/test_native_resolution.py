@@ -29,7 +29,7 @@ def _png(array: np.ndarray) -> bytes:
 
 
 def _defect_auroc(detector, root: Path, defect_type: str) -> float:
-    from core.runs.pipeline import score_samples
+    from core.evaluation.scoring import score_samples
 
     with open_dataset(root) as data:
         test = [s for s in data.test if s.label == "good" or s.defect_type == defect_type]

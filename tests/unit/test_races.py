@@ -83,7 +83,7 @@ def test_two_sessions_marking_the_same_run_keep_both_marks(tmp_path):
 def test_the_digest_cache_never_loses_a_digest_it_just_computed(tmp_path, monkeypatch):
     """The cache could be cleared by another thread between its write and the read after it (a KeyError). The
     other thread is played by a cache that empties itself the moment it is written to; then real threads."""
-    from core.runs import bundles
+    from core.detectors import saving
 
     class ClearedAtOnce(dict):
         def __setitem__(self, key, value):
@@ -92,18 +92,18 @@ def test_the_digest_cache_never_loses_a_digest_it_just_computed(tmp_path, monkey
 
     path = tmp_path / "model.keras"
     path.write_bytes(b"weights" * 100)
-    monkeypatch.setattr(bundles, "_DIGESTS", ClearedAtOnce())
-    assert bundles.sha256_of(path, reuse=True) == bundles.sha256_of(path)
+    monkeypatch.setattr(saving, "_DIGESTS", ClearedAtOnce())
+    assert saving.sha256_of(path, reuse=True) == saving.sha256_of(path)
 
-    monkeypatch.setattr(bundles, "_DIGESTS", {})
-    monkeypatch.setattr(bundles, "_DIGESTS_LIMIT", 3)   # cleared all the time
+    monkeypatch.setattr(saving, "_DIGESTS", {})
+    monkeypatch.setattr(saving, "_DIGESTS_LIMIT", 3)   # cleared all the time
     files = []
     for index in range(24):
         file = tmp_path / f"f{index}.bin"
         file.write_bytes(bytes([index]) * 64)
         files.append(file)
-    expected = {file: bundles.sha256_of(file) for file in files}
-    results = run_together(8, lambda index: [bundles.sha256_of(file, reuse=True) == expected[file]
+    expected = {file: saving.sha256_of(file) for file in files}
+    results = run_together(8, lambda index: [saving.sha256_of(file, reuse=True) == expected[file]
                                              for _ in range(30) for file in files])
     assert all(isinstance(result, list) and all(result) for result in results), \
         [result for result in results if not isinstance(result, list)][:1]

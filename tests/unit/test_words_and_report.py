@@ -134,7 +134,7 @@ def test_a_training_that_ran_out_of_epochs_while_improving_says_so():
 def test_the_default_decision_says_what_false_reject_rate_to_expect():
     """With 36 held-out good images the "1 %" threshold rejects none of them; a new good part is above all 36
     with probability 1/37: the basis says about 2.7 %, not 1 %."""
-    from core.evaluation.decision import default_decision
+    from core.decision import default_decision
 
     few = default_decision(np.linspace(0.0, 1.0, 36), "map_max")
     assert "36 held-out good training images" in few.basis and "expect about 2.7 % false rejects" in few.basis

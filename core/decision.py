@@ -125,11 +125,22 @@ class Decision:
                    basis if isinstance(basis, str) else "")
 
 
+def threshold_rejecting_at_most(sorted_good_scores: np.ndarray, allowed: int) -> float:
+    """The lowest threshold that rejects at most ``allowed`` of the good scores (sorted, ascending)."""
+    count = len(sorted_good_scores)
+    if not count:
+        raise ValueError("A false-reject threshold needs at least one good sample.")
+    if allowed >= count:
+        return float(sorted_good_scores[0])
+    # reject at most `allowed` good parts: the threshold must sit above the (n - allowed)-th score
+    boundary = sorted_good_scores[count - allowed - 1]
+    above = sorted_good_scores[sorted_good_scores > boundary]
+    return float(above[0]) if len(above) else float(np.nextafter(boundary, np.inf))
+
+
 def default_decision(held_out_scores, column: str = PRIMARY_SCORE,
                      false_reject_rate: float = DEFAULT_FALSE_REJECT_RATE) -> Decision:
     """The decision a run ships with: ``column`` at a target false-reject rate on held-out good images."""
-    from core.evaluation.metrics import ThresholdTable
-
     scores = np.asarray(held_out_scores, dtype=np.float64)
     scores = scores[np.isfinite(scores)]
     if not len(scores):
@@ -143,7 +154,7 @@ def default_decision(held_out_scores, column: str = PRIMARY_SCORE,
     # optimistic on a few dozen images; below 1 / rate - 1 images no r qualifies and the threshold sits above
     # the highest of them.
     allowed = max(0, math.floor(false_reject_rate * (count + 1) + 1e-9) - 1)
-    threshold = ThresholdTable(scores, np.zeros(count, dtype=bool)).threshold_rejecting_at_most(allowed)
+    threshold = threshold_rejecting_at_most(np.sort(scores), allowed)
     rejected = int((scores >= threshold).sum())
     expected = (rejected + 1) / (count + 1)
     basis = (f"at most {false_reject_rate:.0%} false rejects expected, from {count} held-out good training images "
