@@ -50,7 +50,9 @@ def read_threshold_file(path: str | Path) -> dict:
         raise InputError(f"{path}: no such threshold file.") from None
     except RecursionError:
         raise InputError(f"{path}: threshold file is nested too deeply to be a threshold file.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except OSError as error:
+        raise InputError(f"{path}: cannot read the threshold file ({error.strerror or error}).") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
         raise InputError(f"{path}: threshold file is not readable JSON.") from None
     if not isinstance(document, dict) or document.get("format") != THRESHOLD_FORMAT or \
             not isinstance(document.get("score_column"), str) or "threshold" not in document:
