@@ -30,16 +30,22 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_LOSS,
-                               DEFAULT_NOISE_STD, DEFAULT_WIDTHS, DEFAULT_CORESET_RATIO)
-    from core.detectors import DETECTOR_NAMES, good_for
-    from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE
-    from core.detectors.lattice import DEFAULT_LATTICE_INPUT_SIZE
+    from core.data.native import MAX_DEFAULT_WORKING_SIZE
+    from core.data.synthetic import DEMO_IMAGE_SIZE
+    from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_LOSS,
+                               DEFAULT_NOISE_STD, DEFAULT_PATCH_SIZE, DEFAULT_WIDTHS, NETWORK_STRIDE)
+    from core.detectors import DETECTOR_NAMES, detectors_taking, good_for, training_options
     from core.detectors.losses import LOSSES
     from core.detectors.memory_bank import IMAGENET_BACKBONES, PACKAGED_BACKBONE
-    from core.data.synthetic import DEMO_IMAGE_SIZE
-    from core.data.native import MAX_DEFAULT_WORKING_SIZE
-    from core.defaults import DEFAULT_PATCH_SIZE, NETWORK_STRIDE
+
+    def only(option: str) -> str:   # "ncae/cae only": the registry says which detectors take an option
+        return "/".join(detectors_taking(option)) + " only"
+
+    epochs_by_detector = "; ".join(f"{name} {training_options(name).epochs}" for name in detectors_taking("epochs"))
+    sizes_by_detector = "; ".join(
+        f"{name} " + (f"the images' native size, at most {MAX_DEFAULT_WORKING_SIZE}" if options.size is None else
+                      f"{options.size}" + (" (its backbone's, fixed)" if options.fixed_size else ""))
+        for name, options in ((name, training_options(name)) for name in DETECTOR_NAMES))
 
     parser = _Parser(prog="python -m core", description="Residual Lab: NCAE anomaly detection for part images.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -66,35 +72,34 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", required=True, help="data folder, .zip, or 'demo'")
     train.add_argument("--model", choices=DETECTOR_NAMES, default="ncae", help="detector (default ncae; see above)")
     train.add_argument("--out", required=True, type=Path, help="run folder to create")
-    train.add_argument("--epochs", type=_positive_int,
-                       help=f"maximum epochs (default {DEFAULT_EPOCHS}; draem {DEFAULT_DRAEM_EPOCHS})")
+    train.add_argument("--epochs", type=_positive_int, help=f"maximum epochs ({only('epochs')}; default: {epochs_by_detector})")
     train.add_argument("--image-size", type=_positive_int,
                        help=f"working resolution: the long side in pixels that images are fitted to, aspect kept "
-                            f"(ncae/cae default: the images' native size, at most {MAX_DEFAULT_WORKING_SIZE}; draem "
-                            f"{DEFAULT_DRAEM_INPUT_SIZE}; lattice {DEFAULT_LATTICE_INPUT_SIZE}; memory_bank and padim work at "
-                            f"their backbone's 224)")
+                            f"(default: {sizes_by_detector})")
     train.add_argument("--patch-size", type=_positive_int,
-                       help=f"ncae/cae only: train on random crops of this many pixels, a multiple of "
+                       help=f"{only('patch_size')}: train on random crops of this many pixels, a multiple of "
                             f"{NETWORK_STRIDE} (default {DEFAULT_PATCH_SIZE} when the working resolution is above "
                             f"{DEFAULT_INPUT_SIZE} px, else whole images); whole images are scored")
     train.add_argument("--channels", type=int, choices=(1, 3),
                        help="1: grey, 3: colour (default: 3 when the training images are colour, else 1)")
     train.add_argument("--backbone", choices=(PACKAGED_BACKBONE, *IMAGENET_BACKBONES), default=PACKAGED_BACKBONE,
-                       help="memory_bank only: ImageNet feature extractor (default efficientnet_lite0, installed "
+                       help=f"{only('backbone')}: ImageNet feature extractor (default efficientnet_lite0, installed "
                             "with the app; the others need their Keras weights file on disk)")
     train.add_argument("--coreset-ratio", type=float, default=DEFAULT_CORESET_RATIO,
-                       help=f"memory_bank only: share of good patches kept, 0.01-0.25 (default {DEFAULT_CORESET_RATIO:g})")
+                       help=f"{only('coreset_ratio')}: share of good patches kept, 0.01-0.25 (default "
+                            f"{DEFAULT_CORESET_RATIO:g})")
     train.add_argument("--anomaly-source", type=Path,
-                       help="draem only: a folder of pictures to paste as synthetic anomalies, besides the built-in ones")
+                       help=f"{only('anomaly_source')}: a folder of pictures to paste as synthetic anomalies, besides "
+                            "the built-in ones")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.add_argument("--noise-std", type=float, default=DEFAULT_NOISE_STD,
-                       help=f"denoising training noise (default {DEFAULT_NOISE_STD:g}; 0 is off)")
+                       help=f"{only('noise_std')}: denoising training noise (default {DEFAULT_NOISE_STD:g}; 0 is off)")
     train.add_argument("--widths", type=_widths, default=DEFAULT_WIDTHS,
-                       help=f"channels per encoder stage, comma-separated; the count is the depth "
+                       help=f"{only('widths')}: channels per encoder stage, comma-separated; the count is the depth "
                             f"(default {','.join(map(str, DEFAULT_WIDTHS))})")
     train.add_argument("--bottleneck", type=_positive_int, default=DEFAULT_BOTTLENECK,
-                       help=f"channels of the code (default {DEFAULT_BOTTLENECK})")
-    train.add_argument("--loss", choices=LOSSES, default=DEFAULT_LOSS, help=f"training loss (default {DEFAULT_LOSS})")
+                       help=f"{only('bottleneck')}: channels of the code (default {DEFAULT_BOTTLENECK})")
+    train.add_argument("--loss", choices=LOSSES, default=DEFAULT_LOSS, help=f"{only('loss')}: training loss (default {DEFAULT_LOSS})")
 
     score = commands.add_parser("score", help="score images with a trained run and write scores.csv")
     score.add_argument("--run", required=True, type=Path, help="run folder made by 'train'")
@@ -285,7 +290,7 @@ def _train(arguments) -> int:
                     raise KeyboardInterrupt from None   # the run already says "cancelled"
         except ValueError as error:  # e.g. too few of the good images could be read; the run says "failed"
             raise InputError(f"{out}: training failed: {error}") from None
-    epochs = f", {len(detector.history_['loss'])} epochs" if hasattr(detector, "history_") else ""
+    epochs = f", {len(detector.history_['loss'])} epochs" if detector.history_ else ""
     print(f"saved run to {out} ({detector.training_seconds_:.1f} s{epochs})", file=sys.stderr)
     return EXIT_OK
 
@@ -312,77 +317,62 @@ def _stop_on_first_ctrl_c():
         signal.signal(signal.SIGINT, previous)
 
 
+# the train options the registry (core.detectors.OPTION_APPLIES) says apply to some detectors only, as flags
+_TRAIN_FLAGS = {"epochs": "--epochs", "patch_size": "--patch-size", "anomaly_source": "--anomaly-source",
+                "backbone": "--backbone"}
+
+
 def _check_training_options(arguments) -> None:
-    """Options that do not apply to the chosen detector are refused, not silently ignored."""
-    from core.detectors import AUTOENCODER_NAMES
-    from core.detectors.lattice import MIN_LATTICE_INPUT_SIZE
+    """Options that do not apply to the chosen detector are refused, not silently ignored; the registry says
+    which apply (``core.detectors``)."""
+    from core.detectors import applies, detectors_taking, training_options
     from core.detectors.memory_bank import PACKAGED_BACKBONE
 
     model = arguments.model
+    options = training_options(model)
     if not math.isfinite(arguments.noise_std) or not 0 <= arguments.noise_std <= 1:
         raise InputError(f"--noise-std must be a number from 0 to 1, got {arguments.noise_std!r}.")
     if not math.isfinite(arguments.coreset_ratio) or not 0.01 <= arguments.coreset_ratio <= 0.25:
         raise InputError("--coreset-ratio must be between 0.01 and 0.25.")
-    if model in ("memory_bank", "padim"):
-        if arguments.image_size not in (None, 224):
-            raise InputError(f"--image-size: {model} works at its backbone's native 224 px; leave the option out.")
-    if model == "lattice" and arguments.channels == 3:
-        raise InputError("--channels 3: lattice compares grey images with themselves; leave the option out.")
-    if model == "lattice" and arguments.image_size is not None and arguments.image_size < MIN_LATTICE_INPUT_SIZE:
-        raise InputError(f"--image-size: lattice needs at least {MIN_LATTICE_INPUT_SIZE} px to see a few periods.")
-    if model in ("memory_bank", "padim", "lattice") and arguments.epochs is not None:
-        raise InputError(f"--epochs: {model} is not trained in epochs (it is fitted in one pass).")
-    if model != "memory_bank" and arguments.backbone != PACKAGED_BACKBONE:
-        raise InputError("--backbone applies to --model memory_bank only.")
-    if model not in AUTOENCODER_NAMES and arguments.patch_size is not None:
-        raise InputError("--patch-size applies to --model ncae and cae only.")
-    if model != "draem" and arguments.anomaly_source is not None:
-        raise InputError("--anomaly-source applies to --model draem only.")
+    if options.fixed_size and arguments.image_size not in (None, options.size):
+        raise InputError(f"--image-size: {model} works at its backbone's native {options.size} px; leave the option "
+                         "out.")
+    if options.colour == "grey" and arguments.channels == 3:
+        raise InputError(f"--channels 3: {model} compares grey images with themselves; leave the option out.")
+    if arguments.image_size is not None and not options.fixed_size and arguments.image_size < options.min_size:
+        raise InputError(f"--image-size: {model} needs at least {options.min_size} px to see a few periods.")
+    given = {"epochs": arguments.epochs, "patch_size": arguments.patch_size, "anomaly_source": arguments.anomaly_source,
+             "backbone": None if arguments.backbone == PACKAGED_BACKBONE else arguments.backbone}
+    for option, value in given.items():
+        if value is not None and not applies(model, option):
+            if option == "epochs":
+                raise InputError(f"--epochs: {model} is not trained in epochs (it is fitted in one pass).")
+            raise InputError(f"{_TRAIN_FLAGS[option]} applies to --model {' and '.join(detectors_taking(option))} "
+                             "only.")
     if arguments.anomaly_source is not None and not arguments.anomaly_source.is_dir():
         raise InputError(f"{arguments.anomaly_source}: the anomaly source folder does not exist.")
 
 
 def _new_detector(arguments, training_paths: list):
-    """The unfitted detector the ``train`` arguments describe (``ValueError`` for values it refuses); the
-    working resolution and channels not given default to the training images' own."""
-    from core.defaults import DEFAULT_EPOCHS
-    from core.detectors import AUTOENCODER_NAMES, new_detector
+    """The unfitted detector the ``train`` arguments describe (``ValueError`` for values it refuses, before any
+    image is read); the working resolution and channels not given default to the training images' own."""
     from core.data.native import autoencoder_resolution, default_channels
+    from core.detectors import new_detector, training_options, training_parameters
 
     model = arguments.model
-    channels = arguments.channels or default_channels(training_paths)
-    if model in AUTOENCODER_NAMES:
-        from core.detectors.models import build_autoencoder
-
+    options = training_options(model)
+    size, patch = arguments.image_size, arguments.patch_size
+    if options.size is None:   # the images' native size (and patches above the default working size)
         size, patch = autoencoder_resolution(training_paths, arguments.image_size, arguments.patch_size,
                                              stride=2 ** len(arguments.widths))
-        # refuses a bad shape now, before any image is read
-        build_autoencoder(model, patch or size, arguments.widths, arguments.bottleneck, channels=channels,
-                          any_size=patch is not None)
-        return new_detector(model, input_size=size, patch_size=patch, channels=channels, widths=arguments.widths,
-                            bottleneck=arguments.bottleneck, loss=arguments.loss,
-                            epochs=arguments.epochs or DEFAULT_EPOCHS, seed=arguments.seed,
-                            noise_std=arguments.noise_std)
-    if model == "draem":
-        from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE, build_draem
-
-        size = arguments.image_size or DEFAULT_DRAEM_INPUT_SIZE
-        build_draem(size, arguments.widths, arguments.bottleneck, channels)
-        return new_detector(model, input_size=size, channels=channels, widths=arguments.widths,
-                            bottleneck=arguments.bottleneck,
-                            epochs=arguments.epochs or DEFAULT_DRAEM_EPOCHS, seed=arguments.seed,
-                            anomaly_source=str(arguments.anomaly_source.resolve()) if arguments.anomaly_source else None)
-    if model == "memory_bank":
-        from core.detectors.memory_bank import imagenet_weights_path
-
-        imagenet_weights_path(arguments.backbone)  # BackboneUnavailable says what is missing
-        return new_detector(model, backbone=arguments.backbone, coreset_ratio=arguments.coreset_ratio,
-                            seed=arguments.seed, channels=channels)
-    if model == "lattice":
-        from core.detectors.lattice import DEFAULT_LATTICE_INPUT_SIZE
-
-        return new_detector(model, input_size=arguments.image_size or DEFAULT_LATTICE_INPUT_SIZE, seed=arguments.seed)
-    return new_detector(model, seed=arguments.seed, channels=channels)
+    anomaly_source = str(arguments.anomaly_source.resolve()) if arguments.anomaly_source else None
+    detector = new_detector(model, **training_parameters(
+        model, arguments.seed, channels=arguments.channels or default_channels(training_paths), epochs=arguments.epochs,
+        input_size=size, patch_size=patch, widths=arguments.widths, bottleneck=arguments.bottleneck,
+        loss=arguments.loss, noise_std=arguments.noise_std, anomaly_source=anomaly_source,
+        backbone=arguments.backbone, coreset_ratio=arguments.coreset_ratio))
+    detector.check_parameters()
+    return detector
 
 
 def _resolution_words(detector, training_images: int) -> str:

@@ -18,6 +18,7 @@ import shutil
 import threading
 from pathlib import Path
 
+from core.detectors import training_parameters
 from core.files import atomic_write_text
 from core.runs.store import FINISHED_STATES, claim_run_folder, new_run_id, owner_fields, read_status, write_status
 
@@ -42,7 +43,8 @@ def start_training(runs_root: Path, data_kind: str, data_location: str, model_ki
                    input_size: int, seed: int, anomaly_source: str | None = None, patch_size: int | None = None,
                    channels: int = 1) -> Path:
     return _start(runs_root, data_kind, data_location, model_kind, epochs,
-                  training_parameters(model_kind, epochs, input_size, seed, anomaly_source, patch_size, channels))
+                  training_parameters(model_kind, seed, epochs=epochs, input_size=input_size, channels=channels,
+                                      patch_size=patch_size, anomaly_source=anomaly_source))
 
 
 def start_retraining(runs_root: Path, data_kind: str, data_location: str, manifest: dict, corrections_path: Path,
@@ -112,21 +114,6 @@ def _train(run_dir, data_kind, data_location, model_kind, parameters, correction
     finally:
         with _lock:
             _threads.pop(f"train-{run_dir.name}", None)
-
-
-def training_parameters(model_kind: str, epochs: int, input_size: int, seed: int,
-                        anomaly_source: str | None = None, patch_size: int | None = None, channels: int = 1) -> dict:
-    """The page's choices as the detector's parameters: memory bank and PaDiM have no epochs and work at 224 px;
-    the lattice detector has no epochs and works grey; only DRAEM takes an anomaly source folder; only the
-    autoencoders train on patches."""
-    if model_kind in ("memory_bank", "padim"):
-        return {"seed": seed, "channels": channels}
-    if model_kind == "lattice":
-        return {"input_size": input_size, "seed": seed}
-    parameters = {"epochs": epochs, "input_size": input_size, "seed": seed, "channels": channels}
-    if model_kind == "draem":
-        return parameters | ({"anomaly_source": anomaly_source} if anomaly_source else {})
-    return parameters | {"patch_size": patch_size}
 
 
 def cancel(run_dir: Path) -> None:

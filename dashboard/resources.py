@@ -142,7 +142,7 @@ def active_detector(key: DetectorKey):
 @st.cache_data(show_spinner="Scoring the test images…", max_entries=16)
 def score_table(key: DetectorKey):
     """The data set's test images (or all of them) scored by the active detector, with their files."""
-    from core.runs.pipeline import score_samples
+    from core.evaluation.scoring import score_samples
 
     detector = active_detector(key)
     dataset = load_dataset(key.data_kind, key.data_location)

@@ -18,8 +18,8 @@ import streamlit as st
 from core.runs.bundles import read_manifest
 from core.runs.corrections import Corrections, apply_to_table, corrections_file, load_corrections
 from core.data.datasets import Dataset
-from core.evaluation.decision import DEFAULT_FALSE_REJECT_RATE, Decision
-from core.evaluation.decision import default_decision as core_default_decision
+from core.decision import DEFAULT_FALSE_REJECT_RATE, Decision
+from core.decision import default_decision as core_default_decision
 from core.errors import InputError
 from core.detectors import DETECTOR_NAMES, score_columns_of
 from core.evaluation.metrics import ThresholdTable
@@ -109,7 +109,7 @@ def score_columns(table: pd.DataFrame) -> list[str]:
 
 
 def primary_column(space: "Workspace") -> str:
-    """The detector's primary score, fixed in advance (core.evaluation.decision); never picked by test AUROC."""
+    """The detector's primary score, fixed in advance (core.decision); never picked by test AUROC."""
     return space.detector.primary_score
 
 

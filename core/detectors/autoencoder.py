@@ -35,13 +35,13 @@ from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZ
                            DEFAULT_NOISE_STD, DEFAULT_PATCHES_PER_EPOCH, DEFAULT_WIDTHS, SCORING_PIXELS_PER_BATCH)
 from core.detectors.losses import training_loss
 from core.detectors.models import build_autoencoder
-from core.detectors.base import (GoodImageSplit, MapsFromScore, ScoreResult, TrainingCancelled, TrainingProgress,  # noqa: F401
-                                 as_image_batch, map_scales, saved_parameters, smoothed_maps)
+from core.detectors.base import (BaseDetector, ScoreResult, TrainingCancelled, TrainingProgress,  # noqa: F401
+                                 as_image_batch, saved_parameters, smoothed_maps)
 from core.detectors.residuals import SCORE_COLUMNS, STATISTIC_NAMES, residual_maps, residual_statistics
 from core.detectors.stat_distance import StatDistance
 
 
-class ResidualDetector(MapsFromScore):
+class ResidualDetector(BaseDetector):
     """Anomaly detector over autoencoder residuals.
 
     Parameters are plain attributes and are checked when :meth:`fit` builds the network; fitted
@@ -50,6 +50,7 @@ class ResidualDetector(MapsFromScore):
     """
 
     primary_score = PRIMARY_SCORE  # fixed in advance; core.decision says how it was chosen
+    stops_early = True
 
     def __init__(self, model="ncae", input_size=DEFAULT_INPUT_SIZE, widths=DEFAULT_WIDTHS,
                  bottleneck=DEFAULT_BOTTLENECK, epochs=DEFAULT_EPOCHS, batch_size=32, learning_rate=2e-3,
@@ -74,17 +75,16 @@ class ResidualDetector(MapsFromScore):
         self.patches_per_epoch = patches_per_epoch
         self._inference_lock = threading.Lock()
 
-    def get_params(self) -> dict:
-        return {name: getattr(self, name) for name in (
-            "model", "input_size", "widths", "bottleneck", "epochs", "batch_size", "learning_rate",
-            "validation_fraction", "patience", "noise_std", "loss", "map_sigma", "seed", "channels", "patch_size",
-            "patches_per_epoch")}
-
     @property
     def kind(self) -> str:
         return self.model
 
     score_columns = SCORE_COLUMNS
+
+    def check_parameters(self) -> None:
+        """Builds the network once: a shape it cannot take is refused before any image is read."""
+        build_autoencoder(self.model, int(self.patch_size or self.input_size), self.widths, int(self.bottleneck),
+                          channels=int(self.channels), any_size=self.trains_on_patches)
 
     @property
     def trains_on_patches(self) -> bool:
@@ -99,9 +99,6 @@ class ResidualDetector(MapsFromScore):
         ``image_sizes`` (``(width, height)`` of each file as read) lets the frame check refuse
         images of a wildly different size or aspect; without it only intensities are checked.
         """
-        from core.decision import default_decision
-        from core.data.frame_check import FrameLimits
-
         images = as_image_batch(good_images, self.input_size, self.channels)
         if len(images) < MIN_TRAINING_IMAGES:
             raise ValueError(f"Training needs at least {MIN_TRAINING_IMAGES} good images, got {len(images)}.")
@@ -116,7 +113,7 @@ class ResidualDetector(MapsFromScore):
         keras.utils.set_random_seed(int(self.seed))
         # the epoch is picked on one held-out share and the threshold set on another, so the false-reject
         # rate the default decision promises is not flattered by the epoch choice
-        split = GoodImageSplit.of(len(images), int(self.seed), float(self.validation_fraction))
+        split = self._split(len(images))
         training, held_out, calibration = images[split.training], images[split.stopping], images[split.calibration]
         self.held_out_indices_ = np.sort(split.calibration)
 
@@ -159,10 +156,8 @@ class ResidualDetector(MapsFromScore):
         self.n_train_images_ = len(training)
         self.n_held_out_images_ = len(calibration)
         self.stat_distance_ = StatDistance.fit(self._statistics(calibration), seed=int(self.seed))
-        self.frame_limits_ = FrameLimits.fit(images, image_sizes)
-        held_out_result = self.score(calibration, with_maps=True)
-        self.default_decision_ = default_decision(held_out_result.table[self.primary_score])
-        self.map_scales_ = map_scales(self.default_decision_, held_out_result.residuals)
+        calibrated = self.score(calibration, with_maps=True)
+        self._calibrate(images, image_sizes, calibrated.table[self.primary_score], calibrated.residuals)
         return self
 
     def reconstruct(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -241,10 +236,6 @@ class ResidualDetector(MapsFromScore):
 
     def _statistics(self, images: np.ndarray) -> dict[str, np.ndarray]:
         return residual_statistics(residual_maps(images, self.reconstruct(images)))
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise RuntimeError("This ResidualDetector is not fitted yet; call fit() or load a bundle first.")
 
 
 class RandomPatches(keras.utils.PyDataset):

@@ -1,4 +1,4 @@
-"""What every detector is: the :class:`Detector` protocol, what ``score`` returns, and map helpers.
+"""What every detector is: :class:`BaseDetector`, what ``score`` returns, the good-image split and map helpers.
 
 A detector is an estimator in the scikit-learn / PyOD sense::
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, runtime_checkable
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -51,34 +51,6 @@ class ScoreResult:
     anomaly_maps: np.ndarray | None = None
     reconstructions: np.ndarray | None = None
     residuals: np.ndarray | None = None
-
-
-@runtime_checkable
-class Detector(Protocol):
-    """The interface the command line, the evaluation and every dashboard page rely on."""
-
-    kind: str                       # the name ``train --model`` knows it by
-    primary_score: str              # the column the default decision judges, fixed in advance
-    score_columns: tuple[str, ...]  # every column ``score`` writes, in order
-    channels: int                   # 1: images are read grey, (n, s, s); 3: colour, (n, s, s, 3)
-
-    @property
-    def input_size(self) -> int: ...
-
-    def get_params(self) -> dict: ...
-
-    def fit(self, good_images: np.ndarray, image_sizes=None,
-            progress: Callable[[TrainingProgress], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> "Detector": ...
-
-    def score(self, images: np.ndarray, with_maps: bool = False) -> ScoreResult: ...
-
-    def anomaly_maps(self, images: np.ndarray) -> np.ndarray: ...
-
-    def bundle_state(self, directory: Path) -> dict: ...
-
-    @classmethod
-    def from_bundle(cls, directory: Path, manifest: dict) -> "Detector": ...
 
 
 CALIBRATION_SHARE = 0.15
@@ -124,10 +96,137 @@ def saved_parameters(detector_class, manifest: dict, **overrides) -> dict:
     return {key: value for key, value in manifest.get("parameters", {}).items() if key in accepted} | overrides
 
 
-class MapsFromScore:
-    """``anomaly_maps`` for detectors whose ``score`` can return maps."""
+class BaseDetector:
+    """What every detector shares: parameters in scikit-learn's sense, the fitted state every caller reads, the
+    split of the good images and the calibration that ends every ``fit``.
+
+    A subclass sets ``kind``, ``primary_score``, ``score_columns`` and ``channels``, names its constructor's
+    parameters as attributes of the same name (so :meth:`get_params`, :meth:`set_params` and
+    ``sklearn.base.clone`` work without more code), names in ``fitted_attribute`` the state ``fit`` creates
+    last, and implements ``fit``, ``score``, ``bundle_state`` and ``from_bundle``.
+    """
+
+    kind: str
+    primary_score: str
+    score_columns: tuple[str, ...]
+    channels: int
+    fitted_attribute: str = "model_"   # present once fitted or loaded
+    stops_early: bool = False          # True: ``validation_fraction`` of the good images picks the epoch
+
+    # fitted state every caller may read; the class values are what an unfitted detector (or a run saved
+    # before the attribute existed) has
+    default_decision_ = None   # core.decision.Decision: the primary score's default threshold
+    frame_limits_ = None       # core.data.frame_check.FrameLimits: which frames it refuses to judge
+    map_scales_ = None         # colour scales for pictures (see map_scales)
+    history_ = None            # {"loss": [...], "val_loss": [...]} for the detectors trained in epochs
+    training_seconds_ = 0.0
+    n_train_images_ = 0
+    n_held_out_images_ = 0     # the calibration share (GoodImageSplit.calibration)
+
+    # -- what each detector implements ----------------------------------------------------------------------
+    input_size: int   # the working resolution (an attribute or a property)
+
+    def fit(self, good_images: np.ndarray, image_sizes=None,
+            progress: Callable[[TrainingProgress], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> "BaseDetector":
+        """Learn from good images only (``image_sizes``: each file's ``(width, height)``, for the frame check)."""
+        raise NotImplementedError
+
+    def score(self, images: np.ndarray, with_maps: bool = False) -> ScoreResult:
+        """A table with one row per image and one column per ``score_columns`` (and maps on request)."""
+        raise NotImplementedError
+
+    def bundle_state(self, directory: Path) -> dict:
+        """Write the fitted state's files into ``directory``; the manifest fields that rebuild the rest."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_bundle(cls, directory: Path, manifest: dict) -> "BaseDetector":
+        """The detector a run folder holds (its files' digests already checked)."""
+        raise NotImplementedError
+
+    def check_parameters(self) -> None:
+        """``ValueError`` (or the missing backbone's error) now, for parameters ``fit`` would refuse after reading
+        every image; nothing by default."""
+
+    # -- parameters -------------------------------------------------------------------------------------
+    @classmethod
+    def parameter_names(cls) -> list[str]:
+        """The constructor's parameters, in order (each is an attribute of the same name)."""
+        return [name for name, parameter in inspect.signature(cls.__init__).parameters.items()
+                if name != "self" and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor's parameters as set; with ``deep``, a nested detector's as ``name__parameter``."""
+        parameters = {}
+        for name in self.parameter_names():
+            value = getattr(self, name)
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                parameters.update({f"{name}__{key}": item for key, item in value.get_params().items()})
+            parameters[name] = value
+        return parameters
+
+    def set_params(self, **parameters) -> "BaseDetector":
+        """Set parameters by name (``name__parameter`` reaches a nested detector); ``ValueError`` for others."""
+        known = self.parameter_names()
+        for key, value in parameters.items():
+            name, _, nested = key.partition("__")
+            if name not in known:
+                raise ValueError(f"{type(self).__name__} has no parameter {name!r}; it takes {', '.join(known)}.")
+            if nested:
+                getattr(self, name).set_params(**{nested: value})
+            else:
+                setattr(self, name, value)
+        return self
+
+    def run_parameters(self) -> dict:
+        """The parameters a run's manifest records: plain JSON values (tuples as lists; nested detectors, which a
+        run saves as files of their own, left out)."""
+        return {name: list(value) if isinstance(value, tuple) else value
+                for name, value in self.get_params(deep=False).items() if not hasattr(value, "get_params")}
+
+    # -- fitted state -----------------------------------------------------------------------------------
+    def is_fitted(self) -> bool:
+        return self.fitted_attribute in vars(self)
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted():
+            raise RuntimeError(f"This {type(self).__name__} is not fitted yet; call fit() or load a bundle first.")
+
+    def _split(self, count: int) -> GoodImageSplit:
+        """Which of ``count`` good images train, pick the epoch and calibrate (see :class:`GoodImageSplit`)."""
+        share = float(getattr(self, "validation_fraction", 0.0)) if self.stops_early else 0.0
+        return GoodImageSplit.of(count, int(getattr(self, "seed", 0)), share)
+
+    def _calibrate(self, good_images: np.ndarray, image_sizes, calibration_scores,
+                   residuals: np.ndarray | None = None) -> None:
+        """The end of every ``fit``: frame limits from all the good images, and from the calibration images' scores
+        on the primary column the default decision and the picture scales (none without calibration images)."""
+        from core.data.frame_check import FrameLimits
+        from core.decision import default_decision
+
+        self.frame_limits_ = FrameLimits.fit(good_images, image_sizes) if len(good_images) >= 2 else None
+        scores = np.asarray(calibration_scores, dtype=np.float64)
+        self.default_decision_ = default_decision(scores, self.primary_score) if len(scores) else None
+        self.map_scales_ = map_scales(self.default_decision_, residuals) if self.default_decision_ else None
+
+    # -- scikit-learn's names -----------------------------------------------------------------------------
+    def score_samples(self, images: np.ndarray) -> np.ndarray:
+        """The primary score of each image, a 1-D array; higher = more anomalous."""
+        return self.score(images).table[self.primary_score].to_numpy(dtype=np.float64)
+
+    def decision_function(self, images: np.ndarray) -> np.ndarray:
+        """Each image's primary score minus the default threshold: at or above 0 the default decision rejects it
+        (unlike scikit-learn's outlier detectors, whose negative values are the outliers, the sign follows the
+        project's rule "higher = more anomalous")."""
+        self._check_fitted()
+        if self.default_decision_ is None:
+            raise RuntimeError(f"This {type(self).__name__} has no default decision (it was fitted on too few "
+                               "good images to hold any out).")
+        return self.score_samples(images) - self.default_decision_.threshold
 
     def anomaly_maps(self, images: np.ndarray) -> np.ndarray:
+        """One map per image, higher = more anomalous, at the working resolution."""
         return self.score(images, with_maps=True).anomaly_maps
 
 

@@ -28,15 +28,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from core.defaults import DEFAULT_BOTTLENECK, DEFAULT_WIDTHS, MIN_TRAINING_IMAGES
+from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE, DEFAULT_WIDTHS,
+                           MIN_TRAINING_IMAGES)
 from core.detectors.residuals import residual_maps
-from core.detectors.base import (GoodImageSplit, MapsFromScore, ScoreResult, TrainingCancelled, TrainingProgress, as_image_batch,
-                                 map_scales, saved_parameters, smoothed_maps)
+from core.detectors.base import (BaseDetector, ScoreResult, TrainingCancelled, TrainingProgress, as_image_batch,
+                                 saved_parameters, smoothed_maps)
 
 DRAEM_COLUMN = "draem_score"
-# the autoencoders' input size (chosen by core.defaults' sweep); 96 px costs 2.2x the time per epoch
-DEFAULT_DRAEM_INPUT_SIZE = 64
-DEFAULT_DRAEM_EPOCHS = 40
 JUDGE_WIDTHS = (16, 32, 64)
 
 
@@ -79,7 +77,7 @@ def build_draem(input_size: int, widths=DEFAULT_WIDTHS, bottleneck: int = DEFAUL
     return keras.Model(image, [reconstruction, probability], name="draem")
 
 
-class DraemDetector(MapsFromScore):
+class DraemDetector(BaseDetector):
     """NCAE plus a learned residual judge; ``fit(good_images)``, ``score(images)``.
 
     Parameters:
@@ -93,6 +91,7 @@ class DraemDetector(MapsFromScore):
     kind = "draem"
     primary_score = DRAEM_COLUMN
     score_columns = (DRAEM_COLUMN,)
+    stops_early = True
 
     def __init__(self, input_size=DEFAULT_DRAEM_INPUT_SIZE, widths=DEFAULT_WIDTHS, bottleneck=DEFAULT_BOTTLENECK,
                  epochs=DEFAULT_DRAEM_EPOCHS, batch_size=16, learning_rate=1e-3, anomaly_source=None,
@@ -112,18 +111,14 @@ class DraemDetector(MapsFromScore):
         self.seed = seed
         self._inference_lock = threading.Lock()
 
-    def get_params(self) -> dict:
-        return {name: getattr(self, name) for name in (
-            "input_size", "widths", "bottleneck", "epochs", "batch_size", "learning_rate", "anomaly_source",
-            "anomaly_share", "validation_fraction", "patience", "map_sigma", "seed", "channels")}
+    def check_parameters(self) -> None:
+        build_draem(int(self.input_size), self.widths, int(self.bottleneck), int(self.channels))
 
     def fit(self, good_images: np.ndarray, image_sizes=None, progress: Callable[[TrainingProgress], None] | None = None,
             should_stop: Callable[[], bool] | None = None) -> "DraemDetector":
         import keras
 
-        from core.data.frame_check import FrameLimits
         from core.detectors.synthetic_anomalies import augment
-        from core.decision import default_decision
 
         size = int(self.input_size)
         images = as_image_batch(good_images, size, int(self.channels))
@@ -138,7 +133,7 @@ class DraemDetector(MapsFromScore):
         keras.utils.set_random_seed(int(self.seed))  # process-wide, as for the autoencoders (see jobs.py)
         rng = np.random.default_rng(int(self.seed))
         # the epoch is picked on one held-out share and the threshold set on another (as for the autoencoders)
-        split = GoodImageSplit.of(len(images), int(self.seed), float(self.validation_fraction))
+        split = self._split(len(images))
         training, held_out, calibration = images[split.training], images[split.stopping], images[split.calibration]
         # a fixed anomalous version of the held-out images, so their loss can be compared between epochs
         validation_inputs, validation_masks = augment(held_out, rng, 0.5, sources)
@@ -179,15 +174,12 @@ class DraemDetector(MapsFromScore):
         self.model_ = network
         self.history_ = history
         self.n_train_images_, self.n_held_out_images_ = len(training), len(calibration)
-        self.frame_limits_ = FrameLimits.fit(images, image_sizes)
-        held_out_result = self.score(calibration, with_maps=True)
-        self.default_decision_ = default_decision(held_out_result.table[DRAEM_COLUMN], DRAEM_COLUMN)
-        self.map_scales_ = map_scales(self.default_decision_, held_out_result.residuals)
+        calibrated = self.score(calibration, with_maps=True)
+        self._calibrate(images, image_sizes, calibrated.table[DRAEM_COLUMN], calibrated.residuals)
         return self
 
     def score(self, images: np.ndarray, with_maps: bool = False, batch_size: int = 64) -> ScoreResult:
-        if not hasattr(self, "model_"):
-            raise RuntimeError("This DraemDetector is not fitted yet; call fit() or load a bundle first.")
+        self._check_fitted()
         batch = as_image_batch(images, int(self.input_size), int(self.channels))
         scores, kept = [], {"anomaly_maps": [], "reconstructions": [], "residuals": []}
         for start in range(0, len(batch), batch_size):

@@ -41,12 +41,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.detectors.base import GoodImageSplit, MapsFromScore, ScoreResult, TrainingCancelled, map_scales, saved_parameters
+from core.defaults import DEFAULT_LATTICE_INPUT_SIZE, MIN_LATTICE_INPUT_SIZE
+from core.detectors.base import BaseDetector, ScoreResult, TrainingCancelled, saved_parameters
 from core.detectors.memory_bank import BorderCalibration
 
 LATTICE_COLUMN = "lattice_score"
-DEFAULT_LATTICE_INPUT_SIZE = 128
-MIN_LATTICE_INPUT_SIZE = 32
 # lighting is what varies over more than a few periods: the blur that estimates it (pixels at 128 px)
 LIGHTING_SIGMA = 8.0
 # peaks are looked for up to a quarter of the image away, so that every shifted copy mostly overlaps the image
@@ -67,7 +66,7 @@ NO_DISAGREEMENT = 1e-9
 NO_LATTICE = 1e6
 
 
-class LatticeDetector(MapsFromScore):
+class LatticeDetector(BaseDetector):
     """Compares each image with itself shifted by its lattice vectors; ``fit(good_images)``, ``score(images)``.
 
     Parameters:
@@ -80,6 +79,7 @@ class LatticeDetector(MapsFromScore):
     primary_score = LATTICE_COLUMN
     score_columns = (LATTICE_COLUMN,)
     channels = 1
+    fitted_attribute = "border_calibration_"
 
     def __init__(self, input_size=DEFAULT_LATTICE_INPUT_SIZE, directions=3, map_sigma=None, seed=0):
         self.input_size = input_size
@@ -87,24 +87,17 @@ class LatticeDetector(MapsFromScore):
         self.map_sigma = map_sigma
         self.seed = seed
 
-    def get_params(self) -> dict:
-        return {"input_size": self.input_size, "directions": self.directions, "map_sigma": self.map_sigma,
-                "seed": self.seed}
-
     def fit(self, good_images: np.ndarray, image_sizes=None, progress=None, should_stop=None) -> "LatticeDetector":
         """Learn from the good images what their lattice looks like (strength, dominant frequency, longest
         vector) and how much they disagree with themselves at each distance from the border; set the default
         decision on 15 % of them held out (as the other detectors do)."""
-        from core.data.frame_check import FrameLimits
-        from core.decision import default_decision
-
         started = time.perf_counter()
         if int(self.input_size) < MIN_LATTICE_INPUT_SIZE:
             raise ValueError(f"`input_size` must be at least {MIN_LATTICE_INPUT_SIZE}, got {self.input_size!r}.")
         images = _grey_stack(good_images)
         if len(images) < 2:
             raise ValueError(f"The lattice detector needs at least 2 good images, got {len(images)}.")
-        split = GoodImageSplit.of(len(images), int(self.seed))
+        split = self._split(len(images))
         held_out, fitting = images[split.calibration], images[split.training]
         surfaces = [self._surface(image, should_stop) for image in fitting]
         reference = np.array([[surface.frequency, surface.strength, surface.longest] for surface in surfaces
@@ -122,8 +115,7 @@ class LatticeDetector(MapsFromScore):
         rings = min(64, int(np.ceil(reference[:, 2].max())))
         self.border_calibration_ = BorderCalibration.fit(maps[judged], rings=rings)
         self.n_train_images_, self.n_held_out_images_ = len(fitting), len(held_out)
-        self.frame_limits_ = FrameLimits.fit(images, image_sizes)
-        self.default_decision_ = None
+        judged_scores = []
         if len(held_out):
             # a held-out image the checks refuse is rejected whatever the threshold; it must not lift the threshold
             scores = self.score(held_out).table[LATTICE_COLUMN]
@@ -131,14 +123,12 @@ class LatticeDetector(MapsFromScore):
             if not len(judged_scores):
                 raise ValueError("None of the held-out good images showed the lattice the others have: these images "
                                  "are not one periodic surface; choose another detector.")
-            self.default_decision_ = default_decision(judged_scores, LATTICE_COLUMN)
-        self.map_scales_ = map_scales(self.default_decision_) if self.default_decision_ is not None else None
+        self._calibrate(images, image_sizes, judged_scores)
         self.training_seconds_ = time.perf_counter() - started
         return self
 
     def score(self, images: np.ndarray, with_maps: bool = False) -> ScoreResult:
-        if not hasattr(self, "border_calibration_"):
-            raise RuntimeError("This LatticeDetector is not fitted yet; call fit() first.")
+        self._check_fitted()
         images = _grey_stack(images)
         maps = np.stack([self._map(self._surface(image)) for image in images]) if len(images) else \
             np.zeros((0, int(self.input_size), int(self.input_size)))
@@ -159,8 +149,7 @@ class LatticeDetector(MapsFromScore):
     def bundle_state(self, directory: Path) -> dict:
         from core.detectors.saving import save_array
 
-        if not hasattr(self, "border_calibration_"):
-            raise RuntimeError("This LatticeDetector is not fitted yet; call fit() first.")
+        self._check_fitted()
         return {"model_file": save_array(directory, "lattice_reference.npy", self.lattice_reference_),
                 "border_calibration": self.border_calibration_.to_json()}
 

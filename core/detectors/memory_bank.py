@@ -40,7 +40,7 @@ import pandas as pd
 
 from core.defaults import DEFAULT_CORESET_RATIO
 from core.detectors.features import BackboneUnavailable, keras_models_folder  # noqa: F401  (BackboneUnavailable: interface)
-from core.detectors.base import (GoodImageSplit, MapsFromScore, ScoreResult, TrainingCancelled, map_scales, saved_parameters,
+from core.detectors.base import (BaseDetector, ScoreResult, TrainingCancelled, saved_parameters,
                                  smoothed_maps)
 
 MEMORY_BANK_COLUMN = "patch_score"
@@ -334,7 +334,7 @@ def border_rings(height: int, width: int, rings: int) -> np.ndarray:
     return np.minimum(np.minimum(np.minimum(rows, columns), np.minimum(height - 1 - rows, width - 1 - columns)), rings)
 
 
-class MemoryBankDetector(MapsFromScore):
+class MemoryBankDetector(BaseDetector):
     """PatchCore-style detector; ``fit(good_images)`` builds the bank, ``score(images)`` compares to it.
 
     Parameters:
@@ -349,6 +349,7 @@ class MemoryBankDetector(MapsFromScore):
 
     kind = "memory_bank"
     primary_score = MEMORY_BANK_COLUMN
+    fitted_attribute = "memory_bank_"
 
     def __init__(self, autoencoder=None, backbone="encoder", coreset_ratio=DEFAULT_CORESET_RATIO, neighbours=9, map_sigma=None,
                  projection_dim=128, seed=0, channels=3):
@@ -364,9 +365,9 @@ class MemoryBankDetector(MapsFromScore):
         self.seed = seed
         self._lock = threading.Lock()
 
-    def get_params(self) -> dict:
-        return {name: getattr(self, name) for name in (
-            "backbone", "coreset_ratio", "neighbours", "map_sigma", "projection_dim", "seed", "channels")}
+    def check_parameters(self) -> None:
+        if self.backbone != "encoder":
+            imagenet_weights_path(self.backbone)   # BackboneUnavailable says what is missing
 
     @property
     def input_size(self) -> int:
@@ -385,14 +386,11 @@ class MemoryBankDetector(MapsFromScore):
         set the default decision on ``patch_score`` from good images only."""
         from sklearn.neighbors import NearestNeighbors
 
-        from core.decision import default_decision
-        from core.data.frame_check import FrameLimits
-
         if not 0.01 <= float(self.coreset_ratio) <= 0.25:
             raise ValueError(f"`coreset_ratio` must be between 0.01 and 0.25, got {self.coreset_ratio!r}.")
         started = time.perf_counter()
         images = np.asarray(good_images, dtype=np.float32)
-        split = GoodImageSplit.of(len(images), int(self.seed))
+        split = self._split(len(images))
         held_out, bank_images = images[split.calibration], images[split.training]
         held_out_count = len(held_out)
         self.extractor_ = self._build_extractor()
@@ -412,9 +410,8 @@ class MemoryBankDetector(MapsFromScore):
         # in more dimensions trees lose to brute force
         search = "kd_tree" if self.memory_bank_.shape[1] <= 32 else "brute"
         self.bank_search_ = NearestNeighbors(n_neighbors=1, algorithm=search).fit(self.memory_bank_)
-        self.frame_limits_ = FrameLimits.fit(images, image_sizes) if len(images) >= 2 else None
         self.border_calibration_ = None
-        self.default_decision_ = None
+        held_out_scores = []
         if held_out_count and self.backbone != "encoder":
             # ImageNet CNNs only: their deep receptive fields see the padding far in (brick 0.61 -> 1.00). On the
             # 64 px encoders it made no difference on the demo (3 seeds), so they keep the paper's scoring.
@@ -422,10 +419,9 @@ class MemoryBankDetector(MapsFromScore):
             grids = self._patch_distances(held_out)
             self.border_calibration_ = BorderCalibration.fit(grids)
             held_out_scores = self.border_calibration_.apply(grids).reshape(len(grids), -1).max(axis=1)
-            self.default_decision_ = default_decision(held_out_scores, MEMORY_BANK_COLUMN)
         elif held_out_count:
-            self.default_decision_ = default_decision(self.score(held_out).table[MEMORY_BANK_COLUMN], MEMORY_BANK_COLUMN)
-        self.map_scales_ = map_scales(self.default_decision_) if self.default_decision_ is not None else None
+            held_out_scores = self.score(held_out).table[MEMORY_BANK_COLUMN]
+        self._calibrate(images, image_sizes, held_out_scores)
         self.training_seconds_ = time.perf_counter() - started
         return self
 
@@ -541,9 +537,6 @@ class MemoryBankDetector(MapsFromScore):
             raise ValueError(f"`backbone` must be one of {', '.join(BACKBONES)}, got {self.backbone!r}.")
         return imagenet_features(self.backbone)
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "memory_bank_"):
-            raise RuntimeError("This MemoryBankDetector is not fitted yet; call fit() first.")
 
 
 class PatchFeatures:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.detectors.base import GoodImageSplit, MapsFromScore, ScoreResult, map_scales, saved_parameters, smoothed_maps
+from core.detectors.base import BaseDetector, ScoreResult, saved_parameters, smoothed_maps
 from core.detectors.memory_bank import (PACKAGED_BACKBONE, backbone_weights_digest,
                                         check_backbone_weights, imagenet_features, upsample_maps)
 
@@ -43,7 +43,7 @@ PADIM_FEATURE_LAYERS = ("block_4_out",)
 EARLIER_PADIM_FEATURE_LAYERS = ("block_2_out", "block_4_out")
 
 
-class PadimDetector(MapsFromScore):
+class PadimDetector(BaseDetector):
     """Per-position Gaussians over ImageNet patch features; ``fit(good_images)``, ``score(images)``.
 
     Parameters:
@@ -57,6 +57,7 @@ class PadimDetector(MapsFromScore):
     kind = "padim"
     primary_score = PADIM_COLUMN
     score_columns = (PADIM_COLUMN,)
+    fitted_attribute = "precision_"
     def __init__(self, regularisation=0.01, map_sigma=None, seed=0, channels=3, feature_layers=PADIM_FEATURE_LAYERS):
         self.channels = channels  # ImageNet features see colour; 1 reads grey, repeated to RGB
         self.regularisation = regularisation
@@ -64,10 +65,6 @@ class PadimDetector(MapsFromScore):
         self.map_sigma = map_sigma
         self.seed = seed
         self._lock = threading.Lock()
-
-    def get_params(self) -> dict:
-        return {"backbone": PACKAGED_BACKBONE, "regularisation": self.regularisation, "map_sigma": self.map_sigma,
-                "seed": self.seed, "channels": self.channels, "feature_layers": list(self.feature_layers)}
 
     @property
     def input_size(self) -> int:
@@ -80,14 +77,11 @@ class PadimDetector(MapsFromScore):
         default decision from good images only."""
         from scipy import ndimage
 
-        from core.decision import default_decision
-        from core.data.frame_check import FrameLimits
-
         started = time.perf_counter()
         images = np.asarray(good_images, dtype=np.float32)
         if len(images) < 2:
             raise ValueError(f"PaDiM needs at least 2 good images, got {len(images)}.")
-        split = GoodImageSplit.of(len(images), int(self.seed))
+        split = self._split(len(images))
         held_out, fitting = images[split.calibration], images[split.training]
         held_out_count = len(held_out)
         self.extractor_ = imagenet_features(PACKAGED_BACKBONE, self.feature_layers)
@@ -105,16 +99,12 @@ class PadimDetector(MapsFromScore):
         self.mean_ = mean.astype(np.float32)
         self.precision_ = np.linalg.inv(covariance).astype(np.float32)
         self.grid_shape_ = (height, width)
-        self.frame_limits_ = FrameLimits.fit(images, image_sizes)
-        self.default_decision_ = (default_decision(self.score(held_out).table[PADIM_COLUMN], PADIM_COLUMN)
-                                  if held_out_count else None)
-        self.map_scales_ = map_scales(self.default_decision_) if self.default_decision_ is not None else None
+        self._calibrate(images, image_sizes, self.score(held_out).table[PADIM_COLUMN] if held_out_count else [])
         self.training_seconds_ = time.perf_counter() - started
         return self
 
     def score(self, images: np.ndarray, with_maps: bool = False, batch_size: int = 32) -> ScoreResult:
-        if not hasattr(self, "precision_"):
-            raise RuntimeError("This PadimDetector is not fitted yet; call fit() first.")
+        self._check_fitted()
         images = np.asarray(images, dtype=np.float32)
         grids = [self._distance_grid(images[start:start + batch_size]) for start in range(0, len(images), batch_size)]
         grids = np.concatenate(grids) if grids else np.zeros((0, *self.grid_shape_), np.float32)
@@ -129,8 +119,7 @@ class PadimDetector(MapsFromScore):
         """Write each position's mean and precision matrix (``.npy``); the manifest fields that rebuild the rest."""
         from core.detectors.saving import save_array
 
-        if not hasattr(self, "precision_"):
-            raise RuntimeError("This PadimDetector is not fitted yet; call fit() first.")
+        self._check_fitted()
         return {"model_file": save_array(directory, "padim_mean.npy", self.mean_),
                 "files": [save_array(directory, "padim_precision.npy", self.precision_)],
                 "feature_extractor": self.extractor_.state(), "grid_shape": list(self.grid_shape_),

@@ -122,8 +122,8 @@ def compare_detectors(dataset: Dataset, seeds: int = 3, autoencoder_params: dict
         "n_good": int((test.labels == "good").sum()),
         "n_defect": int((test.labels == "defect").sum()),
         "autoencoder_score_column": AUTOENCODER_SCORE_COLUMN,
-        "autoencoder_params": _jsonable(ResidualDetector(**autoencoder_params).get_params()),
-        "memory_bank_params": _jsonable(MemoryBankDetector(**memory_bank_params).get_params()),
+        "autoencoder_params": ResidualDetector(**autoencoder_params).run_parameters(),
+        "memory_bank_params": MemoryBankDetector(**memory_bank_params).run_parameters(),
         "best_label_free": best,
         "supervised_warning": SUPERVISED_WARNING,
         "detectors": detectors,
@@ -207,7 +207,3 @@ def _mean_std(values: list) -> dict | None:
     if not numbers:
         return None
     return {"mean": float(np.mean(numbers)), "std": float(np.std(numbers)), "values": numbers}
-
-
-def _jsonable(parameters: dict) -> dict:
-    return {key: list(value) if isinstance(value, tuple) else value for key, value in parameters.items()}

@@ -11,16 +11,16 @@ from typing import Callable
 
 from core.data.datasets import Dataset, ScoreItem
 from core.decision import Decision
-from core.detectors.base import Detector, TrainingCancelled, TrainingProgress
+from core.detectors.base import BaseDetector, TrainingCancelled, TrainingProgress
 from core.errors import DatasetError
 from core.evaluation.scoring import UNREADABLE, stream_judged_rows
 from core.runs.bundles import save_bundle
 from core.runs.store import owner_fields, scores_csv, write_status
 
-def train_run(dataset: Dataset, run_dir: str | Path, detector: Detector,
+def train_run(dataset: Dataset, run_dir: str | Path, detector: BaseDetector,
               progress: Callable[[TrainingProgress], None] | None = None,
               should_stop: Callable[[], bool] | None = None,
-              warn: Callable[[str], None] = lambda message: None) -> Detector:
+              warn: Callable[[str], None] = lambda message: None) -> BaseDetector:
     """Train on the data set's good training images and save the bundle into ``run_dir``.
 
     ``status.json`` follows every epoch; it ends as ``complete``, ``cancelled`` or ``failed``.
@@ -61,7 +61,7 @@ def train_run(dataset: Dataset, run_dir: str | Path, detector: Detector,
         write_status(run_dir, state="failed", message=str(error) or type(error).__name__,
                      detail=traceback.format_exc(limit=5))
         raise
-    write_status(run_dir, state="complete", message="Training finished", history=getattr(detector, "history_", history),
+    write_status(run_dir, state="complete", message="Training finished", history=detector.history_ or history,
                  training_seconds=detector.training_seconds_, pid=None, host=None)
     return detector
 

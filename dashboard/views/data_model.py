@@ -6,12 +6,10 @@ from pathlib import Path
 import streamlit as st
 
 from core.data.datasets import open_dataset
-from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, NETWORK_STRIDE
+from core.defaults import DEFAULT_CORESET_RATIO, NETWORK_STRIDE
 from core.data.native import estimated_training_seconds, rough_duration, working_resolution
-from core.detectors import (AUTOENCODER_NAMES, DETECTOR_NAMES, RECOMMENDATION, RECOMMENDED_DETECTOR, good_for,
-                            lends_its_encoder)
-from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE
-from core.detectors.lattice import DEFAULT_LATTICE_INPUT_SIZE
+from core.detectors import (DETECTOR_NAMES, RECOMMENDATION, RECOMMENDED_DETECTOR, good_for, label,
+                            lends_its_encoder, training_options)
 from core.detectors.memory_bank import (BACKBONE_LABELS, BACKBONES, PACKAGED_BACKBONE, BackboneUnavailable,
                               imagenet_weights_path)
 from core.errors import InputError
@@ -31,25 +29,17 @@ BACKBONE_HELP = (
     "**ResNet-50 / MobileNetV2**: only when their Keras ImageNet weights files are already on this machine.")
 
 RUN_ITSELF_KIND = "run"
-FITTED_NOW = ("memory_bank", "padim")   # fitted on the chosen data's good images on the spot; the others are trained
+# fitted on the chosen data's good images on the spot (the registry says which); the others are trained
+FITTED_NOW = tuple(name for name in DETECTOR_NAMES if training_options(name).fitted_on_the_spot)
 SHORT_NAMES = {"run": "the run itself", "memory_bank": "memory bank", "padim": "PaDiM"}
-KIND_NAMES = {"ncae": "NCAE", "cae": "CAE", "memory_bank": "Memory bank", "padim": "PaDiM", "draem": "DRAEM",
-              "lattice": "Lattice"}
-# what each detector trains at, and the choices offered for it (memory bank and PaDiM: the backbone's own 224 px;
-# the autoencoders: the data's native size by default, see core.data.native)
-WORKING_SIZES = [32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024]
-LATTICE_SIZES = [size for size in WORKING_SIZES if 64 <= size <= 512]   # a few periods across, and quick
-TRAINING_SIZES = {"ncae": (WORKING_SIZES, DEFAULT_INPUT_SIZE), "cae": (WORKING_SIZES, DEFAULT_INPUT_SIZE),
-                  "draem": ([64, 96, 128], DEFAULT_DRAEM_INPUT_SIZE)}
 PATCH_CHOICES = ["whole image", 32, 48, 64, 96, 128]
-TRAINING_EPOCHS = {"ncae": DEFAULT_EPOCHS, "cae": DEFAULT_EPOCHS, "draem": DEFAULT_DRAEM_EPOCHS}
 CORESET_CHOICES = (0.01, 0.02, 0.05, 0.1, 0.25)
 
 
 def detector_label(name: str, model_kind: str) -> str:
     if name == RUN_ITSELF_KIND:
-        return f"The chosen model's own ({KIND_NAMES.get(model_kind, model_kind)})"
-    return KIND_NAMES[name] + (" (recommended)" if name == RECOMMENDED_DETECTOR else "")
+        return f"The chosen model's own ({label(model_kind) if model_kind in DETECTOR_NAMES else model_kind})"
+    return label(name) + (" (recommended)" if name == RECOMMENDED_DETECTOR else "")
 
 st.title("Data & Model")
 data_column, model_column = st.columns(2)
@@ -92,7 +82,7 @@ with model_column:
     runs = [run for run in all_runs if run.usable]
     options = {session.DEMO_MODEL.label: session.DEMO_MODEL}
     for run in runs:
-        options[f"{run_name(run)} ({KIND_NAMES[run.manifest['model_kind']]}, {run.run_id})"] = session.ModelChoice(
+        options[f"{run_name(run)} ({label(run.manifest['model_kind'])}, {run.run_id})"] = session.ModelChoice(
             str(run.path), run_name(run))
     for run in all_runs:
         if run.problem:  # a damaged or tampered run is skipped, never loaded: say so in one line
@@ -117,16 +107,16 @@ with model_column:
              "this data's good images as you choose them (seconds). NCAE, CAE, DRAEM and Lattice are trained: "
              "the form below trains the one chosen here.")
     if detector_kind == RECOMMENDED_DETECTOR:
-        st.caption(f"**{KIND_NAMES[detector_kind]}**, {RECOMMENDATION}. {good_for(detector_kind)[0].upper()}"
+        st.caption(f"**{label(detector_kind)}**, {RECOMMENDATION}. {good_for(detector_kind)[0].upper()}"
                    f"{good_for(detector_kind)[1:]}.")
     elif detector_kind != RUN_ITSELF_KIND:
-        st.caption(f"**{KIND_NAMES[detector_kind]}**: {good_for(detector_kind)}. For most parts the "
-                   f"{KIND_NAMES[RECOMMENDED_DETECTOR].lower()} is the first choice "
+        st.caption(f"**{label(detector_kind)}**: {good_for(detector_kind)}. For most parts the "
+                   f"{label(RECOMMENDED_DETECTOR).lower()} is the first choice "
                    f"({RECOMMENDATION.split(': ', 1)[1]}).")
     if detector_kind == RUN_ITSELF_KIND or detector_kind not in FITTED_NOW:
         session.choose_detector(session.RUN_ITSELF)
         if detector_kind != RUN_ITSELF_KIND:
-            st.info(f"{KIND_NAMES[detector_kind]} is trained, not fitted on the spot: train a run with the form below. "
+            st.info(f"{label(detector_kind)} is trained, not fitted on the spot: train a run with the form below. "
                     "Until you choose the new run, the pages use the chosen model.", icon=":material/model_training:")
     elif detector_kind == "padim":
         session.choose_detector(session.DetectorChoice("padim", PACKAGED_BACKBONE))
@@ -151,8 +141,8 @@ with model_column:
 
     # the detector chosen above; with the model's own chosen, another of the model's kind
     kind = chosen_manifest["model_kind"] if detector_kind == RUN_ITSELF_KIND else detector_kind
-    title = (f"Train a {KIND_NAMES[kind]} run on EfficientNet-Lite0 (saved with the runs, exportable)"
-             if kind in FITTED_NOW else f"Train a new {KIND_NAMES[kind]} run")
+    title = (f"Train a {label(kind)} run on EfficientNet-Lite0 (saved with the runs, exportable)"
+             if kind in FITTED_NOW else f"Train a new {label(kind)} run")
     with st.expander(title, expanded=detector_kind not in (RUN_ITSELF_KIND, *FITTED_NOW)):
         choice = session.data_choice()
         try:
@@ -160,17 +150,25 @@ with model_column:
         except InputError:
             traits = {"count": 0, "native": None, "channels": 1}
         patch, channels = None, traits["channels"]
-        if kind in TRAINING_SIZES:
-            epochs = st.number_input("Maximum epochs", 1, 500, TRAINING_EPOCHS[kind], key=f"train_epochs_{kind}")
-            sizes, default_size = TRAINING_SIZES[kind]
-            if kind in AUTOENCODER_NAMES:
+        options = training_options(kind)   # which choices apply to this detector: the registry says
+        epochs = 1
+        if options.epochs is not None:
+            epochs = st.number_input("Maximum epochs", 1, 500, options.epochs, key=f"train_epochs_{kind}")
+        if options.fixed_size:
+            size = options.size
+            st.caption(f"Fitted in one pass over the good images at the backbone's {size} px (no epochs).")
+        else:
+            sizes, default_size, default_patch = list(options.sizes), options.size, None
+            if options.size is None:   # the images' native size (see core.data.native)
                 default_size, default_patch = working_resolution(traits["native"])
                 sizes = sorted(set(sizes) | {default_size})
             size = st.select_slider("Working resolution (pixels, long side)", sizes, default_size,
                                     key=f"train_size_{kind}",
-                                    help="Images are fitted to this size, aspect kept. The default is the images' "
-                                         "native size, at most 512: a defect a few pixels across survives.")
-            if kind in AUTOENCODER_NAMES:
+                                    help="Grey. Fine enough that one period of the weave spans a few pixels."
+                                    if options.colour == "grey" else
+                                    "Images are fitted to this size, aspect kept. The default is the images' "
+                                    "native size, at most 512: a defect a few pixels across survives.")
+            if options.patches:
                 patch = st.select_slider(
                     "Training patch (pixels)", PATCH_CHOICES, default_patch or "whole image", key=f"train_patch_{kind}",
                     help="Train on random crops of this size and judge whole images: the training time depends on the "
@@ -178,35 +176,30 @@ with model_column:
                 patch = None if patch == "whole image" else int(patch)
                 if patch is not None and patch > size:
                     patch = None
-            channels = 3 if st.toggle("Colour", channels == 3, key=f"train_colour_{kind}",
-                                      help="Default: colour when the training images are colour.") else 1
-            if kind in AUTOENCODER_NAMES:
-                seconds = estimated_training_seconds(int(size), patch, int(epochs), traits["count"])
-                st.caption(f"Estimated training time: **at most about {rough_duration(seconds)}** "
-                           f"({traits['count']} good images, {'colour' if channels == 3 else 'grey'}"
-                           f"{f', {patch} px patches' if patch else ', whole images'}; early stopping may end it "
-                           "sooner).")
-        elif kind == "lattice":
-            epochs = 1
-            size = st.select_slider("Working resolution (pixels, long side)", LATTICE_SIZES,
-                                    DEFAULT_LATTICE_INPUT_SIZE, key="train_size_lattice",
-                                    help="Grey. Fine enough that one period of the weave spans a few pixels.")
-            st.caption("Fitted in one pass over the good images (no network, no epochs): a few seconds.")
-        else:
-            epochs, size = 1, 224
-            st.caption("Fitted in one pass over the good images at the backbone's 224 px (no epochs).")
+            if options.epochs is None:
+                st.caption("Fitted in one pass over the good images (no network, no epochs): a few seconds.")
+        if options.colour == "imagenet":
             channels = 3 if st.toggle("Colour", True, key=f"train_colour_{kind}",
                                       help="ImageNet features see colour; off reads the images grey.") else 1
+        elif options.colour == "data":
+            channels = 3 if st.toggle("Colour", channels == 3, key=f"train_colour_{kind}",
+                                      help="Default: colour when the training images are colour.") else 1
+        if options.patches:
+            seconds = estimated_training_seconds(int(size), patch, int(epochs), traits["count"])
+            st.caption(f"Estimated training time: **at most about {rough_duration(seconds)}** "
+                       f"({traits['count']} good images, {'colour' if channels == 3 else 'grey'}"
+                       f"{f', {patch} px patches' if patch else ', whole images'}; early stopping may end it "
+                       "sooner).")
         seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
         anomaly_source = ""
-        if kind == "draem":
+        if options.anomaly_source:
             anomaly_source = st.text_input(
                 "Anomaly source folder (optional)", key="train_anomaly_source", placeholder="/data/textures",
                 help="Pictures on the server (fabric, stone, rust…) pasted as synthetic defects while DRAEM "
                      "learns, besides its built-in sources: other good images and procedural patterns.").strip()
         mine = st.session_state.get("last_training")
         busy = bool(mine) and jobs.is_alive(mine)
-        unfit = kind in AUTOENCODER_NAMES and patch is None and int(size) % NETWORK_STRIDE != 0
+        unfit = options.patches and patch is None and int(size) % NETWORK_STRIDE != 0
         if unfit:
             st.warning(f"Training on whole images needs a working resolution that is a multiple of {NETWORK_STRIDE} "
                        f"px; {size} px is not. Choose a training patch, or another resolution.")
@@ -257,7 +250,7 @@ def run_list() -> None:
                 "damaged": run.problem,
             }[current]
             head.markdown(f"{PHASE_ICONS[current]} **{as_text(run_name(run))}**  \n"
-                          f"{current} · {KIND_NAMES.get(status.get('model_kind'), '?')} · {as_text(detail)}  \n"
+                          f"{current} · {label(status['model_kind']) if status.get('model_kind') in DETECTOR_NAMES else '?'} · {as_text(detail)}  \n"
                           f"{as_code(run.run_id)}")
             new_name = rename.text_input("Name", value=run_name(run), key=f"name-{run.run_id}",
                                          max_chars=RUN_NAME_LIMIT, label_visibility="collapsed",
@@ -304,7 +297,7 @@ if space is not None:
     workspace.metric_cards(st.columns(3), [
         ("Input size", f"{space.detector.input_size} px", "Working resolution: the active detector fits every image to "
          "this size (the long side; the aspect ratio is kept and the short side padded, never stretched)."),
-        ("Model", KIND_NAMES[space.manifest["model_kind"]], good_for(space.manifest["model_kind"])),
+        ("Model", label(space.manifest["model_kind"]), good_for(space.manifest["model_kind"])),
         ("Detector", SHORT_NAMES[space.choice.kind], space.choice.label),
     ])
     patch = getattr(space.detector, "patch_size", None)

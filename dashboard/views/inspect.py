@@ -9,8 +9,8 @@ import streamlit as st
 from core.data.datasets import extract_zip_safely
 from core.errors import DatasetError
 from core.data.images import is_image_name
-from core.evaluation.decision import VERDICTS
-from core.runs.pipeline import judged_rows, score_sources
+from core.decision import VERDICTS
+from core.evaluation.scoring import judged_rows, score_sources
 from core.runs.store import scores_csv
 from dashboard import workspace
 from dashboard.words import as_code, as_text, with_dashes

@@ -9,7 +9,7 @@ import pytest
 
 from core.data.datasets import open_dataset
 from core.detectors import DETECTOR_NAMES, detector_class, new_detector
-from core.detectors.base import Detector, TrainingCancelled
+from core.detectors.base import BaseDetector, TrainingCancelled
 from core.detectors.draem import DraemDetector
 from core.detectors.synthetic_anomalies import augment, perlin_mask
 from core.errors import BundleError
@@ -29,9 +29,12 @@ def good_and_test(small_demo_dir):
 def test_every_registered_detector_implements_the_interface():
     for name in DETECTOR_NAMES:
         detector = new_detector(name)
-        assert isinstance(detector, Detector), name
+        assert isinstance(detector, BaseDetector), name
         assert detector.kind == name and detector.primary_score in detector.score_columns
-        assert detector_class(name).from_bundle is not None
+        cls = detector_class(name)
+        for method in ("fit", "score", "bundle_state"):   # each its own, not the base class's placeholder
+            assert getattr(cls, method) is not getattr(BaseDetector, method), (name, method)
+        assert cls.from_bundle.__func__ is not BaseDetector.from_bundle.__func__, name
 
 
 @pytest.mark.parametrize("name", ["memory_bank", "padim"])
@@ -211,8 +214,13 @@ def test_a_tampered_bank_is_refused_before_it_is_read(bank_run, tmp_path):
 
 
 def test_the_command_line_states_draems_own_defaults():
+    import re
+
     help_text = " ".join(run_cli("train", "--help").stdout.split())
-    assert f"draem {DraemDetector().epochs})" in help_text and f"draem {DraemDetector().input_size};" in help_text
+    epochs = re.search(r"--epochs EPOCHS (.*?) --image-size", help_text).group(1)
+    size = re.search(r"--image-size IMAGE_SIZE (.*?) --patch-size", help_text).group(1)
+    assert re.search(rf"\bdraem {DraemDetector().epochs}\b", epochs), epochs
+    assert re.search(rf"\bdraem {DraemDetector().input_size}\b", size), size
 
 
 def test_an_anomaly_source_folder_feeds_draems_pastes_and_an_empty_one_is_refused(small_demo_dir, tmp_path):

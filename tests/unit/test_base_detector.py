@@ -1,0 +1,61 @@
+"""Every detector is a scikit-learn-style estimator through one base class: parameters by name, ``clone``,
+``score_samples`` / ``decision_function``, and the fitted state every caller reads declared in one place."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from core.detectors import DETECTOR_NAMES, new_detector
+from core.detectors.base import BaseDetector
+
+from tests.conftest import TINY_MODEL
+
+
+@pytest.mark.parametrize("name", DETECTOR_NAMES)
+def test_every_detector_clones_with_its_parameters_and_takes_them_by_name(name):
+    detector = new_detector(name, seed=7)
+    assert isinstance(detector, BaseDetector)
+    twin = clone(detector)
+    assert type(twin) is type(detector) and twin is not detector
+    assert twin.get_params(deep=False) == detector.get_params(deep=False)
+    assert twin.get_params()["seed"] == 7
+    assert set(detector.get_params(deep=False)) == set(type(detector).parameter_names())
+    twin.set_params(seed=11)
+    assert twin.seed == 11 and detector.seed == 7
+    with pytest.raises(ValueError, match="has no parameter 'backbone_name'"):
+        twin.set_params(backbone_name="x")
+    assert not twin.is_fitted()
+    with pytest.raises(RuntimeError, match="not fitted yet"):
+        twin.score(np.zeros((1, int(twin.input_size), int(twin.input_size)), np.float32))
+
+
+def test_a_memory_bank_on_an_autoencoder_clones_the_autoencoder_as_a_parameter():
+    autoencoder = new_detector("ncae", **TINY_MODEL)
+    bank = new_detector("memory_bank", autoencoder=autoencoder, backbone="encoder")
+    params = bank.get_params()
+    assert params["autoencoder"] is autoencoder and params["autoencoder__input_size"] == 32
+    assert "autoencoder" not in bank.run_parameters()   # a run saves the autoencoder as files of its own
+    twin = clone(bank)
+    assert twin.autoencoder is not autoencoder and twin.autoencoder.get_params() == autoencoder.get_params()
+    bank.set_params(autoencoder__seed=5)
+    assert autoencoder.seed == 5
+
+
+def test_score_samples_is_the_primary_score_and_decision_function_is_its_distance_to_the_threshold():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0.3, 0.7, (20, 32, 32)).astype(np.float32)
+    detector = new_detector("ncae", **(TINY_MODEL | {"epochs": 2})).fit(images)
+    assert detector.is_fitted()
+    probe = np.concatenate([images[:3], np.clip(images[3:5] + rng.uniform(-0.6, 0.6, (2, 32, 32)), 0, 1)])
+    scores = detector.score_samples(probe)
+    assert scores.shape == (5,) and np.allclose(scores, detector.score(probe).table["map_max"])
+    margins = detector.decision_function(probe)
+    verdicts = detector.default_decision_.verdicts(scores)
+    assert [verdict == "NG" for verdict in verdicts] == [margin >= 0 for margin in margins]
+    assert "NG" in set(verdicts)
+
+
+def test_an_unfitted_detector_declares_its_fitted_state_as_absent():
+    detector = new_detector("padim")
+    assert detector.default_decision_ is None and detector.frame_limits_ is None and detector.history_ is None
+    assert detector.n_held_out_images_ == 0
