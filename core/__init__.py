@@ -3,7 +3,7 @@
 No Streamlit here: the dashboard, the command line and notebooks all use this package the same way::
 
     from core.data.datasets import open_dataset
-    from core.detectors.autoencoder import ResidualDetector
+    from core.detectors.autoencoder.detector import ResidualDetector
 
     with open_dataset("demo") as dataset:
         good = dataset.load(dataset.train_good, 64).images        # (n, 64, 64) floats in [0, 1]

@@ -35,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_LOSS,
                                DEFAULT_NOISE_STD, DEFAULT_PATCH_SIZE, DEFAULT_WIDTHS, NETWORK_STRIDE)
     from core.detectors import DETECTOR_NAMES, detectors_taking, good_for, training_options
-    from core.detectors.losses import LOSSES
-    from core.detectors.memory_bank import IMAGENET_BACKBONES, PACKAGED_BACKBONE
+    from core.detectors.autoencoder.losses import LOSSES
+    from core.detectors.common.patch_features import IMAGENET_BACKBONES, PACKAGED_BACKBONE
 
     def only(option: str) -> str:   # "ncae/cae only": the registry says which detectors take an option
         return "/".join(detectors_taking(option)) + " only"
@@ -326,7 +326,7 @@ def _check_training_options(arguments) -> None:
     """Options that do not apply to the chosen detector are refused, not silently ignored; the registry says
     which apply (``core.detectors``)."""
     from core.detectors import applies, detectors_taking, training_options
-    from core.detectors.memory_bank import PACKAGED_BACKBONE
+    from core.detectors.common.patch_features import PACKAGED_BACKBONE
 
     model = arguments.model
     options = training_options(model)
@@ -380,7 +380,9 @@ def _resolution_words(detector, training_images: int) -> str:
     colour = "colour" if detector.channels == 3 else "grey"
     patch = getattr(detector, "patch_size", None)
     words = f"{detector.input_size} px {colour}" + (f", on random {patch} px patches" if patch else "")
-    if getattr(detector, "model", None) in ("ncae", "cae"):
+    from core.detectors import training_options
+
+    if training_options(detector.kind).patches:   # the estimate is measured for the autoencoders' training
         from core.data.native import estimated_training_seconds, rough_duration
 
         seconds = estimated_training_seconds(int(detector.input_size), patch, int(detector.epochs), training_images)
@@ -685,7 +687,7 @@ def _compare(arguments) -> int:
 
         import_tensorflow_quietly()
         from core.evaluation.compare import compare_detectors, comparison_rows
-        from core.detectors.models import build_autoencoder
+        from core.detectors.autoencoder.models import build_autoencoder
 
         try:
             build_autoencoder("ncae", arguments.image_size)

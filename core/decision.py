@@ -23,7 +23,7 @@ photographs, an NCAE and a CAE on each (``python -m benchmarks.primary_score``, 
   ``mse`` (0.85 on the generated castings, where ``map_max`` gives 0.98).
 - no fusion earned the place: the fused ``stat_distance`` (mean 0.747) and simpler fusions of
   one-sided z-scores (0.784–0.788) are clearly below the best single statistic on the object set
-  and on the granite photographs (see :mod:`core.detectors.stat_distance`).
+  and on the granite photographs (see :mod:`core.detectors.autoencoder.stat_distance`).
 
 **The default threshold** is set from good images only, the *calibration* share of the training
 images (:class:`core.detectors.base.GoodImageSplit`: never trained on, and not the images that chose

@@ -107,8 +107,8 @@ def load_detector(bundle_path: str, model_sha256: str):
 def fit_on_good_images(key: DetectorKey):
     """A memory bank or PaDiM fitted on the data set's good training images (never shared mutable state)."""
     from core.detectors import lends_its_encoder
-    from core.detectors.memory_bank import MemoryBankDetector
-    from core.detectors.padim import PadimDetector
+    from core.detectors.memory_bank.detector import MemoryBankDetector
+    from core.detectors.padim.detector import PadimDetector
 
     dataset = load_dataset(key.data_kind, key.data_location)
     if key.choice.kind == "padim":
@@ -131,7 +131,7 @@ def active_detector(key: DetectorKey):
     """The detector the pages show: the run itself, or a memory bank or PaDiM fitted for this data."""
     if key.choice.kind == "run":
         return load_detector(key.bundle_path, key.model_sha256)
-    from core.detectors.memory_bank import BackboneUnavailable
+    from core.detectors.features import BackboneUnavailable
 
     try:
         return fit_on_good_images(key)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from core.defaults import DEFAULT_CORESET_RATIO
-from core.detectors.memory_bank import BACKBONE_LABELS
+from core.detectors.common.patch_features import BACKBONE_LABELS
 from dashboard.resources import DEMO_BUNDLE
 
 

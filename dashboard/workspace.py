@@ -21,7 +21,7 @@ from core.data.datasets import Dataset
 from core.decision import DEFAULT_FALSE_REJECT_RATE, Decision
 from core.decision import default_decision as core_default_decision
 from core.errors import InputError
-from core.detectors import DETECTOR_NAMES, score_columns_of
+from core.detectors import DETECTOR_NAMES, reconstructs, score_columns_of
 from core.evaluation.metrics import ThresholdTable
 from dashboard import resources, session
 from dashboard.resources import DEMO_BUNDLE, DetectorKey
@@ -45,7 +45,7 @@ class Workspace:
     @property
     def has_reconstructions(self) -> bool:
         """Whether the pages can show reconstructions and residuals (the autoencoders' and DRAEM's runs)."""
-        return self.choice.kind == "run" and self.manifest["model_kind"] in RECONSTRUCTING_KINDS
+        return self.choice.kind == "run" and reconstructs(self.manifest["model_kind"])
 
     def map_key(self, choice: DetectorChoice | None = None) -> DetectorKey:
         """Everything that identifies the active detector (or ``choice`` on the same data and model)."""
@@ -101,7 +101,6 @@ def current_corrections(data, model) -> Corrections:
 # -- threshold state ------------------------------------------------------------------------------
 
 ALL_SCORE_COLUMNS = tuple(dict.fromkeys(column for name in DETECTOR_NAMES for column in score_columns_of(name)))
-RECONSTRUCTING_KINDS = ("ncae", "cae", "draem")
 
 
 def score_columns(table: pd.DataFrame) -> list[str]:

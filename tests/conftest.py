@@ -9,7 +9,7 @@ from core.quiet import import_tensorflow_quietly
 import_tensorflow_quietly()
 
 from core.data.datasets import open_dataset  # noqa: E402
-from core.detectors.autoencoder import ResidualDetector  # noqa: E402
+from core.detectors.autoencoder.detector import ResidualDetector  # noqa: E402
 from core.runs.pipeline import train_run  # noqa: E402
 from core.data.synthetic import DemoSetSize, generate_demo_set  # noqa: E402
 

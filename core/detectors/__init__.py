@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from core.defaults import (DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE, DEFAULT_EPOCHS, DEFAULT_LATTICE_INPUT_SIZE,
                            IMAGENET_INPUT_SIZE, MIN_LATTICE_INPUT_SIZE)
-from core.detectors.residuals import SCORE_COLUMNS as RESIDUAL_SCORE_COLUMNS
+from core.detectors.common.residuals import SCORE_COLUMNS as RESIDUAL_SCORE_COLUMNS
 
 # the working resolutions the training form offers (the autoencoders add the data's native size)
 WORKING_SIZES = (32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024)
@@ -57,30 +57,30 @@ _AUTOENCODER_TRAINING = TrainingOptions(epochs=DEFAULT_EPOCHS, sizes=WORKING_SIZ
 _IMAGENET_TRAINING = TrainingOptions(size=IMAGENET_INPUT_SIZE, colour="imagenet", fitted_on_the_spot=True)
 
 _REGISTRY = {
-    "ncae": Entry("core.detectors.autoencoder", "ResidualDetector", "NCAE", RESIDUAL_SCORE_COLUMNS,
+    "ncae": Entry("core.detectors.autoencoder.detector", "ResidualDetector", "NCAE", RESIDUAL_SCORE_COLUMNS,
                   "neighbour-convolution autoencoder at the images' native size (at most 512 px, on 64 px patches), "
                   "grey or colour: residual statistics and maps; finds 1-2 px pinholes and hairline cracks at 512 px "
                   "(1.00) and colour-only stains in colour (1.00); weak on real photographs (0.61-0.81 at 64 px)",
                   _AUTOENCODER_TRAINING),
-    "cae": Entry("core.detectors.autoencoder", "ResidualDetector", "CAE", RESIDUAL_SCORE_COLUMNS,
+    "cae": Entry("core.detectors.autoencoder.detector", "ResidualDetector", "CAE", RESIDUAL_SCORE_COLUMNS,
                  "plain convolutional autoencoder, the NCAE's baseline (demo 0.97)", _AUTOENCODER_TRAINING),
-    "memory_bank": Entry("core.detectors.memory_bank", "MemoryBankDetector", "Memory bank", ("patch_score",),
+    "memory_bank": Entry("core.detectors.memory_bank.detector", "MemoryBankDetector", "Memory bank", ("patch_score",),
                          "PatchCore-style memory bank on ImageNet EfficientNet-Lite0 features, 224 px: the best on "
                          "real photographs (0.98-1.00) and on the demo (1.00); about 12 images/s",
                          TrainingOptions(size=IMAGENET_INPUT_SIZE, colour="imagenet", backbone=True,
                                          fitted_on_the_spot=True)),
-    "padim": Entry("core.detectors.padim", "PadimDetector", "PaDiM", ("padim_score",),
+    "padim": Entry("core.detectors.padim.detector", "PadimDetector", "PaDiM", ("padim_score",),
                    "per-position Gaussians on the same network's stage-3 features: for parts that sit in the same "
                    "place in every image (generated sets 0.95-1.00), weaker on randomly placed surfaces (0.86-0.98); "
                    "6x the bank's speed", _IMAGENET_TRAINING),
-    "lattice": Entry("core.detectors.lattice", "LatticeDetector", "Lattice", ("lattice_score",),
+    "lattice": Entry("core.detectors.lattice.detector", "LatticeDetector", "Lattice", ("lattice_score",),
                      "compares each image with itself shifted by its weave's period, no network, 128 px grey: for "
                      "strictly periodic surfaces (woven texture 1.00, with the broken threads no other detector "
                      "sees); no use on stone, wood, brick or parts on a background (0.44-0.80, and it refuses the "
                      "demo castings); 160-250 images/s",
                      TrainingOptions(size=DEFAULT_LATTICE_INPUT_SIZE, min_size=MIN_LATTICE_INPUT_SIZE, colour="grey",
                                      sizes=tuple(size for size in WORKING_SIZES if 64 <= size <= 512))),
-    "draem": Entry("core.detectors.draem", "DraemDetector", "DRAEM", ("draem_score",),
+    "draem": Entry("core.detectors.draem.detector", "DraemDetector", "DRAEM", ("draem_score",),
                    "NCAE plus a segmentation network trained on synthetic defects (DRAEM-style), no pretrained "
                    "weights: better than the autoencoders on most real photographs (0.78-0.91), about 2 minutes to "
                    "train", TrainingOptions(epochs=DEFAULT_DRAEM_EPOCHS, size=DEFAULT_DRAEM_INPUT_SIZE,
@@ -166,6 +166,11 @@ def training_parameters(name: str, seed: int, **choices) -> dict:
     if unknown:
         raise ValueError(f"Unknown training option(s): {', '.join(sorted(unknown))}.")
     return parameters
+
+
+def reconstructs(name: str) -> bool:
+    """Whether a run of detector ``name`` reconstructs its input (residual images to show): the encoder-decoders."""
+    return name in _REGISTRY and training_options(name).network
 
 
 def score_columns_of(name: str) -> tuple[str, ...]:

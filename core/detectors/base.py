@@ -145,6 +145,20 @@ class BaseDetector:
         """The detector a run folder holds (its files' digests already checked)."""
         raise NotImplementedError
 
+    def map_smoothing(self) -> float:
+        """σ of the Gaussian that smooths the anomaly map, in working pixels: ``map_sigma`` when set (each detector
+        with a rule of its own for ``None`` overrides this; ``score`` and the exported graph both ask here)."""
+        return float(self.map_sigma)
+
+    def inspector_judge(self, tf):
+        """The detector's own part of the exported inspector's graph (its folder's ``inspector.py``): a callable
+        from the working image ``(n, s, s, c)`` float32 to (score, map), with ``networks`` to track."""
+        raise NotImplementedError
+
+    def export_refusal(self) -> str:
+        """Why this fitted detector cannot become an inspector, in one sentence (``""``: it can)."""
+        return ""
+
     def check_parameters(self) -> None:
         """``ValueError`` (or the missing backbone's error) now, for parameters ``fit`` would refuse after reading
         every image; nothing by default."""

@@ -67,7 +67,7 @@ def load_keras_model(directory: Path, manifest: dict, name: str | None = None, i
     """A bundle's Keras model (hash already checked by :func:`read_manifest`), loaded with ``safe_mode``."""
     import keras
 
-    import core.detectors.layers  # noqa: F401  registers NeighborConv2D for deserialisation
+    import core.detectors.autoencoder.layers  # noqa: F401  registers NeighborConv2D for deserialisation
 
     name = name or manifest["model_file"]
     path = vouched_file(directory, manifest, name)

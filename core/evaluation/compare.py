@@ -1,16 +1,17 @@
 """Detectors side by side on one data set, over several seeds: ``python -m core compare``.
 
-Every seed trains the NCAE and the CAE with the *same* settings (nothing is tuned for one side
-only), builds a memory bank on each one's encoder and one on EfficientNet-Lite0's ImageNet
-features (at 224 px), fits PaDiM on the same features, trains the DRAEM-style judge (at the
-autoencoders' input size and network; at most its own default number of epochs), and
-cross-validates the supervised reference on the NCAE's residual statistics. All of them are
-scored on the same labelled test images.
+Every detector in the registry (:mod:`core.detectors`) is trained or fitted with each seed and scored
+on the same labelled test images, on its primary score. The NCAE and the CAE get the *same*
+settings (nothing is tuned for one side only), and each also lends its encoder to a memory bank;
+DRAEM takes the autoencoders' resolution and network, with at most its own default number of
+epochs; the others work at their own resolution. A detector that cannot fit the data (the lattice
+detector on parts that are not a periodic surface, a backbone whose weights are missing) gets a
+row that says "refused" and why. The supervised reference is cross-validated on the NCAE's residual
+statistics.
 
 The autoencoders are judged on their primary score, fixed in advance (:data:`AUTOENCODER_SCORE_COLUMN`,
-see :mod:`core.decision`),
-not on whichever column happens to win on the test labels; the per-column figures are in the
-JSON for reference.
+see :mod:`core.decision`), not on whichever column happens to win on the test labels; the per-column
+figures are in the JSON for reference.
 """
 
 from __future__ import annotations
@@ -23,25 +24,25 @@ import pandas as pd
 
 from core.data.datasets import Dataset
 from core.decision import PRIMARY_SCORE
-from core.detectors.autoencoder import ResidualDetector
+from core.detectors import (AUTOENCODER_NAMES, DETECTOR_NAMES, label, new_detector, score_columns_of,
+                            training_options, training_parameters)
+from core.detectors.autoencoder.detector import ResidualDetector
+from core.detectors.common.patch_features import PACKAGED_BACKBONE
+from core.detectors.common.residuals import STATISTIC_NAMES
+from core.detectors.features import BackboneUnavailable
+from core.detectors.memory_bank.detector import MEMORY_BANK_COLUMN, MemoryBankDetector
 from core.errors import DatasetError
-from core.detectors.memory_bank import MEMORY_BANK_COLUMN, PACKAGED_BACKBONE, MemoryBankDetector
-from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DraemDetector
-from core.detectors.padim import PADIM_COLUMN, PadimDetector
 from core.evaluation.evaluate import TestImages, evaluate_detector, image_figures, load_test_images
 from core.evaluation.metrics import ThresholdTable
-from core.detectors.residuals import STATISTIC_NAMES
 from core.evaluation.supervised import CLASSIFIERS, MIN_PER_CLASS, SUPERVISED_WARNING, cross_validate
 
 AUTOENCODER_SCORE_COLUMN = PRIMARY_SCORE
+# the registry's detectors, then the variants only the comparison makes: a memory bank on each autoencoder's
+# encoder, and the supervised reference
 DETECTOR_LABELS = {
-    "ncae": f"NCAE residual ({AUTOENCODER_SCORE_COLUMN})",
-    "cae": f"CAE residual ({AUTOENCODER_SCORE_COLUMN})",
-    "memory_bank_ncae": "Memory bank on NCAE encoder",
-    "memory_bank_cae": "Memory bank on CAE encoder",
-    "memory_bank_imagenet": "Memory bank on EfficientNet-Lite0 (ImageNet)",
-    "padim_imagenet": "PaDiM on EfficientNet-Lite0 (ImageNet)",
-    "draem": "DRAEM-style NCAE + learned residual judge",
+    **{name: f"{label(name)} ({AUTOENCODER_SCORE_COLUMN if name in AUTOENCODER_NAMES else score_columns_of(name)[0]})"
+       for name in DETECTOR_NAMES},
+    **{f"memory_bank_{name}": f"Memory bank on {label(name)} encoder" for name in AUTOENCODER_NAMES},
     "logistic_regression": "Supervised: logistic regression",
     "gradient_boosting": "Supervised: gradient boosting",
 }
@@ -56,48 +57,48 @@ def compare_detectors(dataset: Dataset, seeds: int = 3, autoencoder_params: dict
     autoencoder_params = dict(autoencoder_params or {})
     memory_bank_params = dict(memory_bank_params or {})
     size = int(autoencoder_params.get("input_size", ResidualDetector().input_size))
-    good = dataset.load(dataset.train_good, size).images
-    if len(good) == 0:
+    images = _ImagesAtSize(dataset)
+    if len(images.good(size, 1)) == 0:
         raise DatasetError(f"{dataset.root}: none of the good training images could be read.")
-    test = load_test_images(dataset, size)
-    imagenet_size = MemoryBankDetector(backbone=PACKAGED_BACKBONE).input_size
-    imagenet_good = dataset.load(dataset.train_good, imagenet_size, channels=3).images
-    imagenet_test = load_test_images(dataset, imagenet_size, channels=3)
     runs: dict[str, list[dict]] = {name: [] for name in DETECTOR_LABELS}
-    per_column: dict[str, list[dict]] = {"ncae": [], "cae": []}
+    refused: dict[str, str] = {}
+    per_column: dict[str, list[dict]] = {name: [] for name in AUTOENCODER_NAMES}
 
     for seed in range(int(seeds)):
-        for kind in ("ncae", "cae"):
-            progress(f"seed {seed + 1}/{seeds}: training the {kind.upper()}")
-            autoencoder = ResidualDetector(**(autoencoder_params | {"model": kind, "seed": seed})).fit(good)
-            figures, result = evaluate_detector(autoencoder, test, AUTOENCODER_SCORE_COLUMN)
+        statistics = None
+        for kind in AUTOENCODER_NAMES:
+            progress(f"seed {seed + 1}/{seeds}: training the {label(kind)}")
+            autoencoder = ResidualDetector(**(autoencoder_params | {"model": kind, "seed": seed}))
+            autoencoder.fit(images.good(size, 1))
+            figures, result = evaluate_detector(autoencoder, images.test(size, 1), AUTOENCODER_SCORE_COLUMN)
             per_column[kind].append(figures.pop("image_auroc_by_column"))
             runs[kind].append(figures | {"training_seconds": autoencoder.training_seconds_, "seed": seed})
+            statistics = result.table if statistics is None else statistics
 
-            progress(f"seed {seed + 1}/{seeds}: memory bank on the {kind.upper()} encoder")
-            bank = MemoryBankDetector(autoencoder, **(memory_bank_params | {"seed": seed})).fit(good)
-            figures, _ = evaluate_detector(bank, test, MEMORY_BANK_COLUMN)
+            progress(f"seed {seed + 1}/{seeds}: memory bank on the {label(kind)} encoder")
+            bank = MemoryBankDetector(autoencoder, **(memory_bank_params | {"seed": seed})).fit(images.good(size, 1))
+            figures, _ = evaluate_detector(bank, images.test(size, 1), MEMORY_BANK_COLUMN)
             runs[f"memory_bank_{kind}"].append(figures | {"training_seconds": bank.training_seconds_, "seed": seed})
 
-            if kind == "ncae":
-                progress(f"seed {seed + 1}/{seeds}: memory bank on EfficientNet-Lite0 ImageNet features")
-                bank = MemoryBankDetector(**(memory_bank_params | {"backbone": PACKAGED_BACKBONE, "seed": seed}))
-                bank.fit(imagenet_good)
-                figures, _ = evaluate_detector(bank, imagenet_test, MEMORY_BANK_COLUMN)
-                runs["memory_bank_imagenet"].append(figures | {"training_seconds": bank.training_seconds_,
-                                                               "seed": seed})
-                progress(f"seed {seed + 1}/{seeds}: PaDiM on EfficientNet-Lite0 ImageNet features")
-                padim = PadimDetector(seed=seed).fit(imagenet_good)
-                figures, _ = evaluate_detector(padim, imagenet_test, PADIM_COLUMN)
-                runs["padim_imagenet"].append(figures | {"training_seconds": padim.training_seconds_, "seed": seed})
-                progress(f"seed {seed + 1}/{seeds}: training the DRAEM-style judge")
-                draem = DraemDetector(**draem_parameters(autoencoder_params, seed)).fit(good)
-                figures, _ = evaluate_detector(draem, test)
-                figures.pop("image_auroc_by_column")
-                runs["draem"].append(figures | {"training_seconds": draem.training_seconds_, "seed": seed})
-                for classifier in CLASSIFIERS:
-                    figures, _ = supervised_figures(result.table, test.labels, classifier, folds, seed)
-                    runs[classifier].append(figures | {"seed": seed})
+        for name in DETECTOR_NAMES:
+            if name in AUTOENCODER_NAMES or name in refused:
+                continue
+            progress(f"seed {seed + 1}/{seeds}: {label(name)}")
+            detector = new_detector(name, **comparison_parameters(name, seed, autoencoder_params, memory_bank_params))
+            channels = int(getattr(detector, "channels", 1))
+            try:
+                detector.fit(images.good(int(detector.input_size), channels))
+            except (ValueError, BackboneUnavailable) as error:   # it cannot fit these images: say so in its row
+                refused[name] = str(error)
+                continue
+            figures, _ = evaluate_detector(detector, images.test(int(detector.input_size), channels))
+            figures.pop("image_auroc_by_column")
+            runs[name].append(figures | {"training_seconds": detector.training_seconds_, "seed": seed})
+
+        test = images.test(size, 1)
+        for classifier in CLASSIFIERS:
+            figures, _ = supervised_figures(statistics, test.labels, classifier, folds, seed)
+            runs[classifier].append(figures | {"seed": seed})
 
     detectors = {}
     for name, seed_runs in runs.items():
@@ -107,6 +108,8 @@ def compare_detectors(dataset: Dataset, seeds: int = 3, autoencoder_params: dict
             **{metric: _mean_std([run[metric] for run in seed_runs]) for metric in METRICS},
             "per_seed": seed_runs,
         }
+        if name in refused:
+            detectors[name]["refused"] = refused[name]
     for kind, columns in per_column.items():
         detectors[kind]["image_auroc_by_column"] = {
             column: _mean_std([seed_columns[column] for seed_columns in columns]) for column in columns[0]}
@@ -114,8 +117,9 @@ def compare_detectors(dataset: Dataset, seeds: int = 3, autoencoder_params: dict
         detectors[classifier]["fold_f1"] = _mean_std([f for run in runs[classifier] for f in run["fold_f1"]])
         detectors[classifier]["fold_accuracy"] = _mean_std(
             [a for run in runs[classifier] for a in run["fold_accuracy"]])
-    label_free = [name for name, entry in detectors.items() if entry["label_free"]]
+    label_free = [name for name, entry in detectors.items() if entry["label_free"] and "refused" not in entry]
     best = max(label_free, key=lambda name: detectors[name]["image_auroc"]["mean"])
+    test = images.test(size, 1)
     return {
         "data": dataset.summary() | {"source": str(dataset.root)},
         "seeds": int(seeds),
@@ -130,12 +134,42 @@ def compare_detectors(dataset: Dataset, seeds: int = 3, autoencoder_params: dict
     }
 
 
-def draem_parameters(autoencoder_params: dict, seed: int) -> dict:
-    """DRAEM with the autoencoders' input size and network, and at most its own default number of epochs."""
-    shared = {key: autoencoder_params[key] for key in ("input_size", "widths", "bottleneck", "batch_size")
-              if key in autoencoder_params}
-    epochs = min(int(autoencoder_params.get("epochs", DEFAULT_DRAEM_EPOCHS)), DEFAULT_DRAEM_EPOCHS)
-    return shared | {"epochs": epochs, "seed": seed}
+class _ImagesAtSize:
+    """The data set's good training and labelled test images, decoded once per working size and channels."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset, self._good, self._test = dataset, {}, {}
+
+    def good(self, size: int, channels: int) -> np.ndarray:
+        if (size, channels) not in self._good:
+            self._good[size, channels] = self.dataset.load(self.dataset.train_good, size, channels=channels).images
+        return self._good[size, channels]
+
+    def test(self, size: int, channels: int) -> TestImages:
+        if (size, channels) not in self._test:
+            self._test[size, channels] = load_test_images(self.dataset, size, channels=channels)
+        return self._test[size, channels]
+
+
+def comparison_parameters(name: str, seed: int, autoencoder_params: dict, memory_bank_params: dict) -> dict:
+    """How the comparison builds detector ``name`` (not an autoencoder): at its own resolution, in colour when it
+    reads ImageNet features; a network like the autoencoders' at their resolution, for at most the autoencoders'
+    epochs and at most its own default; the memory bank with the comparison's bank settings, on the packaged
+    backbone."""
+    options = training_options(name)
+    choices = {"channels": 3 if options.colour == "imagenet" else 1}
+    if options.epochs is not None:
+        choices["epochs"] = min(int(autoencoder_params.get("epochs", options.epochs)), options.epochs)
+    if options.network:
+        choices |= {key: autoencoder_params[key] for key in ("input_size", "widths", "bottleneck")
+                    if key in autoencoder_params}
+    if options.backbone:
+        choices |= {"backbone": PACKAGED_BACKBONE} | {key: value for key, value in memory_bank_params.items()
+                                                    if key == "coreset_ratio"}
+    parameters = training_parameters(name, seed, **choices)
+    if options.network and "batch_size" in autoencoder_params:
+        parameters["batch_size"] = autoencoder_params["batch_size"]
+    return parameters
 
 
 def supervised_figures(statistics: pd.DataFrame, labels: np.ndarray, classifier: str, folds: int = 5,
@@ -182,6 +216,9 @@ def comparison_rows(report: dict) -> list[dict]:
     """One row per detector, figures formatted ``mean ± std``: the printed table and the dashboard's."""
     rows = []
     for name, entry in report["detectors"].items():
+        if "refused" in entry:
+            rows.append({"detector": entry["label"], "label-free": "yes", "image AUROC": f"refused: {entry['refused']}"})
+            continue
         rows.append({
             "detector": entry["label"],
             "label-free": "yes" if entry["label_free"] else "no (needs labelled defects)",

@@ -30,7 +30,7 @@ from core.files import atomic_write_json
 from core.data.frame_check import FrameLimits
 from core.data.images import preprocessing_description
 from core.detectors.saving import sha256_of
-from core.detectors.stat_distance import StatDistance
+from core.detectors.autoencoder.stat_distance import StatDistance
 
 MANIFEST_FILE = "manifest.json"
 # The manifest's own digest, over its canonical form (every other field, keys sorted, no spaces): the run's
@@ -140,7 +140,7 @@ def manifest_problem(manifest: dict) -> str:
     Every value the program later uses is checked here, so a tampered or damaged run is refused
     when it is listed, not when a page or a command trips over it.
     """
-    from core.detectors.losses import LOSSES
+    from core.detectors.autoencoder.losses import LOSSES
 
     def is_int(value, low, high):
         return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high

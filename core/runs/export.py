@@ -21,7 +21,7 @@ on the same pixels without this package:
    - memory bank (on the packaged EfficientNet-Lite0): each patch's distance to its nearest bank entry,
      in float64 as the fitted search computes it, rescaled by its border ring; ``patch_score``, the
      largest. A bank on another backbone, or built before border calibration, is refused in one sentence;
-   - lattice: the whole of :mod:`core.detectors.lattice` in float64 (its DFT and Gaussian blurs as matrix
+   - lattice: the whole of :mod:`core.detectors.lattice.detector` in float64 (its DFT and Gaussian blurs as matrix
      products, which ONNX Runtime runs in float64), the surface checks and the border rescaling;
 5. the decision: ``NG`` when ``score >= threshold``, ``REVIEW`` in the review band, ``OK`` below,
    ``INVALID`` when the frame check refuses the frame.
@@ -47,11 +47,11 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import InputError
+from core.detectors.common.graph import edge_pad
 from core.files import STORAGE_ERRORS, storage_error_in
 
 EXPORT_FORMAT = "residual-lab-inspector/1"
 PRECISION_BITS = 32 - 8 - 2     # Pillow's fixed-point precision for 8-bit resampling
-TRUNCATE = 4.0                  # scipy.ndimage.gaussian_filter's default
 ONNX_OPSET = 17
 ONNX_TOLERANCE = 1e-5           # largest score difference from the SavedModel an ONNX file may show, relative to
                                 # the score (at least 1): float32 round-off in another runtime's kernels
@@ -68,7 +68,7 @@ def export_inspector(run_dir: Path, out: Path, threshold_document: dict | None =
 
     manifest = read_manifest(run_dir)
     detector = load_bundle(run_dir)
-    why_not = _cannot_export(manifest, detector)
+    why_not = detector.export_refusal()
     if why_not:
         raise InputError(f"{run_dir}: {why_not}")
     decision = detector.default_decision_
@@ -119,19 +119,6 @@ def export_inspector(run_dir: Path, out: Path, threshold_document: dict | None =
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return out
-
-
-def _cannot_export(manifest: dict, detector) -> str:
-    """Why this run cannot become an inspector, in one sentence (``""`` when it can)."""
-    from core.detectors.memory_bank import PACKAGED_BACKBONE
-
-    if manifest["model_kind"] == "memory_bank":
-        if detector.backbone != PACKAGED_BACKBONE:
-            return (f"a memory bank on the {detector.backbone} backbone is not exported; train one on the packaged "
-                    f"{PACKAGED_BACKBONE} (the default) to export it.")
-        if getattr(detector, "border_calibration_", None) is None:
-            return "this memory bank was built before border calibration; train it again to export it."
-    return ""
 
 
 def _write_onnx(tf, module, saved_model: Path, path: Path) -> dict:
@@ -219,13 +206,6 @@ def _pillow_pass(tf, pixels, weights, axis):
                             0.0, 255.0)
 
 
-def _gaussian_kernel(sigma: float) -> np.ndarray:
-    radius = int(TRUNCATE * sigma + 0.5)
-    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-    return kernel / kernel.sum()
-
-
 def _inspector_class():
     import tensorflow as tf
 
@@ -234,7 +214,7 @@ def _inspector_class():
 
         def __init__(self, detector, decision, limits):
             super().__init__()
-            self.judge = _judge_for(tf, detector)
+            self.judge = detector.inspector_judge(tf)
             self.networks = list(self.judge.networks)   # tracked here, so the SavedModel holds their weights
             self.size = int(detector.input_size)
             self.channels = int(detector.channels)
@@ -281,7 +261,7 @@ def _inspector_class():
                               lambda: _pillow_pass(tf, out, _pillow_weights(tf, height, new_height), axis=1))
                 spare_rows, spare_columns = size - new_height, size - new_width
                 top, left = spare_rows // 2, spare_columns // 2
-                return _edge_pad(tf, out, top, spare_rows - top, left, spare_columns - left)
+                return edge_pad(tf, out, top, spare_rows - top, left, spare_columns - left)
 
             fitted = tf.cond(same, lambda: pixels, resized)
             return tf.ensure_shape(fitted, [None, size, size, self.channels])
@@ -312,347 +292,6 @@ def _inspector_class():
             return refused
 
     return Inspector
-
-
-def _judge_for(tf, detector):
-    """The part of the graph that is the detector's own: working image ``(n, s, s, c)`` → (score, map)."""
-    kind = detector.kind   # the autoencoders share one class; the others have their own
-    if kind == "draem":
-        return _DraemJudge(tf, detector)
-    if kind == "padim":
-        return _PadimJudge(tf, detector)
-    if kind == "memory_bank":
-        return _MemoryBankJudge(tf, detector)
-    if kind == "lattice":
-        return _LatticeJudge(tf, detector)
-    return _ResidualJudge(tf, detector)
-
-
-class _Smoothing:
-    """``scipy.ndimage.gaussian_filter(mode="nearest")`` of ``(n, h, w)`` maps, as two separable passes."""
-
-    def __init__(self, tf, sigma: float):
-        self.kernel = tf.constant(_gaussian_kernel(sigma), tf.float32) if sigma > 0 else None
-
-    def __call__(self, tf, maps):
-        if self.kernel is None:
-            return maps
-        radius = (int(self.kernel.shape[0]) - 1) // 2
-        stack = _edge_pad(tf, maps[..., None], radius, radius, radius, radius)
-        stack = tf.nn.conv2d(stack, tf.reshape(self.kernel, [-1, 1, 1, 1]), strides=1, padding="VALID")
-        stack = tf.nn.conv2d(stack, tf.reshape(self.kernel, [1, -1, 1, 1]), strides=1, padding="VALID")
-        return stack[..., 0]
-
-
-def _largest(tf, maps):
-    return tf.reduce_max(tf.reshape(maps, [tf.shape(maps)[0], -1]), axis=1)
-
-
-class _ResidualJudge:
-    """NCAE / CAE: the reconstruction's residual (RMS over colour channels, signed), smoothed; ``map_max``."""
-
-    def __init__(self, tf, detector):
-        self.tf, self.network, self.size, self.channels = tf, detector.model_, int(detector.input_size), \
-            int(detector.channels)
-        self.networks = [self.network]
-        self.stride = 2 ** len(tuple(detector.widths)) if detector.trains_on_patches else 1
-        self.fixed_input = not detector.trains_on_patches
-        self.smoothing = _Smoothing(tf, float(detector.map_sigma))
-
-    def __call__(self, image):
-        tf = self.tf
-        if self.fixed_input:
-            reconstruction = self.network(image, training=False)
-        else:
-            padding = (-self.size) % self.stride
-            padded = tf.pad(image, [[0, 0], [0, padding], [0, padding], [0, 0]], mode="REFLECT") if padding else image
-            reconstruction = self.network(padded, training=False)[:, :self.size, :self.size, :]
-        difference = image - reconstruction
-        if self.channels == 1:
-            residual = difference[..., 0]
-        else:
-            magnitude = tf.sqrt(tf.reduce_mean(tf.square(difference), axis=-1))
-            residual = tf.where(tf.reduce_mean(difference, axis=-1) < 0, -magnitude, magnitude)
-        anomaly_map = self.smoothing(tf, tf.abs(residual))
-        return _largest(tf, anomaly_map), anomaly_map
-
-
-class _DraemJudge:
-    """DRAEM: the judge network's defect probability, smoothed; ``draem_score`` is its maximum."""
-
-    def __init__(self, tf, detector):
-        self.tf, self.network = tf, detector.model_
-        self.networks = [self.network]
-        self.smoothing = _Smoothing(tf, float(detector._map_sigma()))
-
-    def __call__(self, image):
-        _, probability = self.network(image, training=False)
-        anomaly_map = self.smoothing(self.tf, probability[..., 0])
-        return _largest(self.tf, anomaly_map), anomaly_map
-
-
-class _PatchFeatures:
-    """:class:`core.detectors.memory_bank.PatchFeatures` of the packaged EfficientNet-Lite0: each layer scaled,
-    averaged over 3×3 neighbours (edges repeated) and resized bilinearly onto one grid."""
-
-    def __init__(self, tf, extractor):
-        self.network, self.scales, self.grid = extractor.network, list(extractor.layer_scales), extractor.grid
-        self.input_scale = float(extractor.input_scale)
-
-    def __call__(self, tf, image):
-        batch = (tf.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image) * self.input_scale
-        outputs = self.network(batch, training=False)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]   # a one-layer extractor (PaDiM)
-        sizes = [int(output.shape[1]) * int(output.shape[2]) for output in outputs]
-        chosen = outputs[int(np.argmax(sizes) if self.grid == "finest" else np.argmin(sizes))]
-        height, width = int(chosen.shape[1]), int(chosen.shape[2])
-        aggregated = []
-        for output, scale in zip(outputs, self.scales):
-            pooled = tf.nn.avg_pool2d(_edge_pad(tf, output / scale, 1, 1, 1, 1), 3, 1, "VALID")
-            if (int(pooled.shape[1]), int(pooled.shape[2])) != (height, width):
-                pooled = tf.image.resize(pooled, (height, width), "bilinear")   # = scipy's zoom, grid_mode=True
-            aggregated.append(pooled)
-        return tf.concat(aggregated, axis=-1)
-
-
-class _PadimJudge:
-    """PaDiM: each patch's Mahalanobis distance to its position's Gaussian; ``padim_score`` is the largest."""
-
-    def __init__(self, tf, detector):
-        self.tf, self.size = tf, int(detector.input_size)
-        self.features = _PatchFeatures(tf, detector.extractor_)
-        self.networks = [self.features.network]
-        self.mean = tf.constant(detector.mean_, tf.float32)
-        self.precision = tf.constant(detector.precision_, tf.float32)
-        sigma = 4.0 * self.size / 224 if detector.map_sigma is None else float(detector.map_sigma)
-        self.smoothing = _Smoothing(tf, sigma)
-
-    def __call__(self, image):
-        tf = self.tf
-        difference = self.features(tf, image) - self.mean
-        squared = tf.einsum("nhwi,hwij,nhwj->nhw", difference, self.precision, difference)
-        grid = tf.sqrt(tf.maximum(squared, 0.0))
-        anomaly_map = self.smoothing(tf, tf.image.resize(grid[..., None], (self.size, self.size), "bilinear")[..., 0])
-        return _largest(tf, grid), anomaly_map
-
-
-class _MemoryBankJudge:
-    """Memory bank on ImageNet features: each patch's distance to its nearest bank entry (float64, as the
-    fitted search computes it), rescaled by its border ring; ``patch_score`` is the largest."""
-
-    def __init__(self, tf, detector):
-        self.tf, self.size = tf, int(detector.input_size)
-        self.features = _PatchFeatures(tf, detector.extractor_)
-        self.networks = [self.features.network]
-        bank = np.asarray(detector.memory_bank_, np.float64)
-        self.bank_columns = tf.constant(np.ascontiguousarray(bank.T))   # (dim, entries): a plain matmul
-        self.bank_norms = tf.constant((bank ** 2).sum(axis=1))
-        self.calibration = detector.border_calibration_
-        self.smoothing = _Smoothing(tf, float(detector._map_sigma()))
-
-    def __call__(self, image):
-        from core.detectors.memory_bank import border_rings
-
-        tf = self.tf
-        features = self.features(tf, image)
-        height, width, dim = int(features.shape[1]), int(features.shape[2]), int(features.shape[3])
-
-        def nearest(patches):   # one image at a time: its patches × the bank stays a few tens of MB
-            patches = tf.cast(patches, tf.float64)
-            squared = tf.reduce_sum(patches ** 2, axis=1, keepdims=True) + self.bank_norms[None, :] - \
-                2.0 * tf.matmul(patches, self.bank_columns)
-            return tf.cast(tf.sqrt(tf.maximum(tf.reduce_min(squared, axis=1), 0.0)), tf.float32)
-
-        distances = tf.map_fn(nearest, tf.reshape(features, [-1, height * width, dim]),
-                              fn_output_signature=tf.TensorSpec([height * width], tf.float32))
-        ring = border_rings(height, width, self.calibration.rings).reshape(-1)
-        grid = (distances - self.calibration.mean[ring]) / self.calibration.spread[ring]
-        grid = tf.reshape(grid, [-1, height, width])
-        anomaly_map = self.smoothing(tf, tf.image.resize(grid[..., None], (self.size, self.size), "bilinear")[..., 0])
-        return _largest(tf, grid), anomaly_map
-
-
-class _LatticeJudge:
-    """The lattice detector (:mod:`core.detectors.lattice`) on a batch, in float64 as numpy computes it: the
-    lighting removed, the autocorrelation (a DFT written as real matrix products, which ONNX also runs), the
-    strongest non-parallel peaks refined by parabolas, the surface checks, the image compared with itself along
-    its vectors (Keys cubic shifts, edges repeated), the median scaling, smoothing and the border rescaling."""
-
-    def __init__(self, tf, detector):
-        from core.detectors import lattice
-        from core.detectors.memory_bank import border_rings
-
-        self.tf, self.lattice, self.networks = tf, lattice, []
-        size = self.size = int(detector.input_size)
-        self.directions = int(detector.directions)
-        # Gaussian blurs as matrix products (edges repeated): ONNX Runtime has no float64 convolution
-        self.lighting = tf.constant(_blur_matrix(lattice.LIGHTING_SIGMA * size / 128, size))
-        sigma = size / 64 if detector.map_sigma is None else float(detector.map_sigma)
-        self.smoothing = tf.constant(_blur_matrix(sigma, size))
-        angles = 2 * np.pi * np.outer(np.arange(size), np.arange(size)) / size
-        self.cosines, self.sines = tf.constant(np.cos(angles)), tf.constant(np.sin(angles))
-        self.searched = tf.constant(lattice.search_region(size, size, lattice.SHORTEST_VECTOR,
-                                                          lattice.LONGEST_VECTOR_SHARE * size))
-        offsets = np.arange(size) - size // 2
-        rows, columns = np.meshgrid(offsets, offsets, indexing="ij")
-        self.offsets = tf.constant(np.stack([rows.ravel(), columns.ravel()], axis=1).astype(np.float64))
-        # dominant_frequency's radial average (a bincount over rounded radii) as one matrix product
-        radius = lattice.frequency_radii(size, size).ravel()
-        one_hot = (radius[:, None] == np.arange(size // 2)[None, :]).astype(np.float64)
-        self.radial = tf.constant(one_hot / np.maximum(one_hot.sum(axis=0), 1))
-        reference = detector.lattice_reference_
-        self.lowest, self.highest = float(reference[:, 0].min()), float(reference[:, 0].max())
-        self.weakest = float(reference[:, 1].min())
-        calibration = detector.border_calibration_
-        ring = border_rings(size, size, calibration.rings)
-        self.ring_mean = tf.constant(calibration.mean.astype(np.float64)[ring])
-        self.ring_spread = tf.constant(calibration.spread.astype(np.float64)[ring])
-
-    def __call__(self, image):
-        tf, size, lattice = self.tf, self.size, self.lattice
-        grey = tf.cast(image[:, :, :, 0], tf.float64)
-        count_images = tf.shape(grey)[0]
-        flat = grey - self._blurred(grey, self.lighting)
-        cosines, sines = self.cosines[None], self.sines[None]
-        cosine_rows, sine_rows = tf.matmul(cosines, flat), tf.matmul(sines, flat)
-        real = tf.matmul(cosine_rows, cosines) - tf.matmul(sine_rows, sines)
-        imaginary = -(tf.matmul(sine_rows, cosines) + tf.matmul(cosine_rows, sines))
-        power = real * real + imaginary * imaginary
-        correlation = (tf.matmul(tf.matmul(cosines, power), cosines) -
-                       tf.matmul(tf.matmul(sines, power), sines)) / float(size * size)
-        correlation = _roll(tf, _roll(tf, correlation, 1, size), 2, size)   # fftshift
-        centre = correlation[:, size // 2, size // 2][:, None, None]
-        correlation = tf.where(centre > 0, correlation / tf.where(centre > 0, centre, 1.0), correlation)
-        vectors, heights, chosen = self._vectors(correlation)
-        count = tf.reduce_sum(chosen, axis=1)
-        strength = tf.reduce_sum(heights * chosen, axis=1) / tf.maximum(count, 1.0)
-        radial = tf.matmul(tf.reshape(power, [count_images, size * size]), self.radial)
-        radial = tf.concat([tf.fill([count_images, 3], tf.constant(-1.0, tf.float64)), radial[:, 3:]], axis=1)
-        frequency = tf.cast(tf.argmax(radial, axis=1), tf.float64)
-        margin = lattice.FREQUENCY_MARGIN
-        judged = ((tf.math.reduce_std(flat, axis=[1, 2]) > lattice.FLAT) & (count > 0) &
-                  (strength >= lattice.STRENGTH_SHARE * self.weakest) &
-                  (frequency >= (1 - margin) * self.lowest) & (frequency <= (1 + margin) * self.highest))
-        disagreement = tf.zeros_like(flat)
-        for index in range(self.directions):
-            vector = vectors[:, index]
-            both = tf.minimum(tf.abs(flat - self._shifted(flat, vector)), tf.abs(flat - self._shifted(flat, -vector)))
-            disagreement += both * chosen[:, index][:, None, None]
-        disagreement /= tf.maximum(count, 1.0)[:, None, None]
-        ordered = tf.sort(tf.reshape(disagreement, [count_images, size * size]), axis=1)
-        middle = size * size // 2
-        typical = (ordered[:, middle - 1] + ordered[:, middle]) / 2 if size * size % 2 == 0 else ordered[:, middle]
-        scaled = self._blurred(disagreement / tf.where(typical > 0, typical, 1.0)[:, None, None], self.smoothing)
-        judged = judged & (typical > lattice.NO_DISAGREEMENT)
-        calibrated = (scaled - self.ring_mean[None]) / self.ring_spread[None]
-        anomaly_map = tf.cast(tf.where(judged[:, None, None], calibrated,
-                                       tf.constant(lattice.NO_LATTICE, tf.float64)), tf.float32)
-        return _largest(tf, anomaly_map), anomaly_map
-
-    def _blurred(self, images, blur):
-        blur = blur[None]
-        return self.tf.matmul(self.tf.matmul(blur, images), blur, transpose_b=True)
-
-    def _vectors(self, correlation):
-        """The greedy choice of :func:`core.detectors.lattice.lattice_vectors`, for each image: candidates by
-        falling height (ties: row-major order, as numpy's stable sort), each taken when not parallel to those
-        taken before. Returns vectors ``(n, k, 2)``, heights ``(n, k)`` and whether each was found ``(n, k)``."""
-        tf, size = self.tf, self.size
-        neighbours = [_roll(tf, _roll(tf, correlation, 1, size, dy), 2, size, dx)
-                      for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
-        peak = (correlation >= tf.reduce_max(tf.stack(neighbours), axis=0)) & self.searched[None]
-        count_images = tf.shape(correlation)[0]
-        candidates = min(128, size * size)
-        values, flat_index = tf.math.top_k(tf.reshape(tf.where(peak, correlation, -np.inf),
-                                                      [count_images, size * size]), candidates)
-        valid = tf.math.is_finite(values)
-        rows = tf.clip_by_value(flat_index // size, 1, size - 2)
-        columns = tf.clip_by_value(flat_index % size, 1, size - 2)
-
-        def at(dy, dx):
-            return tf.gather_nd(correlation, tf.stack([rows + dy, columns + dx], axis=2), batch_dims=1)
-
-        def parabola(before, middle, after):
-            curvature = before - 2 * middle + after
-            offset = 0.5 * (before - after) / tf.where(curvature < 0, curvature, -1.0)
-            return tf.where(curvature < 0, tf.clip_by_value(offset, -0.5, 0.5), 0.0)
-
-        middle = at(0, 0)
-        refined = tf.gather(self.offsets, flat_index) + tf.stack(
-            [parabola(at(-1, 0), middle, at(1, 0)), parabola(at(0, -1), middle, at(0, 1))], axis=2)
-        lengths = tf.norm(refined, axis=2)
-        order = tf.range(candidates)[None]
-        vectors, heights, chosen = [], [], []
-        for _ in range(self.directions):
-            first = tf.reduce_min(tf.where(valid, order, candidates), axis=1)
-            found = first < candidates
-            pick = tf.minimum(first, candidates - 1)
-            vector = tf.gather(refined, pick, batch_dims=1)
-            vectors.append(vector)
-            heights.append(tf.where(found, tf.gather(values, pick, batch_dims=1), 0.0))
-            chosen.append(tf.cast(found, tf.float64))
-            cross = tf.abs(refined[:, :, 0] * vector[:, 1:2] - refined[:, :, 1] * vector[:, 0:1])
-            apart = cross > self.lattice.PARALLEL_SINE * lengths * tf.norm(vector, axis=1, keepdims=True)
-            valid = tf.where(found[:, None], valid & apart, valid)
-        return tf.stack(vectors, axis=1), tf.stack(heights, axis=1), tf.stack(chosen, axis=1)
-
-    def _shifted(self, images, vectors):
-        """:func:`core.detectors.lattice.shifted` of each image by its own vector: rows, then columns, four Keys
-        taps each, edges repeated."""
-        tf, out = self.tf, images
-        for axis in (0, 1):
-            amount = vectors[:, axis]
-            whole = tf.floor(amount)
-            fraction = amount - whole
-            distances = tf.abs(tf.constant([[-2.0, -1.0, 0.0, 1.0]], tf.float64) + fraction[:, None])
-            near = 1.5 * distances ** 3 - 2.5 * distances ** 2 + 1
-            far = -0.5 * distances ** 3 + 2.5 * distances ** 2 - 4 * distances + 2
-            weights = tf.where(distances <= 1, near, tf.where(distances < 2, far, 0.0))
-            indices = tf.range(self.size, dtype=tf.float64)[None] - whole[:, None]
-            moved = tf.zeros_like(out)
-            for tap in range(4):
-                source = tf.cast(tf.clip_by_value(indices + (tap - 2), 0, self.size - 1), tf.int32)
-                moved += weights[:, tap][:, None, None] * tf.gather(out, source, axis=axis + 1, batch_dims=1)
-            out = moved
-        return out
-
-
-def _blur_matrix(sigma: float, size: int) -> np.ndarray:
-    """``B`` with ``B @ x`` = ``scipy.ndimage.gaussian_filter1d(x, sigma, axis=0, mode="nearest")`` (identity for
-    σ ≤ 0)."""
-    if sigma <= 0:
-        return np.eye(size)
-    kernel = _gaussian_kernel(sigma)
-    radius = (len(kernel) - 1) // 2
-    blur = np.zeros((size, size))
-    for row in range(size):
-        for offset, weight in zip(range(-radius, radius + 1), kernel):
-            blur[row, min(max(row + offset, 0), size - 1)] += weight
-    return blur
-
-
-def _roll(tf, array, axis: int, size: int, shift: int | None = None):
-    """``np.roll(array, shift, axis)`` of an ``(n, h, w)`` stack along axis 1 or 2 (``shift`` default: half the
-    size, i.e. fftshift), by slicing, which ONNX runs."""
-    shift = size // 2 if shift is None else shift % size
-    if shift == 0:
-        return array
-    if axis == 1:
-        return tf.concat([array[:, size - shift:], array[:, :size - shift]], axis=1)
-    return tf.concat([array[:, :, size - shift:], array[:, :, :size - shift]], axis=2)
-
-
-def _edge_pad(tf, stack, top, bottom, left, right):
-    """Pad an ``(n, h, w, c)`` stack by repeating its edge pixels (numpy's ``mode="edge"``).
-
-    Done by gathering clipped indices rather than ``tf.repeat``: the same pixels, and it converts to ONNX
-    (a repeat by zero, an image that needs no padding, does not run there)."""
-    def along(stack, axis, before, after):
-        length = tf.shape(stack)[axis]
-        indices = tf.clip_by_value(tf.range(-before, length + after), 0, length - 1)
-        return tf.gather(stack, indices, axis=axis)
-
-    return along(along(stack, 1, top, bottom), 2, left, right)
 
 
 def _Inspector(detector, decision, limits):  # noqa: N802 (a class built on first use: TensorFlow loads lazily)

@@ -6,11 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from core.evaluation.compare import AUTOENCODER_SCORE_COLUMN, DETECTOR_LABELS, compare_fitted, comparison_rows
-from core.detectors import lends_its_encoder
+from core.detectors import label, lends_its_encoder
 from core.evaluation.evaluate import load_test_images
 from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS
 from core.errors import InputError
-from core.detectors.memory_bank import MEMORY_BANK_COLUMN
+from core.detectors.memory_bank.detector import MEMORY_BANK_COLUMN
 from core.evaluation.supervised import SUPERVISED_WARNING
 from dashboard import figures, jobs, resources, session, workspace
 from dashboard.words import as_text, with_dashes
@@ -19,7 +19,6 @@ FIGURE_COLUMNS = {"image_auroc": "image AUROC", "image_auprc": "AUPRC", "best_f1
                   "pixel_auroc": "pixel AUROC", "pixel_aupro": "AUPRO", "scoring_images_per_second": "images/s"}
 
 
-RUN_LABELS = {"memory_bank": "Memory bank run", "padim": "PaDiM run", "draem": "DRAEM run"}
 BANK_ON_ENCODER = session.DetectorChoice("memory_bank", "encoder", DEFAULT_CORESET_RATIO)
 
 
@@ -29,7 +28,7 @@ def quick_comparison(bank_key: resources.DetectorKey):
     test = load_test_images(resources.load_dataset(bank_key.data_kind, bank_key.data_location), int(run.input_size),
                             run.channels)
     if not lends_its_encoder(run.kind, getattr(run, "patch_size", None), run.channels):
-        return compare_fitted({RUN_LABELS.get(run.kind, run.kind): (run, run.primary_score)}, test)
+        return compare_fitted({f"{label(run.kind)} run": (run, run.primary_score)}, test)
     bank = resources.active_detector(bank_key)
     return compare_fitted({DETECTOR_LABELS[run.model]: (run, AUTOENCODER_SCORE_COLUMN),
                            DETECTOR_LABELS[f"memory_bank_{run.model}"]: (bank, MEMORY_BANK_COLUMN)}, test)
@@ -93,11 +92,11 @@ if quick["folds"]:
                 "accuracy": st.column_config.NumberColumn(format="%.3f")})
 
 st.subheader("Trained from scratch, several seeds")
-st.caption("Trains the NCAE and the CAE with the same settings for every seed, builds a memory bank on each "
-           "encoder and one on EfficientNet-Lite0's ImageNet features (224 px), fits PaDiM on the same features, "
-           "trains the DRAEM-style judge, and cross-validates the supervised reference — what `python -m core "
-           "compare` does (about 15 minutes for 3 seeds on the demo). It runs in the background; leave the page "
-           "and come back.")
+st.caption("Trains or fits every detector for every seed — the NCAE and the CAE with the same settings, a memory "
+           "bank on each one's encoder, and each of the others at its own resolution — and cross-validates the "
+           "supervised reference: what `python -m core compare` does (about 15 minutes for 3 seeds on the demo). A "
+           "detector that cannot fit the data says so in its row. It runs in the background; leave the page and "
+           "come back.")
 settings = st.columns([1, 1, 2])
 seeds = settings[0].number_input("Seeds", 1, 10, 3, key="compare_seeds")
 epochs = settings[1].number_input("Maximum epochs", 1, 500, DEFAULT_EPOCHS, key="compare_epochs")

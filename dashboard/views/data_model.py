@@ -10,8 +10,9 @@ from core.defaults import DEFAULT_CORESET_RATIO, NETWORK_STRIDE
 from core.data.native import estimated_training_seconds, rough_duration, working_resolution
 from core.detectors import (DETECTOR_NAMES, RECOMMENDATION, RECOMMENDED_DETECTOR, good_for, label,
                             lends_its_encoder, training_options)
-from core.detectors.memory_bank import (BACKBONE_LABELS, BACKBONES, PACKAGED_BACKBONE, BackboneUnavailable,
-                              imagenet_weights_path)
+from core.detectors.common.patch_features import (BACKBONE_LABELS, BACKBONES, PACKAGED_BACKBONE,
+                                                  imagenet_weights_path)
+from core.detectors.features import BackboneUnavailable
 from core.errors import InputError
 from core.evaluation.before_after import convergence_note
 from core.runs.bundles import MANIFEST_DIGEST

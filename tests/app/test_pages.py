@@ -300,7 +300,7 @@ def test_padim_judges_the_demo_on_every_page(tmp_path, monkeypatch):
 def test_a_draem_run_works_on_every_page(tmp_path, monkeypatch):
     """A run of any detector, not only an autoencoder, is chosen like any other and every page works on it."""
     import dashboard.resources
-    from core.detectors.draem import DraemDetector
+    from core.detectors.draem.detector import DraemDetector
     from core.runs.pipeline import train_run
     from tests.unit.test_every_detector_is_a_run import TINY_DRAEM
 
@@ -330,7 +330,7 @@ def test_a_draem_run_works_on_every_page(tmp_path, monkeypatch):
 def test_a_colour_patch_trained_run_works_on_every_page(tmp_path, monkeypatch):
     """A run trained on patches, in colour, at the demo's native 128 px: every page shows whole images."""
     import dashboard.resources
-    from core.detectors.autoencoder import ResidualDetector
+    from core.detectors.autoencoder.detector import ResidualDetector
     from core.runs.pipeline import train_run
 
     run = tmp_path / "runs" / "20260101-000000-ncae-colour"
@@ -360,7 +360,7 @@ def test_a_lattice_run_on_parts_it_cannot_judge_rejects_them_on_every_page(tmp_p
     """A lattice run trained on a weave, shown the demo's castings: no page breaks, and no casting passes."""
     import dashboard.resources
     from core.data.synthetic import DemoSetSize, generate_demo_set
-    from core.detectors.lattice import LatticeDetector
+    from core.detectors.lattice.detector import LatticeDetector
     from core.runs.pipeline import train_run
 
     weave = generate_demo_set(tmp_path / "weave", DemoSetSize(train_good=20, test_good=4, test_defect_per_type=1),

@@ -133,7 +133,7 @@ def test_legacy_storage_bytes_are_cut_into_tensors_with_their_strides(tmp_path):
 
 
 def test_border_calibration_puts_border_and_inner_patches_of_good_images_on_one_scale():
-    from core.detectors.memory_bank import BorderCalibration, border_rings
+    from core.detectors.common.border import BorderCalibration, border_rings
 
     rng = np.random.default_rng(0)
     rings = border_rings(12, 12, 4)
@@ -153,7 +153,8 @@ def test_border_calibration_puts_border_and_inner_patches_of_good_images_on_one_
 def test_memory_bank_on_packaged_imagenet_features_finds_the_demo_defects(keras_home, small_demo_dir):
     from core.evaluation.evaluate import evaluate_detector, load_test_images
     from core.data.datasets import open_dataset
-    from core.detectors.memory_bank import MEMORY_BANK_COLUMN, PACKAGED_BACKBONE, MemoryBankDetector
+    from core.detectors.memory_bank.detector import MEMORY_BANK_COLUMN, MemoryBankDetector
+    from core.detectors.common.patch_features import PACKAGED_BACKBONE
 
     detector = MemoryBankDetector(backbone=PACKAGED_BACKBONE, coreset_ratio=0.1)
     with open_dataset(small_demo_dir) as data:
@@ -172,7 +173,7 @@ def test_memory_bank_on_packaged_imagenet_features_finds_the_demo_defects(keras_
 def test_padim_on_packaged_features_finds_the_demo_defects_and_sets_its_own_threshold(keras_home, small_demo_dir):
     from core.evaluation.evaluate import evaluate_detector, load_test_images
     from core.data.datasets import open_dataset
-    from core.detectors.padim import PADIM_COLUMN, PadimDetector
+    from core.detectors.padim.detector import PADIM_COLUMN, PadimDetector
 
     detector = PadimDetector()
     with open_dataset(small_demo_dir) as data:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from core.detectors.saving import MODEL_FILE
 from core.runs.bundles import read_manifest
-from core.detectors.autoencoder import SCORE_COLUMNS
+from core.detectors.autoencoder.detector import SCORE_COLUMNS
 from core.evaluation.thresholds import THRESHOLD_FORMAT
 
 from tests.unit.test_images import header_only_png

@@ -11,37 +11,47 @@ from tests.conftest import TINY_MODEL
 
 
 @pytest.fixture(scope="module")
-def report(small_demo_dir):
+def report(small_demo_dir, keras_home):
     with open_dataset(small_demo_dir) as dataset:
         return compare_detectors(dataset, seeds=2, autoencoder_params=TINY_MODEL,
                                  memory_bank_params={"coreset_ratio": 0.05}, folds=3)
 
 
-def test_every_detector_is_reported_for_every_seed_with_mean_and_spread(report):
-    assert set(report["detectors"]) == set(DETECTOR_LABELS)
+def test_every_registered_detector_is_reported_for_every_seed_or_refused_with_its_reason(report):
+    from core.detectors import DETECTOR_NAMES
+
+    assert set(DETECTOR_NAMES) <= set(report["detectors"]) == set(DETECTOR_LABELS)
+    # the demo castings are no periodic surface: the lattice detector says so instead of a figure
+    lattice = report["detectors"]["lattice"]
+    assert "periodic" in lattice["refused"] and lattice["image_auroc"] is None and lattice["per_seed"] == []
+    row = next(row for row in comparison_rows(report) if row["detector"] == lattice["label"])
+    assert row["image AUROC"].startswith("refused: ") and "periodic" in row["image AUROC"]
     for name, entry in report["detectors"].items():
+        if "refused" in entry:
+            continue
         assert [run["seed"] for run in entry["per_seed"]] == [0, 1], name
         values = [run["image_auroc"] for run in entry["per_seed"]]
         assert entry["image_auroc"]["mean"] == pytest.approx(np.mean(values))
         assert entry["image_auroc"]["std"] == pytest.approx(np.std(values))
-        assert 0.0 <= entry["image_auroc"]["mean"] <= 1.0
+    # the ImageNet memory bank finds the generated defects; the report names the best label-free detector
+    assert report["detectors"]["memory_bank"]["image_auroc"]["mean"] > 0.9
+    best = report["best_label_free"]
+    assert report["detectors"][best]["label_free"] and "refused" not in report["detectors"][best]
+    assert all(report["detectors"][best]["image_auroc"]["mean"] >= entry["image_auroc"]["mean"]
+               for entry in report["detectors"].values() if entry["label_free"] and entry["image_auroc"])
 
 
 def test_pixel_figures_for_label_free_detectors_and_folds_for_the_supervised_ones(report):
     detectors = report["detectors"]
-    for name in ("ncae", "cae", "memory_bank_ncae", "memory_bank_cae", "memory_bank_imagenet", "padim_imagenet",
-                 "draem"):
+    for name in ("ncae", "cae", "memory_bank_ncae", "memory_bank_cae", "memory_bank", "padim", "draem"):
         assert detectors[name]["label_free"]
-        assert 0.0 <= detectors[name]["pixel_auroc"]["mean"] <= 1.0
-        assert 0.0 <= detectors[name]["pixel_aupro"]["mean"] <= 1.0
+        assert len(detectors[name]["pixel_auroc"]["values"]) == 2 and len(detectors[name]["pixel_aupro"]["values"]) == 2
         assert detectors[name]["scoring_images_per_second"]["mean"] > 0
     for name in ("logistic_regression", "gradient_boosting"):
         assert not detectors[name]["label_free"]
         assert detectors[name]["pixel_auroc"] is None
         assert all(len(run["fold_f1"]) == 3 for run in detectors[name]["per_seed"])
     assert "labelled defect" in report["supervised_warning"]
-    assert report["best_label_free"] in ("ncae", "cae", "memory_bank_ncae", "memory_bank_cae", "memory_bank_imagenet",
-                                         "padim_imagenet", "draem")
 
 
 def test_both_autoencoders_get_the_same_settings_and_the_table_shows_mean_and_std(report):
@@ -50,11 +60,11 @@ def test_both_autoencoders_get_the_same_settings_and_the_table_shows_mean_and_st
         set(report["detectors"]["cae"]["image_auroc_by_column"])
     rows = comparison_rows(report)
     assert [row["detector"] for row in rows] == list(DETECTOR_LABELS.values())
-    assert all("±" in row["image AUROC"] for row in rows)
+    assert all("±" in row["image AUROC"] for row in rows if not row["image AUROC"].startswith("refused"))
     assert rows[-1]["pixel AUROC"] == "—"
 
 
-def test_compare_command_prints_one_json_object(small_demo_dir, capsys):
+def test_compare_command_prints_one_json_object(small_demo_dir, keras_home, capsys):
     code = main(["compare", "--data", str(small_demo_dir), "--seeds", "1", "--epochs", "1", "--image-size", "32",
                  "--json"])
     captured = capsys.readouterr()

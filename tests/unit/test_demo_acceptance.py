@@ -6,7 +6,7 @@ import pytest
 
 from core.runs.bundles import load_bundle
 from core.data.datasets import open_dataset
-from core.detectors.autoencoder import ResidualDetector
+from core.detectors.autoencoder.detector import ResidualDetector
 from core.evaluation.evaluate import evaluate
 
 

@@ -6,7 +6,7 @@ import pytest
 from core.detectors.saving import MODEL_FILE
 from core.runs.bundles import MANIFEST_FILE, load_bundle, read_manifest
 from core.data.datasets import open_dataset
-from core.detectors.autoencoder import SCORE_COLUMNS, ResidualDetector, TrainingCancelled
+from core.detectors.autoencoder.detector import SCORE_COLUMNS, ResidualDetector, TrainingCancelled
 from core.errors import BundleError
 from core.evaluation.evaluate import evaluate
 from core.runs.pipeline import train_run

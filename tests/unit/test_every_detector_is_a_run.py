@@ -10,8 +10,8 @@ import pytest
 from core.data.datasets import open_dataset
 from core.detectors import DETECTOR_NAMES, detector_class, new_detector
 from core.detectors.base import BaseDetector, TrainingCancelled
-from core.detectors.draem import DraemDetector
-from core.detectors.synthetic_anomalies import augment, perlin_mask
+from core.detectors.draem.detector import DraemDetector
+from core.detectors.draem.synthetic_anomalies import augment, perlin_mask
 from core.errors import BundleError
 from core.evaluation.thresholds import threshold_document
 from core.runs.bundles import MANIFEST_DIGEST, MANIFEST_FILE, load_bundle, manifest_digest, read_manifest, save_bundle
@@ -57,7 +57,7 @@ def test_a_saved_feature_detector_scores_exactly_as_it_did_when_fitted(name, ker
 def test_a_padim_run_saved_before_its_layers_were_recorded_still_scores_as_it_did(keras_home, good_and_test, tmp_path):
     """Runs from before the one-layer default recorded no layers: they must load on the two layers they were
     fitted on, and score exactly as before, or their threshold files would judge a different score."""
-    from core.detectors.padim import EARLIER_PADIM_FEATURE_LAYERS, PadimDetector
+    from core.detectors.padim.detector import EARLIER_PADIM_FEATURE_LAYERS, PadimDetector
 
     good, test = good_and_test
     earlier = PadimDetector(seed=1, feature_layers=EARLIER_PADIM_FEATURE_LAYERS).fit(good)
@@ -226,7 +226,7 @@ def test_the_command_line_states_draems_own_defaults():
 def test_an_anomaly_source_folder_feeds_draems_pastes_and_an_empty_one_is_refused(small_demo_dir, tmp_path):
     from PIL import Image
 
-    from core.detectors.draem import load_anomaly_sources
+    from core.detectors.draem.detector import load_anomaly_sources
     from core.errors import DatasetError
 
     sources = tmp_path / "sources"
@@ -246,7 +246,7 @@ def test_an_anomaly_source_folder_feeds_draems_pastes_and_an_empty_one_is_refuse
 
 
 def test_a_bank_on_an_autoencoders_encoder_is_saved_with_that_network(tiny_run, small_demo_dir, tmp_path):
-    from core.detectors.memory_bank import MemoryBankDetector
+    from core.detectors.memory_bank.detector import MemoryBankDetector
 
     autoencoder = load_bundle(tiny_run)
     with open_dataset(small_demo_dir) as dataset:

@@ -16,7 +16,7 @@ from core.errors import BundleError, DatasetError
 from core.data.frame_check import FrameLimits
 from core.evaluation.scoring import judged_rows, score_sources
 from core.runs.store import claim_run_folder, inspect_run, list_runs, write_status
-from core.detectors.stat_distance import StatDistance
+from core.detectors.autoencoder.stat_distance import StatDistance
 
 
 def good_frames(count=20, size=32, seed=0):

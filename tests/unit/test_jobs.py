@@ -5,7 +5,7 @@ import pytest
 
 from core.runs.bundles import load_bundle
 from core.data.datasets import open_dataset
-from core.detectors.autoencoder import ResidualDetector
+from core.detectors.autoencoder.detector import ResidualDetector
 from core.runs.pipeline import train_run
 from core.runs.store import read_status
 from dashboard import jobs

@@ -11,8 +11,8 @@ from sklearn.metrics import roc_auc_score
 
 from core.data.synthetic import DemoSetSize, generate_demo_set
 from core.data.synthetic_styles import render_texture
-from core.detectors.lattice import (LatticeDetector, autocorrelation, detrended, lattice_vectors, power_spectrum,
-                                   shifted)
+from core.detectors.lattice.detector import (LatticeDetector, autocorrelation, detrended, lattice_vectors,
+                                            power_spectrum, shifted)
 from core.errors import BundleError
 from core.runs.bundles import MANIFEST_DIGEST, MANIFEST_FILE, load_bundle, manifest_digest, save_bundle
 from tests.unit.test_cli import assert_one_line_error, run_cli

@@ -66,7 +66,7 @@ def test_the_check_sees_imports_inside_functions():
              "        import core.evaluation.metrics\n"
     found = [module for _, module in core_imports(source, "core.detectors")]
     assert found == ["core.runs.bundles", "core.evaluation.metrics"]
-    assert all(floor_of(module) > floor_of("core.detectors.autoencoder") for module in found)
+    assert all(floor_of(module) > floor_of("core.detectors.autoencoder.detector") for module in found)
 
 
 def test_no_streamlit_in_core():

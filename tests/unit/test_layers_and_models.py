@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from core.detectors.layers import NeighborConv2D, neighbor_conv_reference
-from core.detectors.models import build_cae, build_ncae
+from core.detectors.autoencoder.layers import NeighborConv2D, neighbor_conv_reference
+from core.detectors.autoencoder.models import build_cae, build_ncae
 
 
 @pytest.mark.parametrize("channels, filters", [(1, 4), (3, 5)])
@@ -56,7 +56,7 @@ def test_cae_differs_only_in_its_first_layer():
     (dict(noise_std=-1.0), "`noise_std`"),
 ])
 def test_bad_builder_arguments_raise_value_error(arguments, message):
-    from core.detectors.models import build_autoencoder
+    from core.detectors.autoencoder.models import build_autoencoder
 
     with pytest.raises(ValueError, match=message):
         build_autoencoder(**arguments)
@@ -77,7 +77,7 @@ def test_denoising_noise_is_active_in_training_only():
 
 
 def test_ssim_loss_is_zero_for_a_perfect_copy_and_grows_with_damage():
-    from core.detectors.losses import ssim_loss
+    from core.detectors.autoencoder.losses import ssim_loss
 
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 1, (2, 32, 32)).astype("float32")
@@ -90,7 +90,7 @@ def test_ssim_loss_is_zero_for_a_perfect_copy_and_grows_with_damage():
 
 
 def test_a_detector_trains_with_the_ssim_loss():
-    from core.detectors.autoencoder import ResidualDetector
+    from core.detectors.autoencoder.detector import ResidualDetector
 
     rng = np.random.default_rng(1)
     good = rng.uniform(0.3, 0.7, (16, 32, 32)).astype("float32")

@@ -6,8 +6,10 @@ from sklearn.neighbors import NearestNeighbors
 
 from core.runs.bundles import load_bundle
 from core.data.datasets import open_dataset
-from core.detectors.memory_bank import (BackboneUnavailable, MemoryBankDetector, greedy_coreset, imagenet_weights_path,
-                              reweighted_image_scores, upsample_maps)
+from core.detectors.common.coreset import greedy_coreset, greedy_coreset_of_size
+from core.detectors.common.patch_features import imagenet_weights_path, upsample_maps
+from core.detectors.features import BackboneUnavailable
+from core.detectors.memory_bank.detector import MemoryBankDetector, reweighted_image_scores
 
 
 def test_coreset_adds_the_point_farthest_from_those_already_chosen():
@@ -55,14 +57,14 @@ def test_pruned_coreset_chooses_exactly_what_the_textbook_loop_chooses(spread):
 
 
 def test_bank_keeps_exactly_the_capped_number_of_patches(monkeypatch):
-    import core.detectors.memory_bank as memory_bank
+    import core.detectors.memory_bank.detector as memory_bank
 
     monkeypatch.setattr(memory_bank, "MAX_BANK_CANDIDATES", 3000)
     monkeypatch.setattr(memory_bank, "MAX_BANK_SIZE", 3)       # 3 / 3000 * 3000 rounds up to 4 as a ratio
     patches = np.random.default_rng(0).normal(size=(5000, 8)).astype(np.float32)
     candidates, target = memory_bank.bank_candidates(patches, 0.5, seed=0)
     assert candidates.shape == (3000, 8) and target == 3
-    assert len(memory_bank.greedy_coreset_of_size(candidates, target)) == 3
+    assert len(greedy_coreset_of_size(candidates, target)) == 3
 
 
 @pytest.mark.parametrize("count", [40, 3000])   # the clustered loop, and the full-pass fallback

@@ -13,8 +13,8 @@ from PIL import Image
 from core.data.datasets import open_dataset
 from core.data.native import autoencoder_resolution, default_channels, native_long_side
 from core.data.synthetic import DemoSetSize, generate_demo_set
-from core.detectors.autoencoder import RandomPatches, ResidualDetector
-from core.detectors.residuals import residual_maps
+from core.detectors.autoencoder.detector import RandomPatches, ResidualDetector
+from core.detectors.common.residuals import residual_maps
 from core.evaluation.metrics import threshold_summary
 from core.runs.bundles import load_bundle, save_bundle
 
@@ -182,7 +182,7 @@ def test_options_that_cannot_apply_are_refused(small_demo_dir, tmp_path, argumen
 
 
 def test_draem_reads_colour_when_told_and_its_run_keeps_it(tmp_path):
-    from core.detectors.draem import DraemDetector
+    from core.detectors.draem.detector import DraemDetector
     from tests.unit.test_every_detector_is_a_run import TINY_DRAEM
 
     root = generate_demo_set(tmp_path / "colour", DemoSetSize(12, 2, 1), size=32, seed=4, colour=True)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from core.detectors.residuals import ENTROPY_BINS, STATISTIC_NAMES, residual_maps, residual_statistics
+from core.detectors.common.residuals import ENTROPY_BINS, STATISTIC_NAMES, residual_maps, residual_statistics
 
 
 def test_statistics_match_plain_reference_definitions():

@@ -17,7 +17,7 @@ itself. So each image is compared with itself, not with a model of the training 
 4. Within one vector of the border only one side of the comparison lies inside the image, so good
    images disagree more there (1.6 against 1.2 in the middle, at 128 px on the woven texture). Each
    pixel is therefore rescaled by the mean and spread that the good training images show at the
-   same distance from the border (the memory bank's :class:`~core.detectors.memory_bank.BorderCalibration`).
+   same distance from the border (the memory bank's :class:`~core.detectors.common.border.BorderCalibration`).
    Without it the border decided the score: 0.90 image AUROC on the woven texture instead of 1.00.
    ``lattice_score`` is the largest rescaled value.
 
@@ -43,7 +43,7 @@ import pandas as pd
 
 from core.defaults import DEFAULT_LATTICE_INPUT_SIZE, MIN_LATTICE_INPUT_SIZE
 from core.detectors.base import BaseDetector, ScoreResult, TrainingCancelled, saved_parameters
-from core.detectors.memory_bank import BorderCalibration
+from core.detectors.common.border import BorderCalibration
 
 LATTICE_COLUMN = "lattice_score"
 # lighting is what varies over more than a few periods: the blur that estimates it (pixels at 128 px)
@@ -171,13 +171,21 @@ class LatticeDetector(BaseDetector):
             raise TrainingCancelled("Training was cancelled.")
         return Surface.of(image, int(self.directions), SHORTEST_VECTOR, LONGEST_VECTOR_SHARE * int(self.input_size))
 
+    def map_smoothing(self) -> float:
+        return int(self.input_size) / 64 if self.map_sigma is None else float(self.map_sigma)
+
+    def inspector_judge(self, tf):
+        from core.detectors.lattice.inspector import LatticeJudge
+
+        return LatticeJudge(tf, self)
+
     def _map(self, surface: "Surface") -> np.ndarray:
         """The image's uncalibrated map, or :data:`NO_LATTICE` everywhere when it is not this surface (before
         ``fit`` has learnt the surface, only an image with no lattice at all is refused)."""
         known = hasattr(self, "lattice_reference_")
         if not surface.vectors.size or (known and not self.is_this_surface(surface)):
             return np.full(surface.image.shape, NO_LATTICE)
-        sigma = int(self.input_size) / 64 if self.map_sigma is None else float(self.map_sigma)
+        sigma = self.map_smoothing()
         return lattice_map(surface.image, surface.vectors, sigma)
 
 

@@ -33,12 +33,12 @@ from core.decision import PRIMARY_SCORE
 from core.defaults import MIN_TRAINING_IMAGES  # noqa: F401  (part of this module's interface)
 from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_LOSS, DEFAULT_MAP_SIGMA,
                            DEFAULT_NOISE_STD, DEFAULT_PATCHES_PER_EPOCH, DEFAULT_WIDTHS, SCORING_PIXELS_PER_BATCH)
-from core.detectors.losses import training_loss
-from core.detectors.models import build_autoencoder
+from core.detectors.autoencoder.losses import training_loss
+from core.detectors.autoencoder.models import build_autoencoder
 from core.detectors.base import (BaseDetector, ScoreResult, TrainingCancelled, TrainingProgress,  # noqa: F401
                                  as_image_batch, saved_parameters, smoothed_maps)
-from core.detectors.residuals import SCORE_COLUMNS, STATISTIC_NAMES, residual_maps, residual_statistics
-from core.detectors.stat_distance import StatDistance
+from core.detectors.common.residuals import SCORE_COLUMNS, STATISTIC_NAMES, residual_maps, residual_statistics
+from core.detectors.autoencoder.stat_distance import StatDistance
 
 
 class ResidualDetector(BaseDetector):
@@ -80,6 +80,11 @@ class ResidualDetector(BaseDetector):
         return self.model
 
     score_columns = SCORE_COLUMNS
+
+    def inspector_judge(self, tf):
+        from core.detectors.autoencoder.inspector import ResidualJudge
+
+        return ResidualJudge(tf, self)
 
     def check_parameters(self) -> None:
         """Builds the network once: a shape it cannot take is refused before any image is read."""
@@ -197,7 +202,7 @@ class ResidualDetector(BaseDetector):
             residual = residual_maps(chunk, reconstruction)
             for name, values in residual_statistics(residual).items():
                 columns[name].append(values)
-            anomaly_map = smoothed_maps(np.abs(residual), float(self.map_sigma))
+            anomaly_map = smoothed_maps(np.abs(residual), self.map_smoothing())
             columns["map_max"].append(anomaly_map.reshape(len(chunk), -1).max(axis=1))
             if with_maps:
                 kept["anomaly_maps"].append(anomaly_map)

@@ -11,7 +11,7 @@ import keras
 from keras import layers
 
 from core.defaults import DEFAULT_BOTTLENECK, DEFAULT_INPUT_SIZE, DEFAULT_WIDTHS, MODEL_KINDS
-from core.detectors.layers import NeighborConv2D
+from core.detectors.autoencoder.layers import NeighborConv2D
 
 
 

@@ -4,7 +4,7 @@ The autoencoders' weakness is the last step: a residual statistic such as ``map_
 a defect's error from the error every good part of a fibrous or granular surface shows. DRAEM
 learns that step instead, with no pretrained weights and no real defect:
 
-1. Synthetic anomalies are pasted on the good training images (:mod:`core.detectors.synthetic_anomalies`:
+1. Synthetic anomalies are pasted on the good training images (:mod:`core.detectors.draem.synthetic_anomalies`:
    Perlin-noise masks filled from other training images, procedural patterns, or a folder of
    anomaly sources the user gives), fresh ones every epoch.
 2. The NCAE learns to reconstruct the *clean* image from the pasted one (mean squared error).
@@ -30,7 +30,7 @@ import pandas as pd
 
 from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE, DEFAULT_WIDTHS,
                            MIN_TRAINING_IMAGES)
-from core.detectors.residuals import residual_maps
+from core.detectors.common.residuals import residual_maps
 from core.detectors.base import (BaseDetector, ScoreResult, TrainingCancelled, TrainingProgress, as_image_batch,
                                  saved_parameters, smoothed_maps)
 
@@ -65,7 +65,7 @@ def build_draem(input_size: int, widths=DEFAULT_WIDTHS, bottleneck: int = DEFAUL
     import keras
     from keras import layers
 
-    from core.detectors.models import build_autoencoder
+    from core.detectors.autoencoder.models import build_autoencoder
 
     stride_total = 2 ** max(len(widths), len(JUDGE_WIDTHS))
     if input_size < stride_total or input_size % stride_total:
@@ -111,6 +111,11 @@ class DraemDetector(BaseDetector):
         self.seed = seed
         self._inference_lock = threading.Lock()
 
+    def inspector_judge(self, tf):
+        from core.detectors.draem.inspector import DraemJudge
+
+        return DraemJudge(tf, self)
+
     def check_parameters(self) -> None:
         build_draem(int(self.input_size), self.widths, int(self.bottleneck), int(self.channels))
 
@@ -118,7 +123,7 @@ class DraemDetector(BaseDetector):
             should_stop: Callable[[], bool] | None = None) -> "DraemDetector":
         import keras
 
-        from core.detectors.synthetic_anomalies import augment
+        from core.detectors.draem.synthetic_anomalies import augment
 
         size = int(self.input_size)
         images = as_image_batch(good_images, size, int(self.channels))
@@ -186,7 +191,7 @@ class DraemDetector(BaseDetector):
             chunk = batch[start:start + batch_size]
             with self._inference_lock:
                 reconstruction, probability = self.model_.predict_on_batch(_with_channel_axis(chunk))
-            anomaly_map = smoothed_maps(np.asarray(probability)[..., 0], self._map_sigma())
+            anomaly_map = smoothed_maps(np.asarray(probability)[..., 0], self.map_smoothing())
             scores.append(anomaly_map.reshape(len(chunk), -1).max(axis=1).astype(np.float64))
             if with_maps:
                 reconstruction = np.asarray(reconstruction).reshape(chunk.shape)
@@ -218,7 +223,7 @@ class DraemDetector(BaseDetector):
         detector.history_ = manifest.get("history", {})
         return detector
 
-    def _map_sigma(self) -> float:
+    def map_smoothing(self) -> float:
         return int(self.input_size) / 32 if self.map_sigma is None else float(self.map_sigma)
 
 

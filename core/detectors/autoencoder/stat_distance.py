@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.covariance import LedoitWolf, MinCovDet
 
-from core.detectors.residuals import STATISTIC_NAMES
+from core.detectors.common.residuals import STATISTIC_NAMES
 
 # statistics that are positive and spread over orders of magnitude read better on a log scale
 LOG_SCALED = ("mean", "std", "var", "range", "max", "cumsum", "mse")

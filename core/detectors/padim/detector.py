@@ -7,7 +7,7 @@ grid upsampled and smoothed. Fitting is one pass over the good images (no corese
 scoring is a fixed amount of arithmetic per patch, whatever the number of training images.
 
 Features come from the memory bank's EfficientNet-Lite0 ImageNet network at 224 px
-(:mod:`core.detectors.memory_bank`), but from one layer: the end of stage 3 (stride 8, 40 channels,
+(:mod:`core.detectors.memory_bank.detector`), but from one layer: the end of stage 3 (stride 8, 40 channels,
 each position averaged over its 3×3 neighbours, on its own 28×28 grid). See
 :data:`PADIM_FEATURE_LAYERS` for how that was chosen. Each position's Gaussian pools the features
 of its 3×3 neighbourhood of positions: with 50–200 training images, covariances from one position
@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from core.detectors.base import BaseDetector, ScoreResult, saved_parameters, smoothed_maps
-from core.detectors.memory_bank import (PACKAGED_BACKBONE, backbone_weights_digest,
-                                        check_backbone_weights, imagenet_features, upsample_maps)
+from core.detectors.common.patch_features import (PACKAGED_BACKBONE, backbone_weights_digest, check_backbone_weights,
+                                                  imagenet_features, upsample_maps)
 
 PADIM_COLUMN = "padim_score"
 # The end of EfficientNet-Lite0's stage 3 alone (stride 8), on its own grid. Chosen across data sets, never on
@@ -112,8 +112,15 @@ class PadimDetector(BaseDetector):
                               if len(grids) else np.zeros(0)})
         if not with_maps:
             return ScoreResult(table)
-        sigma = 4.0 * self.input_size / 224 if self.map_sigma is None else float(self.map_sigma)
-        return ScoreResult(table, smoothed_maps(upsample_maps(grids, self.input_size), sigma))
+        return ScoreResult(table, smoothed_maps(upsample_maps(grids, self.input_size), self.map_smoothing()))
+
+    def map_smoothing(self) -> float:
+        return 4.0 * self.input_size / 224 if self.map_sigma is None else float(self.map_sigma)
+
+    def inspector_judge(self, tf):
+        from core.detectors.padim.inspector import PadimJudge
+
+        return PadimJudge(tf, self)
 
     def bundle_state(self, directory: Path) -> dict:
         """Write each position's mean and precision matrix (``.npy``); the manifest fields that rebuild the rest."""

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 STATISTIC_NAMES = ("mean", "std", "var", "kurtosis", "skewness", "range", "min", "max", "cumsum", "entropy", "mse")
-# every autoencoder score column: the statistics, their fusion (core.detectors.stat_distance) and the smoothed map's maximum
+# every autoencoder score column: the statistics, their fusion (core.detectors.autoencoder.stat_distance) and the smoothed map's maximum
 SCORE_COLUMNS = (*STATISTIC_NAMES, "stat_distance", "map_max")
 ENTROPY_BINS = 64
 STATISTICS_BLOCK_PIXELS = 2 ** 20

@@ -1,0 +1,146 @@
+"""Greedy k-center coreset subsampling (PatchCore's): a few rows that still cover the whole set."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+def greedy_coreset(features: np.ndarray, ratio: float, seed: int = 0, projection_dim: int = 128,
+                   start: int | None = None) -> np.ndarray:
+    """Indices of a greedy k-center coreset holding ``ceil(ratio * n)`` of ``features``' rows
+    (:func:`greedy_coreset_of_size` says how they are chosen)."""
+    if not 0 < ratio <= 1:
+        raise ValueError(f"`ratio` must be in (0, 1], got {ratio!r}.")
+    return greedy_coreset_of_size(features, max(1, math.ceil(ratio * len(features))), seed, projection_dim, start)
+
+
+def greedy_coreset_of_size(features: np.ndarray, size: int, seed: int = 0, projection_dim: int = 128,
+                           start: int | None = None) -> np.ndarray:
+    """Indices of a greedy k-center coreset of ``size`` of ``features``' rows (all of them if fewer).
+
+    Starting from one random row, repeatedly add the row farthest from everything chosen so far, so
+    the coreset covers the whole set (the largest distance from any row to the coreset is at most
+    twice the optimum). Distances are measured after a random Gaussian projection to
+    ``projection_dim`` dimensions (Johnson–Lindenstrauss), as in the paper, to make each step cheap.
+    ``start`` fixes the first row instead of drawing it.
+    """
+    features = np.asarray(features, dtype=np.float32)
+    count = len(features)
+    target = max(1, int(size))
+    if target >= count:
+        return np.arange(count)
+    rng = np.random.default_rng(seed)
+    if features.shape[1] > projection_dim:
+        projection = rng.normal(0, 1 / math.sqrt(projection_dim), (features.shape[1], projection_dim))
+        features = features @ projection.astype(np.float32)
+    first = rng.integers(count) if start is None else int(start)
+    return _KCenterGreedy(features, target).run(int(first))
+
+
+class _KCenterGreedy:
+    """The greedy k-center loop, touching only the rows a new centre can actually win.
+
+    Every row belongs to its nearest centre so far (a cluster). A new centre ``c`` can take a row
+    ``p`` from centre ``a`` only if ``|p - c| < |p - a|``, which by the triangle inequality needs
+    ``|c - a| < 2 |p - a|``; so a cluster whose centre lies at least twice its radius from ``c`` is
+    skipped whole. On the demo's 207,872 encoder patches at 5 % a step visits about 16 clusters
+    instead of every row: 3.3 s instead of 6.8 s, the same coreset. When the features are too spread
+    for that (most rows visited, or hundreds of clusters, per step), the loop finishes with plain
+    full passes, which give the same choices: 100,000 Gaussian 128-d rows at 2 % take 2.3 s against
+    2.0 s for full passes alone.
+    """
+
+    def __init__(self, features: np.ndarray, target: int):
+        self.features = features
+        self.target = target
+        self.squared_norms = np.einsum("ij,ij->i", features, features)
+        self.distance = np.full(len(features), np.inf, dtype=np.float32)  # squared, to the nearest centre
+        self.members: list[np.ndarray] = []     # rows of each cluster, in centre order
+        self.farthest = np.empty(target, np.float32)  # each cluster's largest squared distance (-1: empty)
+        self.farthest_row = np.empty(target, np.int64)
+        self.centres = np.empty((target, features.shape[1]), np.float32)
+
+    def _squared_distances(self, rows, centre: int) -> np.ndarray:
+        # |f - c|^2 = |f|^2 - 2 f.c + |c|^2: a matrix-vector product, no (n, d) temporary
+        values = self.features[rows] @ self.features[centre]
+        values *= -2.0
+        values += self.squared_norms[rows]
+        values += self.squared_norms[centre]
+        return np.maximum(values, 0.0, out=values)
+
+    def run(self, first: int) -> np.ndarray:
+        self.chosen = chosen = np.empty(self.target, dtype=np.int64)
+        chosen[0] = first
+        self.distance[:] = self._squared_distances(slice(None), first)
+        self.distance[first] = -1.0
+        self.centres[0] = self.features[first]
+        self.members.append(np.arange(len(self.features)))
+        self._refresh(0)
+        recent_share, recent_touched = 0.0, 0.0
+        for step in range(1, self.target):
+            cluster = int(np.argmax(self.farthest[:step]))
+            chosen[step] = centre = int(self.farthest_row[cluster])
+            self.centres[step] = self.features[centre]
+            between = self._squared_distances_to_centres(step, centre)
+            # 1.0001 and 1e-6 keep float rounding from skipping a cluster it should not
+            touched = np.flatnonzero(np.sqrt(between) < 2.0 * np.sqrt(np.maximum(self.farthest[:step], 0)) * 1.0001 + 1e-6)
+            visited = self._take_rows(step, centre, touched)
+            # moving averages over ~8 steps: when most rows are visited anyway, or the Python work per touched
+            # cluster outweighs a full pass, plain full passes are faster
+            recent_share += (visited / len(self.features) - recent_share) / 8
+            recent_touched += (len(touched) - recent_touched) / 8
+            if step > 16 and (recent_share > 0.6 or recent_touched > 400):
+                return self._finish_with_full_passes(chosen, step + 1)
+        return chosen
+
+    def _squared_distances_to_centres(self, step: int, centre: int) -> np.ndarray:
+        centres = self.centres[:step]
+        values = centres @ self.features[centre]
+        values *= -2.0
+        values += self.squared_norms[self.chosen[:step]]
+        values += self.squared_norms[centre]
+        return np.maximum(values, 0.0, out=values)
+
+    def _take_rows(self, step: int, centre: int, touched: np.ndarray) -> int:
+        """Move the rows of the touched clusters that are closer to the new centre; returns how many were looked at."""
+        parts = [self.members[cluster] for cluster in touched]
+        rows = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        distances = self._squared_distances(rows, centre)
+        # the centre itself leaves the race for good: float32 round-off can leave its own distance above
+        # zero, and among near-duplicates that was enough for it to be chosen again
+        itself = rows == centre
+        distances[itself] = -1.0
+        closer = (distances < self.distance[rows]) | itself
+        self.distance[rows[closer]] = distances[closer]
+        self.members.append(rows[closer])
+        self._refresh(step)
+        offset = 0
+        for cluster, part in zip(touched, parts):
+            stays = ~closer[offset:offset + len(part)]
+            offset += len(part)
+            if not stays.all():
+                self.members[cluster] = part[stays]
+                self._refresh(cluster)
+        return len(rows)
+
+    def _refresh(self, cluster: int) -> None:
+        rows = self.members[cluster]
+        if len(rows):
+            at = int(np.argmax(self.distance[rows]))
+            self.farthest[cluster], self.farthest_row[cluster] = self.distance[rows[at]], rows[at]
+        else:
+            self.farthest[cluster], self.farthest_row[cluster] = -1.0, -1
+
+    def _finish_with_full_passes(self, chosen: np.ndarray, step: int) -> np.ndarray:
+        # one reused buffer with -2 folded into the features (exact: a power of two), so a step allocates nothing
+        minus_twice = -2.0 * self.features
+        distance, distances = self.distance, np.empty_like(self.distance)
+        for step in range(step, self.target):
+            chosen[step] = centre = int(np.argmax(distance))
+            np.dot(minus_twice, self.features[centre], out=distances)
+            distances += self.squared_norms
+            distances += self.squared_norms[centre]
+            np.minimum(distance, distances, out=distance)
+            distance[centre] = -1.0   # never chosen twice, whatever the round-off
+        return chosen
