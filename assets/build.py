@@ -23,7 +23,7 @@ SAMPLE_PICKS = {"good": 3, "blowhole": 1, "scratch": 1, "crack": 1, "edge_chip":
 def main() -> None:
     import_tensorflow_quietly()
     from core.data.datasets import open_dataset
-    from core.detectors.autoencoder import ResidualDetector
+    from core.detectors.autoencoder.detector import ResidualDetector
     from core.files import atomic_copy
     from core.runs.pipeline import train_run
 

@@ -39,9 +39,9 @@ def sweep(styles, variants, out: Path | None) -> dict:
     from core.evaluation.compare import AUTOENCODER_SCORE_COLUMN
     from core.evaluation.evaluate import evaluate_detector, load_test_images
     from core.data.datasets import open_dataset
-    from core.detectors.autoencoder import ResidualDetector
+    from core.detectors.autoencoder.detector import ResidualDetector
     from core.files import atomic_write_json
-    from core.detectors.memory_bank import MEMORY_BANK_COLUMN, MemoryBankDetector
+    from core.detectors.memory_bank.detector import MEMORY_BANK_COLUMN, MemoryBankDetector
     from core.evaluation.metrics import threshold_summary
     from core.data.synthetic import generate_demo_set
 

@@ -32,7 +32,7 @@ def _best_of(function, repeats):
 
 def training_and_scoring(quick: bool) -> dict:
     from core.defaults import DEFAULT_INPUT_SIZE
-    from core.detectors.autoencoder import ResidualDetector
+    from core.detectors.autoencoder.detector import ResidualDetector
     from core.data.synthetic import render_part
 
     rng = np.random.default_rng(0)
@@ -54,7 +54,7 @@ def neighbor_conv_fused_vs_reference(quick: bool) -> list[dict]:
     import keras
     import tensorflow as tf
 
-    from core.detectors.layers import NeighborConv2D, neighbor_conv_reference
+    from core.detectors.autoencoder.layers import NeighborConv2D, neighbor_conv_reference
 
     results = []
     for channels, filters in ((1, 32), (16, 32)):

@@ -25,7 +25,7 @@ def main() -> None:
 
     from core.runs.bundles import load_bundle
     from core.data.datasets import open_dataset
-    from core.detectors.memory_bank import MEMORY_BANK_COLUMN, MemoryBankDetector
+    from core.detectors.memory_bank.detector import MEMORY_BANK_COLUMN, MemoryBankDetector
 
     autoencoder = load_bundle("assets/demo_model")
     with open_dataset("demo") as dataset:

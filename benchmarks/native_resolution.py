@@ -43,7 +43,7 @@ def network_flops(network, height: int, width: int) -> float:
     all but a fraction of a percent of the work)."""
     import keras
 
-    from core.detectors.layers import NeighborConv2D
+    from core.detectors.autoencoder.layers import NeighborConv2D
 
     flops, scale = 0.0, 1.0   # scale: this layer's output side relative to the input's
     for layer in network.layers:
@@ -124,7 +124,7 @@ def speed(root: Path, seed: int) -> dict:
     """Scoring speed at 512 px; the weights do not change the cost, so a 3-epoch network is timed."""
     from core.data.datasets import open_dataset
     from core.detectors import new_detector
-    from core.detectors.residuals import residual_statistics
+    from core.detectors.common.residuals import residual_statistics
     from core.evaluation.scoring import score_samples
 
     detector = new_detector("ncae", seed=seed, input_size=512, patch_size=64, epochs=3)

@@ -26,10 +26,10 @@ from core.quiet import import_tensorflow_quietly
 
 def measure(root: Path, name: str, model: str) -> dict:
     from core.data.datasets import open_dataset
-    from core.detectors.autoencoder import ResidualDetector
+    from core.detectors.autoencoder.detector import ResidualDetector
     from core.evaluation.metrics import ThresholdTable
-    from core.detectors.residuals import STATISTIC_NAMES, residual_maps, residual_statistics
-    from core.detectors.stat_distance import StatDistance
+    from core.detectors.common.residuals import STATISTIC_NAMES, residual_maps, residual_statistics
+    from core.detectors.autoencoder.stat_distance import StatDistance
 
     with open_dataset(root) as data:
         detector = ResidualDetector(model=model, seed=0)
