@@ -32,14 +32,18 @@ def tiny_run(tmp_path_factory, small_demo_dir):
     return run_dir
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session", autouse=True)
 def keras_home(tmp_path_factory):
-    """Converted ImageNet weights go to a test folder, not the user's Keras cache (subprocesses inherit it)."""
-    folder = tmp_path_factory.mktemp("keras_home")
+    """Converted ImageNet weights go to one test folder for the whole run (converted once), never to the user's
+    Keras cache; subprocesses inherit it. A test that needs an empty cache makes its own (test_backbones)."""
+    yield from keras_home_at(tmp_path_factory.mktemp("keras_home"))
+
+
+def keras_home_at(folder):
     before = os.environ.get("KERAS_HOME")
     os.environ["KERAS_HOME"] = str(folder)
     yield folder
     if before is None:
-        os.environ.pop("KERAS_HOME")
+        os.environ.pop("KERAS_HOME", None)
     else:
         os.environ["KERAS_HOME"] = before

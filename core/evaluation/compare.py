@@ -40,8 +40,8 @@ AUTOENCODER_SCORE_COLUMN = PRIMARY_SCORE
 # the registry's detectors, then the variants only the comparison makes: a memory bank on each autoencoder's
 # encoder, and the supervised reference
 DETECTOR_LABELS = {
-    **{name: f"{label(name)} ({AUTOENCODER_SCORE_COLUMN if name in AUTOENCODER_NAMES else score_columns_of(name)[0]})"
-       for name in DETECTOR_NAMES},
+    **{name: f"{label(name)} residual ({AUTOENCODER_SCORE_COLUMN})" if name in AUTOENCODER_NAMES else
+       f"{label(name)} ({score_columns_of(name)[0]})" for name in DETECTOR_NAMES},
     **{f"memory_bank_{name}": f"Memory bank on {label(name)} encoder" for name in AUTOENCODER_NAMES},
     "logistic_regression": "Supervised: logistic regression",
     "gradient_boosting": "Supervised: gradient boosting",

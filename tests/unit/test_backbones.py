@@ -16,7 +16,15 @@ skimage_data = pytest.importorskip("skimage.data")
 
 
 @pytest.fixture(scope="module")
-def classifier(keras_home):
+def own_keras_home(tmp_path_factory):
+    """An empty Keras cache of this module's own: the tests below look at what the conversion writes there."""
+    from tests.conftest import keras_home_at
+
+    yield from keras_home_at(tmp_path_factory.mktemp("own_keras_home"))
+
+
+@pytest.fixture(scope="module")
+def classifier(own_keras_home):
     return efficientnet_lite.efficientnet_lite0(include_top=True)
 
 
@@ -40,16 +48,16 @@ def test_converted_network_names_known_photographs_in_its_top_five(classifier, p
     assert int(np.argmax(logits)) in expected
 
 
-def test_conversion_is_cached_by_the_source_files_hash_and_reloads_the_same(classifier, keras_home):
+def test_conversion_is_cached_by_the_source_files_hash_and_reloads_the_same(classifier, own_keras_home):
     cached = efficientnet_lite.converted_weights_path(efficientnet_lite.source_weights_path())
-    assert cached.parent == keras_home / "models" and cached.is_file()
+    assert cached.parent == own_keras_home / "models" and cached.is_file()
     assert [path.name for path in cached.parent.iterdir()] == [cached.name]   # no temporary left behind
     again = efficientnet_lite.efficientnet_lite0(include_top=True)
     probe = np.random.default_rng(0).uniform(0, 1, (1, 96, 96, 3)).astype(np.float32)
     np.testing.assert_allclose(again.predict_on_batch(probe), classifier.predict_on_batch(probe), rtol=1e-5, atol=1e-5)
 
 
-def test_a_damaged_cached_conversion_is_made_again(classifier, keras_home):
+def test_a_damaged_cached_conversion_is_made_again(classifier, own_keras_home):
     cached = efficientnet_lite.converted_weights_path(efficientnet_lite.source_weights_path())
     cached.write_bytes(b"not an HDF5 file")
     again = efficientnet_lite.efficientnet_lite0(include_top=True)

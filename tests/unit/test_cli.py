@@ -25,6 +25,31 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*arguments, cwd=None):
+    """``python -m core ARGUMENTS`` run in this process (``core.cli.main``, which is all ``python -m core`` does):
+    its exit code and what it printed, without a new interpreter importing TensorFlow for every call. The
+    environment variables a command sets for itself are restored after it. Tests whose point is the process
+    (signals, two processes at once, the interpreter's own exit) use :func:`run_cli_process`."""
+    import contextlib
+    import io
+
+    from core.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    environment = dict(os.environ)
+    try:
+        with contextlib.chdir(cwd or ROOT), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = main([str(argument) for argument in arguments])
+            except SystemExit as exit_:   # argparse's --help ends the program, as it does in a process
+                code = exit_.code
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+    return subprocess.CompletedProcess(["python", "-m", "core", *map(str, arguments)], code, stdout.getvalue(),
+                                       stderr.getvalue())
+
+
+def run_cli_process(*arguments, cwd=None):
     environment = os.environ | {"PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "core", *map(str, arguments)], capture_output=True, text=True,
                           cwd=cwd or ROOT, env=environment, timeout=600)
@@ -40,11 +65,10 @@ def assert_one_line_error(result, *fragments):
 
 
 def test_help_lists_every_command():
-    result = run_cli("--help")
+    result = run_cli_process("--help")   # the real entry point, python -m core, once
     assert result.returncode == 0
-    for command in ("demo-data", "train", "score", "evaluate"):
+    for command in ("demo-data", "train", "score", "evaluate", "export", "compare"):
         assert command in result.stdout
-    for command in ("demo-data", "train", "score", "evaluate"):
         assert run_cli(command, "--help").returncode == 0
 
 

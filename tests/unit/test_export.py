@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from tests.unit.test_cli import run_cli
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_RUN = ROOT / "assets" / "demo_model"
 
@@ -57,6 +59,10 @@ print(json.dumps(rows))
 
 
 def _run(*arguments, **keywords):
+    """``python -m core ...`` in this process (see ``run_cli``); a ``-c`` program in a fresh interpreter, since what
+    it may import is its point."""
+    if arguments[:2] == ("-m", "core"):
+        return run_cli(*arguments[2:], cwd=keywords.get("cwd"))
     return subprocess.run([sys.executable, *arguments], capture_output=True, text=True, timeout=600, **keywords)
 
 

@@ -2,8 +2,6 @@
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +10,7 @@ from PIL import Image
 
 from core.data.datasets import open_dataset
 from core.data.native import autoencoder_resolution, default_channels, native_long_side
+from tests.unit.test_cli import run_cli
 from core.data.synthetic import DemoSetSize, generate_demo_set
 from core.detectors.autoencoder.detector import RandomPatches, ResidualDetector
 from core.detectors.common.residuals import residual_maps
@@ -155,17 +154,14 @@ def test_the_working_resolution_defaults_to_the_native_size_up_to_512(tmp_path):
 
 def test_train_on_a_high_resolution_set_from_the_command_line(fine_defects, tmp_path):
     run = tmp_path / "run"
-    completed = subprocess.run([sys.executable, "-m", "core", "train", "--data", str(fine_defects), "--out", str(run),
-                                "--epochs", "1", "--patch-size", "32", "--widths", "8,16,16,16"],
-                               capture_output=True, text=True, timeout=600)
+    completed = run_cli("train", "--data", fine_defects, "--out", run, "--epochs", "1", "--patch-size", "32", "--widths",
+                        "8,16,16,16")
     assert completed.returncode == 0, completed.stderr
     assert "256 px grey, on random 32 px patches; at most about" in completed.stderr
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["input_size"] == 256 and manifest["parameters"]["patch_size"] == 32 and manifest["channels"] == 1
     scores = tmp_path / "scores.csv"
-    completed = subprocess.run([sys.executable, "-m", "core", "score", "--run", str(run), "--data",
-                                str(fine_defects / "test" / "pinhole"), "--out", str(scores)],
-                               capture_output=True, text=True, timeout=600)
+    completed = run_cli("score", "--run", run, "--data", fine_defects / "test" / "pinhole", "--out", scores)
     assert completed.returncode == 0, completed.stderr
     assert len(scores.read_text().splitlines()) == 11
 
@@ -175,8 +171,7 @@ def test_train_on_a_high_resolution_set_from_the_command_line(fine_defects, tmp_
     (["--patch-size", "40"], "multiple of 16"),
 ])
 def test_options_that_cannot_apply_are_refused(small_demo_dir, tmp_path, arguments, message):
-    completed = subprocess.run([sys.executable, "-m", "core", "train", "--data", str(small_demo_dir), "--out",
-                                str(tmp_path / "run"), *arguments], capture_output=True, text=True, timeout=600)
+    completed = run_cli("train", "--data", small_demo_dir, "--out", tmp_path / "run", *arguments)
     assert completed.returncode == 2 and message in completed.stderr, completed.stderr
     assert "Traceback" not in completed.stderr
 
