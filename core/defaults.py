@@ -42,12 +42,6 @@ DEFAULT_LOSS = "mse"
 DEFAULT_NOISE_STD = 0.0
 DEFAULT_MAP_SIGMA = 1.0
 DEFAULT_CORESET_RATIO = 0.05
-# DRAEM works at the autoencoders' 64 px (96 px costs 2.2x the time per epoch), for at most 40 epochs
-DEFAULT_DRAEM_INPUT_SIZE = 64
-DEFAULT_DRAEM_EPOCHS = 40
-# the lattice detector: 128 px grey; below 32 px a weave has too few periods across to compare
-DEFAULT_LATTICE_INPUT_SIZE = 128
-MIN_LATTICE_INPUT_SIZE = 32
 # the ImageNet backbone's own resolution: memory bank and PaDiM work at it
 IMAGENET_INPUT_SIZE = 224
 

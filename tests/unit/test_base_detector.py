@@ -59,3 +59,24 @@ def test_an_unfitted_detector_declares_its_fitted_state_as_absent():
     detector = new_detector("padim")
     assert detector.default_decision_ is None and detector.frame_limits_ is None and detector.history_ is None
     assert detector.n_held_out_images_ == 0
+
+
+def test_every_detector_folder_holds_its_detector_and_its_inspector_graph_and_is_in_the_registry():
+    """One detector, one folder: its maths, its graph for the export and what the registry knows of it."""
+    import importlib
+    from pathlib import Path
+
+    from core.detectors import detector_class, entry
+
+    folders = sorted(path for path in (Path(__file__).resolve().parents[2] / "core" / "detectors").iterdir()
+                     if path.is_dir() and (path / "detector.py").is_file())
+    assert {folder.name for folder in folders} == {"autoencoder", "memory_bank", "padim", "lattice", "draem"}
+    registered = set()
+    for folder in folders:
+        assert (folder / "inspector.py").is_file(), folder.name
+        entries = importlib.import_module(f"core.detectors.{folder.name}").ENTRIES
+        for name, found in entries.items():
+            assert entry(name) is found and found.module == f"core.detectors.{folder.name}.detector"
+            assert detector_class(name)().inspector_judge.__func__ is not BaseDetector.inspector_judge, name
+            registered.add(name)
+    assert registered == set(DETECTOR_NAMES)

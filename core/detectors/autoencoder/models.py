@@ -1,7 +1,7 @@
 """The networks: the Neighbor Convolution AutoEncoder (NCAE) and the plain CAE baseline.
 
 Both are the same encoder–decoder; only the first layer differs. The NCAE's first layer is a
-:class:`~core.detectors.layers.NeighborConv2D`, so no pixel can pass straight through to its own
+:class:`~core.detectors.autoencoder.layers.NeighborConv2D`, so no pixel can pass straight through to its own
 reconstruction; the CAE's is an ordinary 3×3 convolution.
 """
 

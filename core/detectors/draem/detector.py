@@ -28,8 +28,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE, DEFAULT_WIDTHS,
-                           MIN_TRAINING_IMAGES)
+from core.defaults import DEFAULT_BOTTLENECK, DEFAULT_WIDTHS, MIN_TRAINING_IMAGES
+from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE
 from core.detectors.common.residuals import residual_maps
 from core.detectors.base import (BaseDetector, ScoreResult, TrainingCancelled, TrainingProgress, as_image_batch,
                                  saved_parameters, smoothed_maps)

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.defaults import DEFAULT_LATTICE_INPUT_SIZE, MIN_LATTICE_INPUT_SIZE
+from core.detectors.lattice import DEFAULT_LATTICE_INPUT_SIZE, MIN_LATTICE_INPUT_SIZE
 from core.detectors.base import BaseDetector, ScoreResult, TrainingCancelled, saved_parameters
 from core.detectors.common.border import BorderCalibration
 
