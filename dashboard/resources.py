@@ -31,7 +31,9 @@ DATA_ROOTS_VARIABLE = "RESIDUAL_LAB_DATA_ROOTS"
 
 @dataclass(frozen=True)
 class DetectorKey:
-    """The model, the data and the detector choice: everything a cached detector or map depends on."""
+    """The model, the data and the detector choice: everything a cached detector or map depends on. A detector
+    fitted on the spot that borrows nothing from the run (PaDiM, a memory bank on ImageNet features) has an
+    empty model in its key (:func:`detector_key`), so choosing another run does not fit it again."""
 
     bundle_path: str
     model_sha256: str
@@ -39,6 +41,13 @@ class DetectorKey:
     data_location: str
     fingerprint: str
     choice: object   # a session.DetectorChoice
+
+
+def detector_key(bundle_path: str, model_sha256: str, data_kind: str, data_location: str, fingerprint: str,
+                 choice) -> DetectorKey:
+    borrows_the_run = choice.kind == "run" or (choice.kind == "memory_bank" and choice.backbone == "encoder")
+    return DetectorKey(bundle_path if borrows_the_run else "", model_sha256 if borrows_the_run else "", data_kind,
+                       data_location, fingerprint, choice)
 
 
 def data_roots() -> list[Path]:
@@ -113,15 +122,15 @@ def fit_on_good_images(key: DetectorKey):
     dataset = load_dataset(key.data_kind, key.data_location)
     if key.choice.kind == "padim":
         detector = PadimDetector()
-    else:
+    elif key.choice.backbone == "encoder":
         run = load_detector(key.bundle_path, key.model_sha256)
-        if key.choice.backbone == "encoder" and not lends_its_encoder(run.kind, getattr(run, "patch_size", None),
-                                                                      run.channels):
+        if not lends_its_encoder(run.kind, getattr(run, "patch_size", None), run.channels):
             raise InputError("A memory bank on the model's encoder needs an autoencoder run trained on whole grey "
                              f"images; this one is {run.kind}" + (" trained on patches" if getattr(
                                  run, "patch_size", None) else "") + ".")
-        detector = MemoryBankDetector(run if key.choice.backbone == "encoder" else None, backbone=key.choice.backbone,
-                                      coreset_ratio=key.choice.coreset_ratio)
+        detector = MemoryBankDetector(run, backbone="encoder", coreset_ratio=key.choice.coreset_ratio)
+    else:
+        detector = MemoryBankDetector(None, backbone=key.choice.backbone, coreset_ratio=key.choice.coreset_ratio)
     if not dataset.train_good:
         raise InputError(f"{dataset.root}: this detector needs good training images, and this data set has none.")
     return detector.fit(dataset.load(dataset.train_good, detector.input_size, detector.channels).images)

@@ -50,8 +50,8 @@ class Workspace:
     def map_key(self, choice: DetectorChoice | None = None) -> DetectorKey:
         """Everything that identifies the active detector (or ``choice`` on the same data and model)."""
         data = data_choice()
-        return DetectorKey(model_choice().path, self.manifest["model_sha256"], data.kind, data.location,
-                           self.fingerprint, choice or self.choice)
+        return resources.detector_key(model_choice().path, self.manifest["model_sha256"], data.kind, data.location,
+                                      self.fingerprint, choice or self.choice)
 
     @property
     def labelled(self) -> pd.DataFrame:
@@ -68,8 +68,8 @@ def current() -> Workspace | None:
         data, model, choice = data_choice(), model_choice(), session.detector_choice()
         manifest = read_manifest(model.path, reuse_digests=True)
         dataset = resources.load_dataset(data.kind, data.location)
-        key = DetectorKey(model.path, manifest["model_sha256"], data.kind, data.location,
-                          resources.fingerprint(dataset), choice)
+        key = resources.detector_key(model.path, manifest["model_sha256"], data.kind, data.location,
+                                     resources.fingerprint(dataset), choice)
         detector = resources.active_detector(key)
         table, errors = resources.score_table(key)
     except InputError as error:

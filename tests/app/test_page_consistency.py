@@ -112,3 +112,17 @@ def test_the_preset_clicked_is_the_preset_saved():
     assert any(re.match(r"Released at \*\*[0-9.]+\*\* \(Run default\)", item.value) for item in app.caption)
     next(button for button in app.button if button.label == "Best F1").click().run()
     assert app.session_state["preset"] == "Best F1"
+
+
+def test_a_detector_that_borrows_nothing_from_the_run_is_not_fitted_again_for_another_run():
+    """PaDiM and a memory bank on ImageNet features depend on the data only: choosing another model keeps them (and
+    their scores); a memory bank on the model's encoder and the run's own detector follow the model."""
+    from dashboard import resources, session
+
+    def key(run, choice):
+        return resources.detector_key(f"/runs/{run}", f"sha-{run}", "demo", "", "fingerprint", choice)
+
+    for choice in (session.DetectorChoice("padim"), session.DetectorChoice("memory_bank", "efficientnet_lite0")):
+        assert key("a", choice) == key("b", choice) and hash(key("a", choice)) == hash(key("b", choice))
+    for choice in (session.RUN_ITSELF, session.DetectorChoice("memory_bank", "encoder")):
+        assert key("a", choice) != key("b", choice)
