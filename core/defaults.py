@@ -32,7 +32,6 @@ Figures are image AUROC of the ``max`` column unless another column is named.
   The comparison in the README shows which detector does better there.
 """
 
-MODEL_KINDS = ("ncae", "cae")
 MIN_TRAINING_IMAGES = 8
 DEFAULT_INPUT_SIZE = 64
 DEFAULT_WIDTHS = (16, 32, 48, 64)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from core.defaults import DEFAULT_BOTTLENECK, DEFAULT_INPUT_SIZE, DEFAULT_WIDTHS, MODEL_KINDS
+from core.defaults import DEFAULT_BOTTLENECK, DEFAULT_INPUT_SIZE, DEFAULT_WIDTHS
+from core.detectors.autoencoder import ENTRIES
 from core.detectors.autoencoder.layers import NeighborConv2D
 
 
@@ -33,8 +34,8 @@ def build_autoencoder(kind: str = "ncae", input_size: int = DEFAULT_INPUT_SIZE, 
             be trained on patches and run on whole images whose sides are multiples of
             ``2 ** len(widths)``.
     """
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"`kind` must be one of {', '.join(MODEL_KINDS)}, got {kind!r}.")
+    if kind not in ENTRIES:
+        raise ValueError(f"`kind` must be one of {', '.join(ENTRIES)}, got {kind!r}.")
     widths = tuple(int(width) for width in widths)
     if not widths or any(width < 1 for width in widths):
         raise ValueError(f"`widths` must be a non-empty sequence of positive integers, got {widths!r}.")
