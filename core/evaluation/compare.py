@@ -216,8 +216,9 @@ def comparison_rows(report: dict) -> list[dict]:
     """One row per detector, figures formatted ``mean ± std``: the printed table and the dashboard's."""
     rows = []
     for name, entry in report["detectors"].items():
-        if "refused" in entry:
-            rows.append({"detector": entry["label"], "label-free": "yes", "image AUROC": f"refused: {entry['refused']}"})
+        if "refused" in entry:   # every column, so the printed table and the page's stay rectangular
+            rows.append({"detector": entry["label"], "label-free": "yes", "image AUROC": f"refused: {entry['refused']}"}
+                        | {column: "—" for column in ("AUPRC", "best F1", "pixel AUROC", "AUPRO", "train s", "images/s")})
             continue
         rows.append({
             "detector": entry["label"],

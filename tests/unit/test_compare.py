@@ -64,13 +64,29 @@ def test_both_autoencoders_get_the_same_settings_and_the_table_shows_mean_and_st
     assert rows[-1]["pixel AUROC"] == "—"
 
 
-def test_compare_command_prints_one_json_object(small_demo_dir, keras_home, capsys):
-    code = main(["compare", "--data", str(small_demo_dir), "--seeds", "1", "--epochs", "1", "--image-size", "32",
-                 "--json"])
-    captured = capsys.readouterr()
-    assert code == 0
-    report = json.loads(captured.out)
-    assert report["seeds"] == 1 and set(report["detectors"]) == set(DETECTOR_LABELS)
+def test_compare_command_prints_one_json_object_or_a_table_with_every_row(report, small_demo_dir, monkeypatch,
+                                                                          capsys):
+    """The command's own part: its options reach the comparison, and the report is printed whole (the comparison
+    itself is the fixture's, measured above, not trained a second time)."""
+    import core.evaluation.compare as compare
+
+    asked = []
+
+    def comparison(dataset, seeds, autoencoder_params, memory_bank_params, progress):
+        asked.append((seeds, autoencoder_params, memory_bank_params))
+        return report
+
+    monkeypatch.setattr(compare, "compare_detectors", comparison)
+    arguments = ["compare", "--data", str(small_demo_dir), "--seeds", "2", "--epochs", "1", "--image-size", "32",
+                 "--coreset-ratio", "0.02"]
+    assert main([*arguments, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(report))
+    assert asked == [(2, {"input_size": 32, "epochs": 1}, {"coreset_ratio": 0.02})]
+    assert main(arguments) == 0
+    table = capsys.readouterr().out.splitlines()
+    for entry in report["detectors"].values():   # a refused detector too, with its reason
+        line = next(line for line in table if line.startswith(entry["label"]))
+        assert ("refused: " in line) == ("refused" in entry)
 
 
 def test_compare_command_refuses_bad_arguments_in_one_line(small_demo_dir, tmp_path, capsys):
