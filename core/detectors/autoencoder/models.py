@@ -15,7 +15,6 @@ from core.detectors.autoencoder import ENTRIES
 from core.detectors.autoencoder.layers import NeighborConv2D
 
 
-
 def build_autoencoder(kind: str = "ncae", input_size: int = DEFAULT_INPUT_SIZE, widths=DEFAULT_WIDTHS,
                       bottleneck: int = DEFAULT_BOTTLENECK, noise_std: float = 0.0, channels: int = 1,
                       any_size: bool = False) -> keras.Model:
