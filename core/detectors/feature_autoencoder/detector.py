@@ -1,0 +1,184 @@
+"""The NCAE (and its baseline CAE) in feature space: reconstruct frozen ImageNet feature maps, not pixels.
+
+WORK IN PROGRESS (branch ``ncae-features``): fit, score and save work; the export graph, the pages'
+feature-residual view and the settings chosen across data sets are not done yet.
+
+The packaged EfficientNet-Lite0 turns each image (224 px, colour) into patch features of stages 2
+and 3 on the stride-8 grid (28 × 28 × 64). Each channel is standardised by the good training
+images' mean and spread; an autoencoder whose first layer is the NCAE's neighbour-only convolution
+(no feature vector can pass straight through to its own position) reconstructs them. The residual
+``z − ẑ`` is per position and channel; its signed RMS over the channels is the residual map the
+statistics of :mod:`core.detectors.common.residuals` are computed on, so every column the pixel
+autoencoders write exists here too, and ``map_max`` (the maximum of the lightly smoothed map) is
+the primary score.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.defaults import MIN_TRAINING_IMAGES
+from core.decision import PRIMARY_SCORE
+from core.detectors.base import BaseDetector, ScoreResult, TrainingCancelled, saved_parameters, \
+    smoothed_maps
+from core.detectors.common.patch_features import (PACKAGED_BACKBONE, backbone_weights_digest, check_backbone_weights,
+                                                  imagenet_features, upsample_maps)
+from core.detectors.common.residuals import SCORE_COLUMNS, residual_maps, residual_statistics
+
+FEATURE_LAYERS = ("block_2_out", "block_4_out")   # stages 2 and 3, as the memory bank
+GRID = "coarsest"                                   # the stride-8 grid: 28 × 28 at 224 px
+
+
+class FeatureResidualDetector(BaseDetector):
+    primary_score = PRIMARY_SCORE
+    score_columns = SCORE_COLUMNS
+    stops_early = True
+
+    def __init__(self, model="ncae", widths=(128, 64), bottleneck=32, epochs=30, batch_size=16, learning_rate=1e-3,
+                 validation_fraction=0.10, patience=6, map_sigma=1.0, seed=0, channels=3):
+        self.model = model
+        self.widths = widths
+        self.bottleneck = bottleneck
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.map_sigma = map_sigma
+        self.seed = seed
+        self.channels = channels
+        self._lock = threading.Lock()
+
+    @property
+    def kind(self) -> str:
+        return f"{self.model}_features"
+
+    @property
+    def input_size(self) -> int:
+        from core.defaults import IMAGENET_INPUT_SIZE
+
+        return IMAGENET_INPUT_SIZE
+
+    def fit(self, good_images: np.ndarray, image_sizes=None, progress=None, should_stop=None):
+        import keras
+
+        from core.detectors.autoencoder.detector import _ProgressCallback
+        from core.detectors.autoencoder.stat_distance import StatDistance
+
+        images = np.asarray(good_images, dtype=np.float32)
+        if len(images) < MIN_TRAINING_IMAGES:
+            raise ValueError(f"Training needs at least {MIN_TRAINING_IMAGES} good images, got {len(images)}.")
+        keras.utils.set_random_seed(int(self.seed))
+        split = self._split(len(images))
+        self.extractor_ = imagenet_features(PACKAGED_BACKBONE, FEATURE_LAYERS)
+        self.extractor_.grid = GRID
+        with self._lock:
+            features = self.extractor_(images, should_stop=should_stop)
+        training = features[split.training]
+        self.feature_mean_ = training.mean(axis=(0, 1, 2)).astype(np.float32)
+        self.feature_scale_ = (training.std(axis=(0, 1, 2)) + 1e-6).astype(np.float32)
+        standard = (features - self.feature_mean_) / self.feature_scale_
+        grid, dim = standard.shape[1], standard.shape[-1]
+        network = build_feature_autoencoder(self.model, grid, dim, self.widths, int(self.bottleneck))
+        network.compile(optimizer=keras.optimizers.Adam(float(self.learning_rate)), loss="mse")
+        callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(self.patience),
+                                                   restore_best_weights=True),
+                     _ProgressCallback(int(self.epochs), progress, should_stop)]
+        started = time.perf_counter()
+        history = network.fit(standard[split.training], standard[split.training],
+                              validation_data=(standard[split.stopping], standard[split.stopping]),
+                              epochs=int(self.epochs), batch_size=int(self.batch_size), shuffle=True,
+                              callbacks=callbacks, verbose=0)
+        if callbacks[1].cancelled:
+            raise TrainingCancelled("Training was cancelled.")
+        self.training_seconds_ = time.perf_counter() - started
+        self.model_ = network
+        self.history_ = {key: [float(value) for value in values] for key, values in history.history.items()}
+        self.n_train_images_, self.n_held_out_images_ = len(split.training), len(split.calibration)
+        calibration = images[split.calibration]
+        residual = self._residual_grid(calibration)
+        self.stat_distance_ = StatDistance.fit(residual_statistics(residual), seed=int(self.seed))
+        calibrated = self.score(calibration, with_maps=True)
+        self._calibrate(images, image_sizes, calibrated.table[self.primary_score], calibrated.residuals)
+        return self
+
+    def score(self, images: np.ndarray, with_maps: bool = False, batch_size: int = 64) -> ScoreResult:
+        self._check_fitted()
+        images = np.asarray(images, dtype=np.float32)
+        residual = self._residual_grid(images)
+        statistics = residual_statistics(residual)
+        table = pd.DataFrame(statistics)
+        table["stat_distance"] = self.stat_distance_.distance(statistics)
+        grid_map = smoothed_maps(np.abs(residual), self.map_smoothing())
+        table[PRIMARY_SCORE] = grid_map.reshape(len(grid_map), -1).max(axis=1) if len(grid_map) else np.zeros(0)
+        table = table[list(SCORE_COLUMNS)]
+        if not with_maps:
+            return ScoreResult(table)
+        size = int(self.input_size)
+        return ScoreResult(table, upsample_maps(grid_map, size), None, upsample_maps(residual, size))
+
+    def _residual_grid(self, images: np.ndarray) -> np.ndarray:
+        with self._lock:
+            features = self.extractor_(images) if len(images) else np.zeros((0, 28, 28, len(self.feature_mean_)))
+            standard = ((features - self.feature_mean_) / self.feature_scale_).astype(np.float32)
+            reconstruction = self.model_.predict(standard, batch_size=64, verbose=0) if len(standard) else standard
+        return residual_maps(standard, reconstruction)
+
+    def bundle_state(self, directory: Path) -> dict:
+        from core.detectors.saving import save_array, save_keras_model
+
+        self._check_fitted()
+        return {"model_file": save_keras_model(self.model_, directory),
+                "files": [save_array(directory, "feature_mean.npy", self.feature_mean_),
+                          save_array(directory, "feature_scale.npy", self.feature_scale_)],
+                "history": self.history_, "epochs_run": len(self.history_.get("loss", [])),
+                "stat_distance": self.stat_distance_.to_json(), "features": self.extractor_.state(),
+                "backbone_weights_sha256": backbone_weights_digest(PACKAGED_BACKBONE)}
+
+    @classmethod
+    def from_bundle(cls, directory: Path, manifest: dict):
+        from core.detectors.autoencoder.stat_distance import StatDistance
+        from core.detectors.saving import load_array, load_keras_model
+
+        detector = cls(**saved_parameters(cls, manifest))
+        check_backbone_weights(PACKAGED_BACKBONE, manifest.get("backbone_weights_sha256"))
+        detector.extractor_ = imagenet_features(PACKAGED_BACKBONE, FEATURE_LAYERS)
+        detector.extractor_.grid = GRID
+        detector.extractor_.restore(manifest["features"])
+        detector.feature_mean_ = load_array(directory, manifest, "feature_mean.npy", ndim=1)
+        detector.feature_scale_ = load_array(directory, manifest, "feature_scale.npy", ndim=1)
+        detector.model_ = load_keras_model(directory, manifest)
+        detector.history_ = manifest.get("history", {})
+        detector.stat_distance_ = StatDistance.from_json(manifest["stat_distance"])
+        return detector
+
+
+def build_feature_autoencoder(kind: str, grid: int, dim: int, widths, bottleneck: int):
+    """An NCAE or CAE over a ``grid × grid × dim`` feature map: a neighbour-only (NCAE) or ordinary 3×3 first layer,
+    stride-2 stages, a 1×1 code, a mirrored decoder and a linear 1×1 output of ``dim`` channels."""
+    import keras
+    from keras import layers
+
+    from core.detectors.autoencoder.layers import NeighborConv2D
+
+    inputs = keras.Input(shape=(grid, grid, dim), name="features")
+    widths = tuple(int(width) for width in widths)
+    if kind == "ncae":
+        hidden = NeighborConv2D(widths[0], name="neighbor_conv")(inputs)
+    else:
+        hidden = layers.Conv2D(widths[0], 3, padding="same", activation="relu", name="first_conv")(inputs)
+    for stage, width in enumerate(widths):
+        hidden = layers.Conv2D(width, 3, strides=2, padding="same", activation="relu", name=f"encoder_{stage}")(hidden)
+    hidden = layers.Conv2D(bottleneck, 1, activation="relu", name="bottleneck")(hidden)
+    for stage, width in reversed(list(enumerate(widths))):
+        hidden = layers.Conv2DTranspose(width, 3, strides=2, padding="same", activation="relu",
+                                        name=f"decoder_{stage}")(hidden)
+    hidden = layers.Cropping2D(((0, hidden.shape[1] - grid), (0, hidden.shape[2] - grid)))(hidden) \
+        if hidden.shape[1] != grid else hidden
+    outputs = layers.Conv2D(dim, 1, name="reconstruction")(hidden)
+    return keras.Model(inputs, outputs, name=f"{kind}_features")
