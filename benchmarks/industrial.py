@@ -17,6 +17,7 @@ Protocol (fixed before any detector was run on it):
   with its reason.
 
     python -m benchmarks.industrial [--detectors NAME ...] [--seeds 3] [--out benchmarks/recorded/industrial.json]
+    python -m benchmarks.industrial --table    # the README's row, from the recorded file
 """
 
 from __future__ import annotations
@@ -103,9 +104,36 @@ def measure(data: Path, runs: Path, name: str, seed: int) -> dict:
             "patch_size": manifest["parameters"].get("patch_size")}
 
 
+RECORDED = Path(__file__).resolve().parent / "recorded" / "industrial.json"
+
+
+def markdown_table(path: Path = RECORDED) -> str:
+    """Image AUROC on the primary score per detector, mean ± std over the seeds (each seed's figure in brackets)."""
+    from core.detectors import label
+
+    detectors = json.loads(path.read_text())["detectors"]
+    header = "| set | " + " | ".join(label(name) for name in detectors) + " |"
+    cells = []
+    for entry in detectors.values():
+        if "refused" in entry:
+            cells.append("refused")
+            continue
+        seeds = ", ".join(f"{seed['image_auroc']:.2f}" for seed in entry["per_seed"])
+        cells.append(f"{entry['image_auroc']['mean']:.3f} ± {entry['image_auroc']['std']:.3f} ({seeds})")
+    best = max((entry["image_auroc"]["mean"] for entry in detectors.values() if "image_auroc" in entry), default=None)
+    cells = [f"**{cell.split(' (')[0]}** ({cell.split(' (')[1]}" if best is not None and cell.startswith(f"{best:.3f}")
+             else cell for cell in cells]
+    return "\n".join([header, "|---" * (len(detectors) + 1) + "|",
+                      "| solar cells, monocrystalline (ELPV) | " + " | ".join(cells) + " |"])
+
+
 def main() -> None:
     from core.detectors import DETECTOR_NAMES
     from core.quiet import import_tensorflow_quietly
+
+    if "--table" in sys.argv[1:]:
+        print(markdown_table())
+        return
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--detectors", nargs="+", default=list(DETECTOR_NAMES), choices=DETECTOR_NAMES)
