@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 
-from core.detectors import autoencoder, draem, lattice, memory_bank, padim
+from core.detectors import autoencoder, draem, feature_autoencoder, lattice, memory_bank, padim
 from core.detectors.entry import Entry, TrainingOptions
 
 # every detector: its folder's entries (a new detector is a folder and a line here)
@@ -21,6 +21,7 @@ _REGISTRY = {
     **padim.ENTRIES,
     **lattice.ENTRIES,
     **draem.ENTRIES,
+    **feature_autoencoder.ENTRIES,
 }
 DETECTOR_NAMES = tuple(_REGISTRY)
 # The detector offered first when training, and why, in words (the README's "Which detector?" table: the best
@@ -56,6 +57,8 @@ def new_detector(name: str, **parameters):
     memory bank on its own is built on the ImageNet backbone that comes with the app)."""
     if name in AUTOENCODER_NAMES:
         parameters = {"model": name, **parameters}
+    elif name.endswith("_features"):
+        parameters = {"model": name.removesuffix("_features"), **parameters}
     elif name == "memory_bank":
         parameters = {"backbone": "efficientnet_lite0", **parameters}
     return detector_class(name)(**parameters)

@@ -58,6 +58,11 @@ class FeatureResidualDetector(BaseDetector):
     def kind(self) -> str:
         return f"{self.model}_features"
 
+    def inspector_judge(self, tf):
+        from core.detectors.feature_autoencoder.inspector import FeatureResidualJudge
+
+        return FeatureResidualJudge(tf, self)
+
     @property
     def input_size(self) -> int:
         from core.defaults import IMAGENET_INPUT_SIZE
