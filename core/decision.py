@@ -135,7 +135,11 @@ def threshold_rejecting_at_most(sorted_good_scores: np.ndarray, allowed: int) ->
     # reject at most `allowed` good parts: the threshold must sit above the (n - allowed)-th score
     boundary = sorted_good_scores[count - allowed - 1]
     above = sorted_good_scores[sorted_good_scores > boundary]
-    return float(above[0]) if len(above) else float(np.nextafter(boundary, np.inf))
+    if len(above):
+        return float(above[0])
+    # the next float32 above the boundary, not the next float64: the exported inspector compares in float32, where a
+    # float64 step would round back onto the boundary and reject the very part it lets through here
+    return float(np.nextafter(np.float32(boundary), np.float32(np.inf)))
 
 
 def default_decision(held_out_scores, column: str = PRIMARY_SCORE,

@@ -195,3 +195,13 @@ def test_pixel_auroc_matches_scikit_learn():
     masks = (rng.random((2, 8, 8)) < 0.2).astype(float)
     maps = rng.random((2, 8, 8)) + masks * 0.3
     assert pixel_auroc(maps, masks) == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()))
+
+
+def test_a_threshold_just_above_a_score_stays_above_it_in_float32():
+    """The exported inspector compares float32 scores with a float32 threshold: the step above the highest good
+    score must survive that rounding, or the inspector rejects the part ``score`` passes."""
+    for highest in (np.float32(1.6792011), np.float32(0.1), np.float32(7.0167503)):
+        scores = np.array([0.5 * highest, highest], dtype=np.float32)
+        threshold = default_decision(scores, "map_max").threshold
+        assert np.float32(threshold) > highest and threshold > float(highest)
+        assert default_decision(scores, "map_max").verdicts(scores).tolist() == ["OK", "OK"]
