@@ -92,7 +92,7 @@ class GoodImageSplit:
 def saved_parameters(detector_class, manifest: dict, **overrides) -> dict:
     """The parameters a run's manifest records that ``detector_class`` takes, with ``overrides`` on top: what
     ``from_bundle`` builds the unfitted detector from (recorded values it no longer takes are left out)."""
-    accepted = inspect.signature(detector_class.__init__).parameters
+    accepted = set(detector_class.parameter_names())
     return {key: value for key, value in manifest.get("parameters", {}).items() if key in accepted} | overrides
 
 
