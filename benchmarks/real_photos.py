@@ -90,24 +90,26 @@ def _paste_defect(image: np.ndarray, kind: str, rng: np.random.Generator, foreig
     return np.asarray(picture), np.asarray(mask) > 127
 
 
-def write_real_set(out: Path, name: str, seed: int = 0) -> Path:
-    """Write one real-photograph set in the MVTec layout; returns its folder."""
+def write_real_set(out: Path, name: str, seed: int = 0, counts: dict | None = None, suffix: str = ".png") -> Path:
+    """Write one real-photograph set in the MVTec layout (``counts`` as :data:`COUNTS`; images as ``suffix``,
+    masks always PNG); returns its folder."""
+    counts = counts or COUNTS
     rng = np.random.default_rng(seed)
     photograph = _pattern(REAL_SETS[name])
     repeats = (int(np.ceil(4 * CROP / photograph.shape[0])), int(np.ceil(4 * CROP / photograph.shape[1])), 1)
     canvas = np.tile(photograph, repeats)
     foreign = np.tile(_pattern(FOREIGN_SOURCE), (4, 4, 1))
     root = Path(out) / name
-    for split, folder, count in (("train", "good", COUNTS["train_good"]), ("test", "good", COUNTS["test_good"])):
+    for split, folder, count in (("train", "good", counts["train_good"]), ("test", "good", counts["test_good"])):
         (root / split / folder).mkdir(parents=True, exist_ok=True)
         for index in range(count):
-            Image.fromarray(_crop(canvas, rng)).save(root / split / folder / f"{index:03d}.png")
+            Image.fromarray(_crop(canvas, rng)).save(root / split / folder / f"{index:03d}{suffix}")
     for kind in ("hole", "scratch", "foreign"):
         (root / "test" / kind).mkdir(parents=True, exist_ok=True)
         (root / "ground_truth" / kind).mkdir(parents=True, exist_ok=True)
-        for index in range(COUNTS["per_defect"]):
+        for index in range(counts["per_defect"]):
             image, mask = _paste_defect(_crop(canvas, rng), kind, rng, foreign)
-            Image.fromarray(image).save(root / "test" / kind / f"{index:03d}.png")
+            Image.fromarray(image).save(root / "test" / kind / f"{index:03d}{suffix}")
             Image.fromarray((mask * 255).astype(np.uint8)).save(root / "ground_truth" / kind / f"{index:03d}_mask.png")
     return root
 

@@ -151,6 +151,21 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"share of good patches kept in the memory bank, 0.01-0.25 "
                               f"(default {DEFAULT_CORESET_RATIO:g})")
     compare.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+    advise = commands.add_parser(
+        "advise", help="rank the detectors on your good images alone (synthetic defects on held-out good images)",
+        description="Which detector suits these parts, without defect images: a share of the good training images is "
+                    "held out, synthetic defects are pasted on copies of them, every detector is trained as 'train' "
+                    "would on the rest, and the detectors are ranked by how well their primary score tells the "
+                    "held-out good images from the defective copies. The output says how far this ranking agreed "
+                    "with real defects on the project's labelled sets.")
+    advise.add_argument("--data", required=True, help="data folder, .zip or 'demo' (only its good training images are "
+                                                      "used)")
+    advise.add_argument("--detectors", nargs="+", choices=DETECTOR_NAMES, default=list(DETECTOR_NAMES),
+                        metavar="NAME", help=f"the detectors to check (default all: {', '.join(DETECTOR_NAMES)})")
+    advise.add_argument("--seed", type=int, default=0, help="seed of the split, the synthetic defects and training "
+                                                           "(default 0)")
+    advise.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return parser
 
 
@@ -181,7 +196,7 @@ def _run(argv: list[str] | None) -> int:
     try:
         arguments = build_parser().parse_args(argv)
         return {"demo-data": _demo_data, "train": _train, "score": _score, "evaluate": _evaluate,
-                "compare": _compare, "export": _export}[
+                "compare": _compare, "export": _export, "advise": _advise}[
             arguments.command](arguments)
     except InputError as error:
         print(f"error: {one_line(str(error))}", file=sys.stderr)
@@ -355,24 +370,15 @@ def _check_training_options(arguments) -> None:
 
 def _new_detector(arguments, training_paths: list):
     """The unfitted detector the ``train`` arguments describe (``ValueError`` for values it refuses, before any
-    image is read); the working resolution and channels not given default to the training images' own."""
-    from core.data.native import autoencoder_resolution, default_channels
-    from core.detectors import new_detector, training_options, training_parameters
+    image is read)."""
+    from core.detectors import detector_for_images
 
-    model = arguments.model
-    options = training_options(model)
-    size, patch = arguments.image_size, arguments.patch_size
-    if options.size is None:   # the images' native size (and patches above the default working size)
-        size, patch = autoencoder_resolution(training_paths, arguments.image_size, arguments.patch_size,
-                                             stride=2 ** len(arguments.widths))
     anomaly_source = str(arguments.anomaly_source.resolve()) if arguments.anomaly_source else None
-    detector = new_detector(model, **training_parameters(
-        model, arguments.seed, channels=arguments.channels or default_channels(training_paths), epochs=arguments.epochs,
-        input_size=size, patch_size=patch, widths=arguments.widths, bottleneck=arguments.bottleneck,
-        loss=arguments.loss, noise_std=arguments.noise_std, anomaly_source=anomaly_source,
-        backbone=arguments.backbone, coreset_ratio=arguments.coreset_ratio))
-    detector.check_parameters()
-    return detector
+    return detector_for_images(
+        arguments.model, training_paths, arguments.seed, image_size=arguments.image_size,
+        patch_size=arguments.patch_size, channels=arguments.channels, epochs=arguments.epochs,
+        widths=arguments.widths, bottleneck=arguments.bottleneck, loss=arguments.loss, noise_std=arguments.noise_std,
+        anomaly_source=anomaly_source, backbone=arguments.backbone, coreset_ratio=arguments.coreset_ratio)
 
 
 def _resolution_words(detector, training_images: int) -> str:
@@ -708,6 +714,37 @@ def _compare(arguments) -> int:
     for row in rows:
         print("  ".join(row[key].ljust(widths[key]) for key in row))
     print(f"note: {report['supervised_warning']}")
+    return EXIT_OK
+
+
+def _advise(arguments) -> int:
+    from core.data.datasets import open_dataset
+    from core.errors import DatasetError
+
+    with open_dataset(arguments.data) as dataset:
+        from core.quiet import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+        from core.evaluation.detector_check import check_rows, detector_check
+
+        try:
+            report = detector_check(dataset, tuple(dict.fromkeys(arguments.detectors)), arguments.seed,
+                                    progress=lambda message: print(message, file=sys.stderr))
+        except DatasetError as error:
+            raise InputError(str(error)) from None
+    if arguments.json:
+        print(json.dumps(report))
+        return EXIT_OK
+    print(f"trained on {report['training_images']} good images; judged on {report['held_out_images']} held-out good "
+          f"images and the same images with a synthetic defect pasted in")
+    rows = [{key: str(value) for key, value in row.items() if key != "name"} for row in check_rows(report)]
+    widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
+    print("  ".join(key.ljust(widths[key]) for key in rows[0]))
+    for row in rows:
+        print("  ".join(row[key].ljust(widths[key]) for key in row))
+    if report["pick"]:
+        print(f"{'recommended' if report['recommendation'] else 'first on this check'}: {report['pick']}")
+    print(f"note: {report['how_far_to_trust_it']}")
     return EXIT_OK
 
 

@@ -122,14 +122,14 @@ def cancel(run_dir: Path) -> None:
 
 def is_alive(run_id: str) -> bool:
     with _lock:
-        thread = _threads.get(f"train-{run_id}") or _threads.get(f"compare-{run_id}")
+        thread = _threads.get(f"train-{run_id}") or _threads.get(run_id)
     return thread is not None and thread.is_alive()
 
 
 def join(run_id: str, timeout: float | None = None) -> None:
     """Wait for a job of this server to end (for command-line use and tests; pages poll instead)."""
     with _lock:
-        thread = _threads.get(f"train-{run_id}") or _threads.get(f"compare-{run_id}")
+        thread = _threads.get(f"train-{run_id}") or _threads.get(run_id)
     if thread is not None:
         thread.join(timeout)
 
@@ -150,32 +150,60 @@ COMPARISON_FILE = "compare.json"
 def start_comparison(runs_root: Path, data_kind: str, data_location: str, data_label: str, seeds: int,
                      epochs: int) -> Path:
     """``python -m core compare`` as a background job; the report lands in ``comparisons/<id>/compare.json``."""
+    def report(dataset, progress):
+        from core.evaluation.compare import compare_detectors
+
+        return compare_detectors(dataset, seeds, {"epochs": epochs}, progress=progress)
+
     job_dir = Path(runs_root) / COMPARISONS_FOLDER / new_run_id("compare")
     write_status(job_dir, state="queued", message="Waiting to start", seeds=seeds, epochs=epochs, data=data_label)
-    thread = threading.Thread(target=_compare, name=f"compare-{job_dir.name}", daemon=True,
-                              args=(job_dir, data_kind, data_location, seeds, epochs))
+    return _start_report(job_dir, data_kind, data_location, report, COMPARISON_FILE, "Comparison finished")
+
+
+CHECKS_FOLDER = "detector-checks"
+CHECK_FILE = "check.json"
+
+
+def start_detector_check(runs_root: Path, data_kind: str, data_location: str, data_label: str,
+                         names: tuple[str, ...] | None = None) -> Path:
+    """``python -m core advise`` as a background job (every detector, or ``names``); the report lands in
+    ``detector-checks/<id>/check.json``."""
+    def report(dataset, progress):
+        from core.evaluation.detector_check import detector_check
+
+        return detector_check(dataset, **({"names": names} if names else {}), progress=progress)
+
+    job_dir = Path(runs_root) / CHECKS_FOLDER / new_run_id("check")
+    write_status(job_dir, state="queued", message="Waiting to start", data=data_label, data_kind=data_kind,
+                 data_location=data_location)
+    return _start_report(job_dir, data_kind, data_location, report, CHECK_FILE, "Detector check finished")
+
+
+def _start_report(job_dir: Path, data_kind: str, data_location: str, make_report, file_name: str,
+                  finished: str) -> Path:
+    thread = threading.Thread(target=_write_report, name=f"report-{job_dir.name}", daemon=True,
+                              args=(job_dir, data_kind, data_location, make_report, file_name, finished))
     with _lock:
-        _threads[f"compare-{job_dir.name}"] = thread
+        _threads[job_dir.name] = thread
     thread.start()
     return job_dir
 
 
-def _compare(job_dir, data_kind, data_location, seeds, epochs) -> None:
-    from core.evaluation.compare import compare_detectors
+def _write_report(job_dir, data_kind, data_location, make_report, file_name, finished) -> None:
+    """Runs one background report (a comparison, a detector check): one at a time with trainings (they train
+    too), its progress and failure in ``status.json``, the report written whole or not at all."""
     from core.files import atomic_write_json
 
     try:
         with _training_lock, open_dataset_for(data_kind, data_location) as dataset:
-            report = compare_detectors(dataset, seeds, {"epochs": epochs},
-                                       progress=lambda message: write_status(job_dir, state="running",
-                                                                             message=message))
-        atomic_write_json(job_dir / COMPARISON_FILE, report)
-        write_status(job_dir, state="complete", message="Comparison finished")
+            report = make_report(dataset, lambda message: write_status(job_dir, state="running", message=message))
+        atomic_write_json(job_dir / file_name, report)
+        write_status(job_dir, state="complete", message=finished)
     except Exception as error:  # the status file carries the message to the page
         write_status(job_dir, state="failed", message=str(error) or type(error).__name__)
     finally:
         with _lock:
-            _threads.pop(f"compare-{job_dir.name}", None)
+            _threads.pop(job_dir.name, None)
 
 
 def open_dataset_for(data_kind: str, data_location: str):
@@ -186,13 +214,21 @@ def open_dataset_for(data_kind: str, data_location: str):
 
 def comparisons(runs_root: Path) -> list[tuple[Path, dict]]:
     """Comparison jobs, newest first, with their status (finished or still running in this server)."""
-    folder = Path(runs_root) / COMPARISONS_FOLDER
+    return _reports(Path(runs_root) / COMPARISONS_FOLDER, COMPARISON_FILE)
+
+
+def detector_checks(runs_root: Path) -> list[tuple[Path, dict]]:
+    """Detector checks, newest first, with their status (finished, or failed or still running in this server)."""
+    return _reports(Path(runs_root) / CHECKS_FOLDER, CHECK_FILE, keep_failed=True)
+
+
+def _reports(folder: Path, file_name: str, keep_failed: bool = False) -> list[tuple[Path, dict]]:
     if not folder.is_dir():
         return []
     jobs = []
     for job_dir in sorted(folder.iterdir(), reverse=True):
         status = read_status(job_dir)
-        finished = status.get("state") == "complete" and (job_dir / COMPARISON_FILE).is_file()
-        if finished or is_alive(job_dir.name):
+        finished = status.get("state") == "complete" and (job_dir / file_name).is_file()
+        if finished or is_alive(job_dir.name) or (keep_failed and status.get("state") == "failed"):
             jobs.append((job_dir, status))
     return jobs

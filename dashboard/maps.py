@@ -95,6 +95,7 @@ def picture_scales(space) -> PictureScales:
                              f"fixed by the run: the top of the heat scale is the run's default threshold "
                              f"({scales['anomaly']:.4g}), not the threshold in use on {decision.column}", False)
     key, sources = space.map_key(), tuple(space.table["source"])
-    residual = global_map_scale(key, sources, signed=True) if space.has_reconstructions else None
+    residual = global_map_scale(key, sources, signed=True) \
+        if space.has_reconstructions or space.has_feature_residuals else None
     return PictureScales(global_map_scale(key, sources), residual,
                          "the 99.9th percentile of this data set's maps (this run has no fixed scale)", False)

@@ -21,7 +21,7 @@ from core.data.datasets import Dataset
 from core.decision import DEFAULT_FALSE_REJECT_RATE, Decision
 from core.decision import default_decision as core_default_decision
 from core.errors import InputError
-from core.detectors import DETECTOR_NAMES, reconstructs, score_columns_of
+from core.detectors import DETECTOR_NAMES, has_feature_residual, reconstructs, score_columns_of
 from core.evaluation.metrics import ThresholdTable
 from dashboard import resources, session
 from dashboard.resources import DEMO_BUNDLE, DetectorKey
@@ -46,6 +46,11 @@ class Workspace:
     def has_reconstructions(self) -> bool:
         """Whether the pages can show reconstructions and residuals (the autoencoders' and DRAEM's runs)."""
         return self.choice.kind == "run" and reconstructs(self.manifest["model_kind"])
+
+    @property
+    def has_feature_residuals(self) -> bool:
+        """Whether the pages show a feature residual (the NCAE on features): per position, upsampled to the image."""
+        return self.choice.kind == "run" and has_feature_residual(self.manifest["model_kind"])
 
     def map_key(self, choice: DetectorChoice | None = None) -> DetectorKey:
         """Everything that identifies the active detector (or ``choice`` on the same data and model)."""

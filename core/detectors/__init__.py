@@ -112,6 +112,32 @@ def reconstructs(name: str) -> bool:
     return name in _REGISTRY and training_options(name).network
 
 
+def detector_for_images(name: str, training_paths, seed: int = 0, image_size: int | None = None,
+                        patch_size: int | None = None, channels: int | None = None, **choices):
+    """The unfitted detector ``train --model name`` makes for the images at ``training_paths``: what is not chosen
+    defaults as the registry says, the working resolution and channels to the images' own (an autoencoder's
+    native size, with patches above the default working size). ``ValueError`` for values it refuses, before any
+    image is decoded."""
+    from core.data.native import autoencoder_resolution, default_channels
+    from core.defaults import DEFAULT_WIDTHS
+
+    size, patch = image_size, patch_size
+    if training_options(name).size is None:
+        size, patch = autoencoder_resolution(training_paths, image_size, patch_size,
+                                             stride=2 ** len(choices.get("widths") or DEFAULT_WIDTHS))
+    detector = new_detector(name, **training_parameters(
+        name, seed, channels=channels or default_channels(training_paths), input_size=size, patch_size=patch,
+        **choices))
+    detector.check_parameters()
+    return detector
+
+
+def has_feature_residual(name: str) -> bool:
+    """Whether a run of detector ``name`` has a residual over feature maps (shown upsampled to the image) instead of
+    a reconstructed image."""
+    return name in _REGISTRY and _REGISTRY[name].feature_residual
+
+
 def score_columns_of(name: str) -> tuple[str, ...]:
     """The score columns a run of detector ``name`` writes, without importing it."""
     return tuple(_REGISTRY[name].score_columns) if name in _REGISTRY else ()

@@ -40,3 +40,4 @@ class Entry:
     score_columns: tuple[str, ...]
     good_for: str                   # from the measured tables in the README ("Which detector?", 3 seeds)
     training: TrainingOptions
+    feature_residual: bool = False  # its residual is over backbone features, not pixels: no reconstruction to show

@@ -15,6 +15,7 @@ from core.detectors.common.patch_features import (BACKBONE_LABELS, BACKBONES, PA
 from core.detectors.features import BackboneUnavailable
 from core.errors import InputError
 from core.evaluation.before_after import convergence_note
+from core.evaluation.detector_check import agreement_words, check_rows
 from core.runs.bundles import MANIFEST_DIGEST
 from core.runs.store import RUN_NAME_LIMIT, list_runs, phase, rename_run, run_name
 from dashboard import figures, jobs, resources, session, workspace
@@ -41,6 +42,44 @@ def detector_label(name: str, model_kind: str) -> str:
     if name == RUN_ITSELF_KIND:
         return f"The chosen model's own ({label(model_kind) if model_kind in DETECTOR_NAMES else model_kind})"
     return label(name) + (" (recommended)" if name == RECOMMENDED_DETECTOR else "")
+
+
+@st.fragment(run_every=3)
+def detector_check_result(data_kind: str, data_location: str) -> None:
+    """The newest detector check of the chosen data: its progress, or its ranking (or why it failed)."""
+    found = [(job_dir, status) for job_dir, status in jobs.detector_checks(resources.RUNS_ROOT)
+             if (status.get("data_kind"), status.get("data_location")) == (data_kind, data_location)]
+    if not found:
+        return
+    job_dir, status = found[0]
+    if status.get("state") == "failed":
+        st.error(f"The detector check failed: {as_text(status.get('message', 'unknown error'))}")
+        return
+    if status.get("state") != "complete":
+        st.info(f"Checking… {as_text(status.get('message', 'waiting'))}", icon=":material/hourglass_top:")
+        return
+    report = read_check(job_dir)
+    if report is None:
+        st.error("The detector check's report could not be read.")
+        return
+    st.markdown(f"Trained on {report['training_images']} good images; judged on {report['held_out_images']} held-out "
+                "good images and the same images with a synthetic defect.")
+    st.dataframe([{key: value for key, value in row.items() if key != "name"} for row in check_rows(report)],
+                 hide_index=True, width="stretch")
+    if report.get("pick") in DETECTOR_NAMES:
+        words = "Recommended" if report["recommendation"] else "First on this check"
+        st.markdown(f"{words}: **{as_text(label(report['pick']))}**. {as_text(report['how_far_to_trust_it'])}")
+
+
+def read_check(job_dir: Path) -> dict | None:
+    import json
+
+    try:
+        report = json.loads((job_dir / jobs.CHECK_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) and isinstance(report.get("rows"), list) else None
+
 
 st.title("Data & Model")
 data_column, model_column = st.columns(2)
@@ -219,6 +258,20 @@ with model_column:
             except InputError as error:
                 st.error(as_text(error))
         st.caption("Training runs in the background on this server: switch pages or reload, it keeps going.")
+
+    with st.expander("Which detector suits these parts? Check on your good images"):
+        st.caption("Holds out a share of the good training images, pastes synthetic defects on copies of them, trains "
+                   "every detector on the rest as training would, and ranks the detectors by how well they tell the "
+                   "held-out good images from the defective copies. No defect images needed; it trains every "
+                   "detector, so it takes several minutes and runs in the background. "
+                   + agreement_words())
+        check_data = session.data_choice()
+        checking = bool(st.session_state.get("last_check")) and jobs.is_alive(st.session_state["last_check"])
+        if st.button("Check the detectors", icon=":material/rule:", disabled=checking,
+                     help="One check per browser session at a time." if checking else None):
+            st.session_state["last_check"] = jobs.start_detector_check(
+                resources.RUNS_ROOT, check_data.kind, check_data.location, check_data.label).name
+        detector_check_result(check_data.kind, check_data.location)
 
 
 PHASE_ICONS = {"running": ":material/autorenew:", "finished": ":material/check_circle:",

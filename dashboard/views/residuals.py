@@ -1,6 +1,7 @@
 """Residuals: original, reconstruction, residual and heat map for every image, page by page.
 
-With a memory bank selected there is no reconstruction; the page shows its patch-distance map.
+With a memory bank selected there is no reconstruction; the page shows its patch-distance map. The NCAE on
+features reconstructs feature maps, not the image: the page shows its feature residual upsampled to the image.
 """
 
 import numpy as np
@@ -41,9 +42,16 @@ view = view.sort_values(sort_by, ascending=not descending)
 pages = max(1, int(np.ceil(len(view) / PAGE_SIZE)))
 page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="res_page")
 shown = view.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
-st.caption(f"{len(view)} images match. " + ("Residual: red = brighter than the model expects, blue = darker. "
-           "Heat map: the smoothed |residual|." if space.has_reconstructions else
-           "Heat map: each patch's distance to its nearest good patch in the memory bank."))
+if space.has_reconstructions:
+    explained = "Residual: red = brighter than the model expects, blue = darker. Heat map: the smoothed |residual|."
+elif space.has_feature_residuals:
+    explained = ("Feature residual: not a difference of pixels but of the image's ImageNet features (EfficientNet-Lite0) "
+                 "and the autoencoder's reconstruction of them, one value per feature position (the RMS over the "
+                 "channels), upsampled to the image. Red = features on average above what the model expects, "
+                 "blue = below. Heat map: the smoothed |feature residual|.")
+else:
+    explained = "Heat map: each patch's distance to its nearest good patch in the memory bank."
+st.caption(f"{len(view)} images match. {explained}")
 if shown.empty:
     st.info("No image matches these filters.")
     st.stop()
@@ -52,8 +60,12 @@ maps = map_page(key, tuple(shown["source"]), tuple(shown["mask"]))
 scales = picture_scales(space)
 st.caption(f"Colour scales: {'each picture its own' if per_image else scales.source}. "
            "Ground-truth outlines in cyan, drawn just outside the marked region.")
-titles = ("Image", "Original", "Reconstruction", "Residual", "Heat map") if space.has_reconstructions else \
-    ("Image", "Original", "Anomaly map", "Heat map")
+if space.has_reconstructions:
+    titles = ("Image", "Original", "Reconstruction", "Residual", "Heat map")
+elif space.has_feature_residuals:
+    titles = ("Image", "Original", "Feature residual", "Heat map")
+else:
+    titles = ("Image", "Original", "Anomaly map", "Heat map")
 widths = [2] + [1] * (len(titles) - 1)
 
 
@@ -74,10 +86,13 @@ for index, row in enumerate(shown.itertuples()):
     cells[0].markdown(f"{as_code(row.path)}  \n{verdict}{' · ' + as_text(row.defect_type) if row.defect_type else ''}  \n"
                       f"{sort_by} = {getattr(row, sort_by):.5g}")
     cells[1].image(maps.images[index], clamp=True, width="stretch")
+    residual_scale = None if maps.residuals is None else \
+        float(np.abs(maps.residuals[index]).max()) if per_image else scales.residual
     if space.has_reconstructions:
-        residual_scale = float(np.abs(maps.residuals[index]).max()) if per_image else scales.residual
         cells[2].image(np.clip(maps.reconstructions[index], 0, 1), clamp=True, width="stretch")
         cells[3].image(residual_picture(maps.residuals[index], residual_scale or 1.0), clamp=True, width="stretch")
+    elif space.has_feature_residuals:
+        cells[2].image(residual_picture(maps.residuals[index], residual_scale or 1.0), clamp=True, width="stretch")
     else:
         scale = map_scale(index)
         cells[2].image(anomaly_picture(maps.anomaly_maps[index], scale), clamp=True, width="stretch")

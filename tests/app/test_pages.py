@@ -37,6 +37,22 @@ def open_page(page: str | None = None) -> AppTest:
     return app
 
 
+def open_page_on(folder: Path, monkeypatch, page: str | None = None) -> AppTest:
+    """The app opened on the data set in ``folder`` (as "Use this folder" would choose it): the pages that only have
+    to work for a run, not to judge the whole demo, score a few dozen images instead of 380."""
+    from dashboard.session import DataChoice
+
+    monkeypatch.setenv("RESIDUAL_LAB_DATA_ROOTS", str(folder.parent))
+    app = AppTest.from_file(APP, default_timeout=180)
+    app.session_state["data_choice"] = DataChoice("folder", str(folder), folder.name)
+    app.run()
+    assert not app.exception, app.exception
+    if page:
+        app.switch_page(f"views/{page}.py").run()
+        assert not app.exception, [item.value for item in app.exception]
+    return app
+
+
 def as_read(markdown: str) -> str:
     """Markdown as a reader sees it: names are written with their punctuation escaped (words.as_text) or as code
     (words.as_code), and neither the backslashes nor the backticks show."""
@@ -297,7 +313,7 @@ def test_padim_judges_the_demo_on_every_page(tmp_path, monkeypatch):
     assert "padim_score" in app.session_state["report_html"]
 
 
-def test_a_draem_run_works_on_every_page(tmp_path, monkeypatch):
+def test_a_draem_run_works_on_every_page(tmp_path, monkeypatch, small_demo_dir):
     """A run of any detector, not only an autoencoder, is chosen like any other and every page works on it."""
     import dashboard.resources
     from core.detectors.draem.detector import DraemDetector
@@ -305,10 +321,10 @@ def test_a_draem_run_works_on_every_page(tmp_path, monkeypatch):
     from tests.unit.test_every_detector_is_a_run import TINY_DRAEM
 
     run = tmp_path / "runs" / "20260101-000000-draem-tiny"
-    with open_dataset("demo") as dataset:
+    with open_dataset(small_demo_dir) as dataset:
         train_run(dataset, run, DraemDetector(**TINY_DRAEM))
     monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", tmp_path / "runs")
-    app = open_page()
+    app = open_page_on(small_demo_dir, monkeypatch)
     app.selectbox[0].set_value(next(option for option in app.selectbox[0].options if "DRAEM" in option)).run()
     assert not app.exception
     assert metrics(app)["Model"] == "DRAEM" and metrics(app)["Input size"] == "32 px"
@@ -330,16 +346,19 @@ def test_a_draem_run_works_on_every_page(tmp_path, monkeypatch):
 def test_a_colour_patch_trained_run_works_on_every_page(tmp_path, monkeypatch):
     """A run trained on patches, in colour, at the demo's native 128 px: every page shows whole images."""
     import dashboard.resources
+    from core.data.synthetic import generate_demo_set
     from core.detectors.autoencoder.detector import ResidualDetector
     from core.runs.pipeline import train_run
+    from tests.conftest import SMALL_SET
 
+    data = generate_demo_set(tmp_path / "data" / "colour", SMALL_SET, size=128, seed=3, colour=True)
     run = tmp_path / "runs" / "20260101-000000-ncae-colour"
     detector = ResidualDetector(input_size=128, patch_size=32, patches_per_epoch=256, channels=3,
                                 widths=(8, 16, 16, 16), epochs=2, batch_size=32)
-    with open_dataset("demo") as dataset:
+    with open_dataset(data) as dataset:
         train_run(dataset, run, detector)
     monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", tmp_path / "runs")
-    app = open_page()
+    app = open_page_on(data, monkeypatch)
     app.selectbox[0].set_value(next(option for option in app.selectbox[0].options if "ncae-colour" in option)).run()
     assert not app.exception
     assert metrics(app)["Input size"] == "128 px"
@@ -354,6 +373,37 @@ def test_a_colour_patch_trained_run_works_on_every_page(tmp_path, monkeypatch):
         app.switch_page(f"views/{page}.py").run()
         assert not app.exception, (page, [item.value for item in app.exception])
         assert not app.error, (page, [item.value for item in app.error])
+
+
+def test_a_feature_space_ncae_run_shows_its_feature_residual_on_every_page(tmp_path, monkeypatch, small_demo_dir):
+    """The NCAE on features: the Residuals page shows the feature residual, upsampled, and says what it is; the
+    residual statistics drive Statistics, Threshold and the report as for the pixel NCAE."""
+    import dashboard.resources
+    from core.detectors import new_detector
+    from core.runs.pipeline import train_run
+
+    run = tmp_path / "runs" / "20260101-000000-ncae_features-tiny"
+    with open_dataset(small_demo_dir) as dataset:
+        train_run(dataset, run, new_detector("ncae_features", epochs=2, seed=0))
+    monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", tmp_path / "runs")
+    app = open_page_on(small_demo_dir, monkeypatch)
+    app.selectbox[0].set_value(next(option for option in app.selectbox[0].options if "ncae_features" in option)).run()
+    assert not app.exception
+    assert metrics(app)["Input size"] == "224 px"
+    app.switch_page("views/residuals.py").run()
+    assert not app.exception
+    assert len(app.get("image")) == 8 * 3   # original, feature residual, heat map
+    assert "**Feature residual**" in [item.value for item in app.markdown]
+    assert any("not a difference of pixels" in caption.value for caption in app.caption)
+    app.switch_page("views/threshold.py").run()
+    assert not app.exception and app.session_state["score_column"] == "map_max"
+    for page in ("statistics", "compare", "inspect"):
+        app.switch_page(f"views/{page}.py").run()
+        assert not app.exception, (page, [item.value for item in app.exception])
+        assert not app.error, (page, [item.value for item in app.error])
+    app.switch_page("views/report.py").run()
+    next(button for button in app.button if button.label == "Build report").click().run()
+    assert not app.exception and "map_max" in app.session_state["report_html"]
 
 
 def test_a_lattice_run_on_parts_it_cannot_judge_rejects_them_on_every_page(tmp_path, monkeypatch):

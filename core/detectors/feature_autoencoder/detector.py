@@ -39,9 +39,12 @@ class FeatureResidualDetector(BaseDetector):
     score_columns = SCORE_COLUMNS
     stops_early = True
 
-    def __init__(self, model="ncae", widths=(128, 64), bottleneck=32, epochs=30, batch_size=16, learning_rate=1e-3,
-                 validation_fraction=0.10, patience=6, map_sigma=1.0, seed=0, channels=3):
+    def __init__(self, model="ncae", feature_layers=FEATURE_LAYERS, grid=GRID, widths=(128, 64), bottleneck=32,
+                 epochs=30, batch_size=16, learning_rate=1e-3, validation_fraction=0.10, patience=6, map_sigma=1.0,
+                 seed=0, channels=3):
         self.model = model
+        self.feature_layers = feature_layers
+        self.grid = grid
         self.widths = widths
         self.bottleneck = bottleneck
         self.epochs = epochs
@@ -80,10 +83,9 @@ class FeatureResidualDetector(BaseDetector):
             raise ValueError(f"Training needs at least {MIN_TRAINING_IMAGES} good images, got {len(images)}.")
         keras.utils.set_random_seed(int(self.seed))
         split = self._split(len(images))
-        self.extractor_ = imagenet_features(PACKAGED_BACKBONE, FEATURE_LAYERS)
-        self.extractor_.grid = GRID
+        self.extractor_ = self._new_extractor()
         with self._lock:
-            features = self.extractor_(images, should_stop=should_stop)
+            features = self._extract(images, should_stop=should_stop)
         training = features[split.training]
         self.feature_mean_ = training.mean(axis=(0, 1, 2)).astype(np.float32)
         self.feature_scale_ = (training.std(axis=(0, 1, 2)) + 1e-6).astype(np.float32)
@@ -129,10 +131,20 @@ class FeatureResidualDetector(BaseDetector):
 
     def _residual_grid(self, images: np.ndarray) -> np.ndarray:
         with self._lock:
-            features = self.extractor_(images) if len(images) else np.zeros((0, 28, 28, len(self.feature_mean_)))
+            features = self._extract(images)
             standard = ((features - self.feature_mean_) / self.feature_scale_).astype(np.float32)
             reconstruction = self.model_.predict(standard, batch_size=64, verbose=0) if len(standard) else standard
         return residual_maps(standard, reconstruction)
+
+    def _new_extractor(self):
+        extractor = imagenet_features(PACKAGED_BACKBONE, tuple(self.feature_layers))
+        extractor.grid = self.grid
+        return extractor
+
+    def _extract(self, images: np.ndarray, should_stop=None) -> np.ndarray:
+        if not len(images):   # no images: an empty stack, whatever the grid
+            return np.zeros((0, 1, 1, len(self.feature_mean_)), np.float32)
+        return self.extractor_(images, should_stop=should_stop)
 
     def bundle_state(self, directory: Path) -> dict:
         from core.detectors.saving import save_array, save_keras_model
@@ -152,8 +164,7 @@ class FeatureResidualDetector(BaseDetector):
 
         detector = cls(**saved_parameters(cls, manifest))
         check_backbone_weights(PACKAGED_BACKBONE, manifest.get("backbone_weights_sha256"))
-        detector.extractor_ = imagenet_features(PACKAGED_BACKBONE, FEATURE_LAYERS)
-        detector.extractor_.grid = GRID
+        detector.extractor_ = detector._new_extractor()
         detector.extractor_.restore(manifest["features"])
         detector.feature_mean_ = load_array(directory, manifest, "feature_mean.npy", ndim=1)
         detector.feature_scale_ = load_array(directory, manifest, "feature_scale.npy", ndim=1)
