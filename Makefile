@@ -23,8 +23,12 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
 run: $(VENV)/.runtime-installed
 	$(VENV_PYTHON) -m streamlit run dashboard/app.py
 
+# Two test processes: while one waits on a browser, a server or a subprocess, the other computes. Each test
+# module stays on one process (its module-scoped servers and trained runs are made once).
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.dev-installed
-	$(VENV_PYTHON) -m pytest
+	$(VENV_PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 # Rebuilds everything in assets/ from the project's own code (seeded, so the same every time).
 demo-assets: $(VENV)/.runtime-installed

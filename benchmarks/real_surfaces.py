@@ -26,9 +26,11 @@ from core.quiet import import_tensorflow_quietly
 FIGURES = ("image_auroc", "pixel_auroc", "pixel_aupro", "training_seconds", "scoring_images_per_second")
 
 
-LABELS = {"memory_bank": "memory bank on EfficientNet-Lite0 (ImageNet)", "padim": "PaDiM on EfficientNet-Lite0 (ImageNet)",
-          "draem": "DRAEM-style NCAE + learned residual judge", "ncae": "NCAE residual (map_max)",
-          "cae": "CAE residual (map_max)", "lattice": "lattice self-similarity (no network)"}
+def table_label(name: str) -> str:
+    """A detector's column heading: its name on the pages and the score it is judged on (from the registry)."""
+    from core.detectors import label, primary_score_of
+
+    return f"{label(name)} ({primary_score_of(name)})"
 
 
 def measure(root: Path, seed: int, kind: str) -> dict:
@@ -48,7 +50,6 @@ def measure(root: Path, seed: int, kind: str) -> dict:
 
 
 RECORDED = Path(__file__).resolve().parent / "recorded"
-TABLE_ORDER = ("ncae", "cae", "draem", "lattice", "padim", "memory_bank")
 
 
 def recorded_path(detector: str) -> Path:
@@ -58,10 +59,12 @@ def recorded_path(detector: str) -> Path:
 def markdown_table() -> str:
     """Image AUROC (pixel AUROC) per set and detector, mean ± std over seeds, the best image AUROC in bold;
     AUPRO; then each detector's fitting time and scoring speed, from the recorded files."""
+    from core.detectors import DETECTOR_NAMES
+
     recorded = {name: {row["set"]: row for row in json.loads(recorded_path(name).read_text())["rows"]}
-                for name in TABLE_ORDER if recorded_path(name).is_file()}
+                for name in DETECTOR_NAMES if recorded_path(name).is_file()}
     sets = list(next(iter(recorded.values())))
-    lines = ["| set | " + " | ".join(LABELS[name] for name in recorded) + " |",
+    lines = ["| set | " + " | ".join(table_label(name) for name in recorded) + " |",
              "|---|" + "---|" * len(recorded)]
     for name in sets:
         best = max(recorded[detector][name]["image_auroc"]["mean"] for detector in recorded
@@ -76,7 +79,7 @@ def markdown_table() -> str:
             cells.append(f"{f'**{image}**' if row['image_auroc']['mean'] == best else image} "
                          f"({row['pixel_auroc']['mean']:.3f})")
         lines.append(f"| {name.replace('real:', '')} | " + " | ".join(cells) + " |")
-    lines += ["", "AUPRO (mean over seeds):", "", "| set | " + " | ".join(LABELS[name] for name in recorded) + " |",
+    lines += ["", "AUPRO (mean over seeds):", "", "| set | " + " | ".join(table_label(name) for name in recorded) + " |",
               "|---|" + "---|" * len(recorded)]
     for name in sets:
         lines.append(f"| {name.replace('real:', '')} | " +
@@ -86,7 +89,7 @@ def markdown_table() -> str:
     for detector, rows in recorded.items():
         seconds = [row["training_seconds"]["mean"] for row in rows.values() if "refused" not in row]
         speed = [row["scoring_images_per_second"]["mean"] for row in rows.values() if "refused" not in row]
-        lines.append(f"| {LABELS[detector]} | {min(seconds):.0f}–{max(seconds):.0f} | {min(speed):.0f}–{max(speed):.0f} |")
+        lines.append(f"| {table_label(detector)} | {min(seconds):.0f}–{max(seconds):.0f} | {min(speed):.0f}–{max(speed):.0f} |")
     refusals = sorted({row["refused"] for rows in recorded.values() for row in rows.values() if "refused" in row})
     if refusals:
         lines += ["", "¹ The detector refused to fit: " + " ".join(refusals)]
@@ -96,7 +99,9 @@ def markdown_table() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--detector", choices=sorted(LABELS), default="memory_bank")
+    from core.detectors import DETECTOR_NAMES
+
+    parser.add_argument("--detector", choices=DETECTOR_NAMES, default="memory_bank")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--table", action="store_true", help="print the README's table from the recorded files")
     arguments = parser.parse_args()
@@ -110,7 +115,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for name, root in every_image_set(Path(scratch)).items():
-            row = {"set": name, "detector": LABELS[arguments.detector]}
+            row = {"set": name, "detector": table_label(arguments.detector)}
             try:
                 runs = [measure(root, seed, arguments.detector) for seed in range(arguments.seeds)]
             except ValueError as error:   # a detector that refuses this kind of image says why

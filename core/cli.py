@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                       f"{options.size}" + (" (its backbone's, fixed)" if options.fixed_size else ""))
         for name, options in ((name, training_options(name)) for name in DETECTOR_NAMES))
 
+    name_width = max(map(len, DETECTOR_NAMES)) + 2
     parser = _Parser(prog="python -m core", description="Residual Lab: NCAE anomaly detection for part images.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -67,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train", help="train a detector on the good training images", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a detector on the good training images and save it as a run.\n\ndetectors (--model):\n" +
-                    "\n".join(textwrap.fill(good_for(name), 100, initial_indent=f"  {name:<13}",
-                                             subsequent_indent=" " * 15) for name in DETECTOR_NAMES))
+                    "\n".join(textwrap.fill(good_for(name), 100, initial_indent=f"  {name:<{name_width}}",
+                                             subsequent_indent=" " * (name_width + 2)) for name in DETECTOR_NAMES))
     train.add_argument("--data", required=True, help="data folder, .zip, or 'demo'")
     train.add_argument("--model", choices=DETECTOR_NAMES, default="ncae", help="detector (default ncae; see above)")
     train.add_argument("--out", required=True, type=Path, help="run folder to create")

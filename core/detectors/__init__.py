@@ -53,15 +53,9 @@ def detector_class(name: str):
 
 
 def new_detector(name: str, **parameters):
-    """An unfitted detector ``name`` with ``parameters`` (the autoencoders take their network as ``model``; a
-    memory bank on its own is built on the ImageNet backbone that comes with the app)."""
-    if name in AUTOENCODER_NAMES:
-        parameters = {"model": name, **parameters}
-    elif name.endswith("_features"):
-        parameters = {"model": name.removesuffix("_features"), **parameters}
-    elif name == "memory_bank":
-        parameters = {"backbone": "efficientnet_lite0", **parameters}
-    return detector_class(name)(**parameters)
+    """An unfitted detector ``name`` with ``parameters``, on top of what its entry always sets (an autoencoder's
+    network, the memory bank's packaged ImageNet backbone)."""
+    return detector_class(name)(**(entry(name).fixed | parameters))
 
 
 # which constructor parameter each training option sets, and when it applies
@@ -136,6 +130,15 @@ def has_feature_residual(name: str) -> bool:
     """Whether a run of detector ``name`` has a residual over feature maps (shown upsampled to the image) instead of
     a reconstructed image."""
     return name in _REGISTRY and _REGISTRY[name].feature_residual
+
+
+def primary_score_of(name: str) -> str:
+    """The column that decides for a run of detector ``name`` by default (the class's ``primary_score``), without
+    importing it: the residual detectors' fixed :data:`core.decision.PRIMARY_SCORE`, the others' one column."""
+    from core.decision import PRIMARY_SCORE
+
+    columns = entry(name).score_columns
+    return PRIMARY_SCORE if PRIMARY_SCORE in columns else columns[0]
 
 
 def score_columns_of(name: str) -> tuple[str, ...]:

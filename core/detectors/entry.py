@@ -4,7 +4,7 @@ this loads nothing heavy."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # the working resolutions the training form offers (the autoencoders add the data's native size)
 WORKING_SIZES = (32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024)
@@ -41,3 +41,4 @@ class Entry:
     good_for: str                   # from the measured tables in the README ("Which detector?", 3 seeds)
     training: TrainingOptions
     feature_residual: bool = False  # its residual is over backbone features, not pixels: no reconstruction to show
+    fixed: dict = field(default_factory=dict)   # constructor parameters this name always sets (the NCAE's network)

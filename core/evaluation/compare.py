@@ -24,7 +24,7 @@ import pandas as pd
 
 from core.data.datasets import Dataset
 from core.decision import PRIMARY_SCORE
-from core.detectors import (AUTOENCODER_NAMES, DETECTOR_NAMES, label, new_detector, score_columns_of,
+from core.detectors import (AUTOENCODER_NAMES, DETECTOR_NAMES, label, new_detector, primary_score_of,
                             training_options, training_parameters)
 from core.detectors.autoencoder.detector import ResidualDetector
 from core.detectors.common.patch_features import PACKAGED_BACKBONE
@@ -41,7 +41,7 @@ AUTOENCODER_SCORE_COLUMN = PRIMARY_SCORE
 # encoder, and the supervised reference
 DETECTOR_LABELS = {
     **{name: f"{label(name)} residual ({AUTOENCODER_SCORE_COLUMN})" if name in AUTOENCODER_NAMES else
-       f"{label(name)} ({score_columns_of(name)[0]})" for name in DETECTOR_NAMES},
+       f"{label(name)} ({primary_score_of(name)})" for name in DETECTOR_NAMES},
     **{f"memory_bank_{name}": f"Memory bank on {label(name)} encoder" for name in AUTOENCODER_NAMES},
     "logistic_regression": "Supervised: logistic regression",
     "gradient_boosting": "Supervised: gradient boosting",

@@ -70,7 +70,7 @@ def test_every_detector_folder_holds_its_detector_and_its_inspector_graph_and_is
 
     folders = sorted(path for path in (Path(__file__).resolve().parents[2] / "core" / "detectors").iterdir()
                      if path.is_dir() and (path / "detector.py").is_file())
-    assert {folder.name for folder in folders} == {"autoencoder", "memory_bank", "padim", "lattice", "draem"}
+    assert {folder.name for folder in folders} == {"autoencoder", "memory_bank", "padim", "lattice", "draem", "feature_autoencoder"}
     registered = set()
     for folder in folders:
         assert (folder / "inspector.py").is_file(), folder.name

@@ -13,7 +13,8 @@ _TRAINING = TrainingOptions(epochs=30, size=IMAGENET_INPUT_SIZE, colour="imagene
 ENTRIES = {
     "ncae_features": Entry("core.detectors.feature_autoencoder.detector", "FeatureResidualDetector", "NCAE on features",
                            SCORE_COLUMNS, "the NCAE reconstructing EfficientNet-Lite0 feature maps, 224 px colour: "
-                           "residual statistics over the feature residual (work in progress)", _TRAINING, feature_residual=True),
+                           "residual statistics over the feature residual (work in progress)", _TRAINING, feature_residual=True, fixed={"model": "ncae"}),
     "cae_features": Entry("core.detectors.feature_autoencoder.detector", "FeatureResidualDetector", "CAE on features",
-                          SCORE_COLUMNS, "the CAE baseline of the NCAE on features (work in progress)", _TRAINING, feature_residual=True),
+                          SCORE_COLUMNS, "the CAE baseline of the NCAE on features (work in progress)", _TRAINING, feature_residual=True,
+                          fixed={"model": "cae"}),
 }

@@ -12,5 +12,6 @@ ENTRIES = {
                          "PatchCore-style memory bank on ImageNet EfficientNet-Lite0 features, 224 px: the best on "
                          "real photographs (0.98-1.00) and on the demo (1.00); about 12 images/s",
                          TrainingOptions(size=IMAGENET_INPUT_SIZE, colour="imagenet", backbone=True,
-                                         fitted_on_the_spot=True)),
+                                         fitted_on_the_spot=True),
+                         fixed={"backbone": "efficientnet_lite0"}),
 }
