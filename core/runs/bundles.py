@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from core.detectors.features import BackboneUnavailable
-from core.detectors import AUTOENCODER_NAMES, DETECTOR_NAMES, detector_class, score_columns_of
+from core.detectors import DETECTOR_NAMES, detector_class, score_columns_of
 from core.errors import BundleError
 from core.decision import Decision, is_finite_number
 from core.files import atomic_write_json
@@ -196,7 +196,7 @@ def manifest_problem(manifest: dict) -> str:
     training = manifest.get("training", {})
     if any(not is_number(training.get(key, 0), 0.0) for key in ("train_images", "held_out_images", "seconds")):
         return "the training summary holds a value that is not a number."
-    if kind in AUTOENCODER_NAMES:
+    if "stat_distance" in score_columns_of(kind):   # the residual detectors, on pixels or on features
         try:
             StatDistance.from_json(manifest["stat_distance"])
         except (KeyError, TypeError, ValueError):

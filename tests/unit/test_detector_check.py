@@ -4,7 +4,6 @@ pasted on held-out good images."""
 import json
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from core.data.datasets import open_dataset
