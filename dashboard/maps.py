@@ -87,7 +87,9 @@ def picture_scales(space) -> PictureScales:
     if scales and "anomaly" in scales:
         run_default = getattr(space.detector, "default_decision_", None)
         decision = workspace.current_decision(space)
-        if run_default is not None and decision.column == run_default.column and decision.threshold > 0:
+        # the threshold tops the heat scale only where the score is the map's own maximum (not, e.g., its spread)
+        if run_default is not None and decision.column == run_default.column and decision.threshold > 0 and \
+                getattr(space.detector, "primary_is_map_maximum", True):
             return PictureScales(decision.threshold, scales.get("residual"),
                                  f"the top of the heat scale is the reject threshold in use ({decision.threshold:.4g} "
                                  f"on {decision.column})", True)

@@ -138,8 +138,10 @@ def primary_score_of(name: str) -> str:
     importing it: the residual detectors' fixed :data:`core.decision.PRIMARY_SCORE`, the others' one column."""
     from core.decision import PRIMARY_SCORE
 
-    columns = entry(name).score_columns
-    return PRIMARY_SCORE if PRIMARY_SCORE in columns else columns[0]
+    found = entry(name)
+    if found.primary_score:
+        return found.primary_score
+    return PRIMARY_SCORE if PRIMARY_SCORE in found.score_columns else found.score_columns[0]
 
 
 def score_columns_of(name: str) -> tuple[str, ...]:

@@ -112,6 +112,7 @@ class BaseDetector:
     channels: int
     fitted_attribute: str = "model_"   # present once fitted or loaded
     stops_early: bool = False          # True: ``validation_fraction`` of the good images picks the epoch
+    primary_is_map_maximum: bool = True   # the primary score is its anomaly map's maximum (the heat scale's top)
 
     # fitted state every caller may read; the class values are what an unfitted detector (or a run saved
     # before the attribute existed) has
@@ -213,16 +214,20 @@ class BaseDetector:
         return GoodImageSplit.of(count, int(getattr(self, "seed", 0)), share)
 
     def _calibrate(self, good_images: np.ndarray, image_sizes, calibration_scores,
-                   residuals: np.ndarray | None = None) -> None:
+                   residuals: np.ndarray | None = None, anomaly_maps: np.ndarray | None = None) -> None:
         """The end of every ``fit``: frame limits from all the good images, and from the calibration images' scores
-        on the primary column the default decision and the picture scales (none without calibration images)."""
+        on the primary column the default decision and the picture scales (none without calibration images).
+        A detector whose primary score is not its map's maximum passes the calibration images' ``anomaly_maps``:
+        their largest value tops the heat scale instead of the threshold."""
         from core.data.frame_check import FrameLimits
         from core.decision import default_decision
 
         self.frame_limits_ = FrameLimits.fit(good_images, image_sizes) if len(good_images) >= 2 else None
         scores = np.asarray(calibration_scores, dtype=np.float64)
         self.default_decision_ = default_decision(scores, self.primary_score) if len(scores) else None
-        self.map_scales_ = map_scales(self.default_decision_, residuals) if self.default_decision_ else None
+        self.map_scales_ = map_scales(self.default_decision_, residuals,
+                                      None if self.primary_is_map_maximum else anomaly_maps) \
+            if self.default_decision_ else None
 
     # -- scikit-learn's names -----------------------------------------------------------------------------
     def score_samples(self, images: np.ndarray) -> np.ndarray:
@@ -244,7 +249,7 @@ class BaseDetector:
         return self.score(images, with_maps=True).anomaly_maps
 
 
-def map_scales(decision, residuals: np.ndarray | None = None) -> dict[str, float]:
+def map_scales(decision, residuals: np.ndarray | None = None, anomaly_maps: np.ndarray | None = None) -> dict[str, float]:
     """Colour scales for pictures, fixed by the run from its held-out good images, so a part looks the
     same on every page and in every batch.
 
@@ -252,8 +257,12 @@ def map_scales(decision, residuals: np.ndarray | None = None) -> dict[str, float
     reject level" (for the autoencoders the threshold is on ``map_max``, the map's own maximum).
     ``residual``: the largest |x − x̂| any held-out good image showed, so a good part never saturates
     the scale and a defect's error stands out beyond it.
+
+    With ``anomaly_maps`` (a detector whose primary score is a statistic, not the map's maximum), the top of
+    the heat scale is instead the largest value of the held-out good images' maps.
     """
-    scales = {"anomaly": float(decision.threshold)}
+    scales = {"anomaly": float(decision.threshold) if anomaly_maps is None or not len(anomaly_maps)
+              else float(np.max(anomaly_maps)) or 1e-6}
     if residuals is not None and len(residuals):
         scales["residual"] = float(np.abs(residuals).max()) or 1e-6
     return scales

@@ -143,9 +143,10 @@ with model_column:
     detector_kind = st.radio(
         "Detector", offered, horizontal=True, key="detector_kind", index=offered.index(current_kind),
         format_func=lambda name: detector_label(name, chosen_manifest["model_kind"]),
-        help="The chosen model's own: the detector the model was trained as. Memory bank and PaDiM are fitted on "
-             "this data's good images as you choose them (seconds). NCAE, CAE, DRAEM and Lattice are trained: "
-             "the form below trains the one chosen here.")
+        help=f"The chosen model's own: the detector the model was trained as. {' and '.join(map(label, FITTED_NOW))} "
+             "are fitted on this data's good images as you choose them (seconds). "
+             f"{', '.join(label(name) for name in DETECTOR_NAMES if name not in FITTED_NOW)} are trained: the form "
+             "below trains the one chosen here.")
     if detector_kind == RECOMMENDED_DETECTOR:
         st.caption(f"**{label(detector_kind)}**, {RECOMMENDATION}. {good_for(detector_kind)[0].upper()}"
                    f"{good_for(detector_kind)[1:]}.")
@@ -196,7 +197,10 @@ with model_column:
             epochs = st.number_input("Maximum epochs", 1, 500, options.epochs, key=f"train_epochs_{kind}")
         if options.fixed_size:
             size = options.size
-            st.caption(f"Fitted in one pass over the good images at the backbone's {size} px (no epochs).")
+            st.caption(f"Fitted in one pass over the good images at the backbone's {size} px (no epochs)."
+                       if options.epochs is None else
+                       f"Works at the backbone's {size} px: its features are computed once, then the autoencoder "
+                       "learns to reconstruct them.")
         else:
             sizes, default_size, default_patch = list(options.sizes), options.size, None
             if options.size is None:   # the images' native size (see core.data.native)

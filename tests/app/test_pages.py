@@ -396,14 +396,14 @@ def test_a_feature_space_ncae_run_shows_its_feature_residual_on_every_page(tmp_p
     assert "**Feature residual**" in [item.value for item in app.markdown]
     assert any("not a difference of pixels" in caption.value for caption in app.caption)
     app.switch_page("views/threshold.py").run()
-    assert not app.exception and app.session_state["score_column"] == "map_max"
+    assert not app.exception and app.session_state["score_column"] == "std"
     for page in ("statistics", "compare", "inspect"):
         app.switch_page(f"views/{page}.py").run()
         assert not app.exception, (page, [item.value for item in app.exception])
         assert not app.error, (page, [item.value for item in app.error])
     app.switch_page("views/report.py").run()
     next(button for button in app.button if button.label == "Build report").click().run()
-    assert not app.exception and "map_max" in app.session_state["report_html"]
+    assert not app.exception and re.search(r">\s*std\s*<", app.session_state["report_html"])   # decided on std
 
 
 def test_a_lattice_run_on_parts_it_cannot_judge_rejects_them_on_every_page(tmp_path, monkeypatch):

@@ -13,8 +13,12 @@ from tests.conftest import TINY_MODEL
 
 @pytest.mark.parametrize("name", DETECTOR_NAMES)
 def test_every_detector_clones_with_its_parameters_and_takes_them_by_name(name):
+    from core.detectors import primary_score_of, score_columns_of
+
     detector = new_detector(name, seed=7)
     assert isinstance(detector, BaseDetector)
+    # what the registry says without importing the detector is what the detector is
+    assert detector.primary_score == primary_score_of(name) and tuple(detector.score_columns) == score_columns_of(name)
     twin = clone(detector)
     assert type(twin) is type(detector) and twin is not detector
     assert twin.get_params(deep=False) == detector.get_params(deep=False)

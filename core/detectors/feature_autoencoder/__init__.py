@@ -2,7 +2,6 @@
 
 The detector is in ``detector.py`` and its TensorFlow graph for the exported inspector in ``inspector.py``;
 ``ENTRIES`` is what the registry (:mod:`core.detectors`) knows of it. Importing this package loads neither.
-WORK IN PROGRESS on this branch: the settings are not yet chosen across data sets.
 """
 
 from core.defaults import IMAGENET_INPUT_SIZE
@@ -10,11 +9,15 @@ from core.detectors.common.residuals import SCORE_COLUMNS
 from core.detectors.entry import Entry, TrainingOptions
 
 _TRAINING = TrainingOptions(epochs=30, size=IMAGENET_INPUT_SIZE, colour="imagenet")
+_DETECTOR = ("core.detectors.feature_autoencoder.detector", "FeatureResidualDetector")
 ENTRIES = {
-    "ncae_features": Entry("core.detectors.feature_autoencoder.detector", "FeatureResidualDetector", "NCAE on features",
-                           SCORE_COLUMNS, "the NCAE reconstructing EfficientNet-Lite0 feature maps, 224 px colour: "
-                           "residual statistics over the feature residual (work in progress)", _TRAINING, feature_residual=True, fixed={"model": "ncae"}),
-    "cae_features": Entry("core.detectors.feature_autoencoder.detector", "FeatureResidualDetector", "CAE on features",
-                          SCORE_COLUMNS, "the CAE baseline of the NCAE on features (work in progress)", _TRAINING, feature_residual=True,
-                          fixed={"model": "cae"}),
+    "ncae_features": Entry(
+        *_DETECTOR, "NCAE on features", SCORE_COLUMNS,
+        "the NCAE reconstructing EfficientNet-Lite0 ImageNet feature maps, 224 px colour, judged by the spread of "
+        "the feature residual (std); every residual statistic as for the pixel NCAE",
+        _TRAINING, feature_residual=True, fixed={"model": "ncae"}, primary_score="std"),
+    "cae_features": Entry(
+        *_DETECTOR, "CAE on features", SCORE_COLUMNS,
+        "the plain convolutional autoencoder on the same features, the baseline of the NCAE on features",
+        _TRAINING, feature_residual=True, fixed={"model": "cae"}, primary_score="std"),
 }

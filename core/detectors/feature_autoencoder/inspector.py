@@ -1,15 +1,17 @@
 """The NCAE in feature space in the exported inspector: the graph twin of :meth:`FeatureResidualDetector.score`'s
-``map_max`` (features, standardised, reconstructed; the signed RMS residual over the channels, smoothed on the
-feature grid; its maximum)."""
+primary score, ``std`` (features, standardised, reconstructed; the RMS residual over the channels at each position of
+the feature grid; its spread over the grid), and of its heat map (that residual, smoothed, resized to the image)."""
 
 from __future__ import annotations
 
-from core.detectors.common.graph import Smoothing, largest
+from core.detectors.common.graph import Smoothing
 from core.detectors.common.patch_features import PatchFeaturesGraph
 
 
 class FeatureResidualJudge:
     def __init__(self, tf, detector):
+        if detector.primary_score != "std":
+            raise ValueError(f"the inspector computes std, not {detector.primary_score}")
         self.tf, self.size = tf, int(detector.input_size)
         self.features = PatchFeaturesGraph(tf, detector.extractor_)
         self.network = detector.model_
@@ -22,7 +24,9 @@ class FeatureResidualJudge:
         tf = self.tf
         standard = (self.features(tf, image) - self.mean) / self.scale
         difference = standard - self.network(standard, training=False)
-        residual = tf.sqrt(tf.reduce_mean(tf.square(difference), axis=-1))   # |signed RMS|: the map's size
+        residual = tf.sqrt(tf.reduce_mean(tf.square(difference), axis=-1))   # |signed RMS| at each grid position
+        flat = tf.reshape(residual, (tf.shape(residual)[0], -1))
+        spread = tf.sqrt(tf.reduce_mean(tf.square(flat - tf.reduce_mean(flat, axis=1, keepdims=True)), axis=1))
         grid = self.smoothing(tf, residual)
         anomaly_map = tf.image.resize(grid[..., None], (self.size, self.size), "bilinear")[..., 0]
-        return largest(tf, grid), anomaly_map
+        return spread, anomaly_map
