@@ -165,6 +165,8 @@ def main() -> None:
                   "train_share_of_good": TRAIN_SHARE, "split_seed": SPLIT_SEED, "counts": counts,
                   "settings": "python -m core train defaults, --seed 0..n-1; evaluate on the primary score"},
               "detectors": results}
+    if arguments.out and arguments.out.is_file():   # the other detectors' recorded figures stay
+        report["detectors"] = json.loads(arguments.out.read_text())["detectors"] | results
     text = json.dumps(report, indent=1)
     print(text)
     if arguments.out:

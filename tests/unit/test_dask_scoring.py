@@ -17,8 +17,17 @@ DEMO_RUN = ROOT / "assets" / "demo_model"
 
 
 def _core(*arguments):
+    """``python -m core`` in a process of its own: a Dask engine starts a cluster and workers, which a test process
+    shared with the rest of the suite must not be left holding."""
     return subprocess.run([sys.executable, "-m", "core", *map(str, arguments)], capture_output=True, text=True,
                           timeout=600, cwd=ROOT)
+
+
+def _refused(*arguments):
+    """A command refused before any scoring (or a plain one): run in this process (``run_cli``)."""
+    from tests.unit.test_cli import run_cli
+
+    return run_cli(*arguments)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +46,7 @@ def images(tmp_path_factory):
 @pytest.fixture(scope="module")
 def plain_rows(images, tmp_path_factory):
     out = tmp_path_factory.mktemp("plain") / "scores.csv"
-    completed = _core("score", "--run", DEMO_RUN, "--data", *images, "--out", out)
+    completed = _refused("score", "--run", DEMO_RUN, "--data", *images, "--out", out)
     assert completed.returncode == 0, completed.stderr
     from core.runs.store import read_scores_csv
 
@@ -119,7 +128,7 @@ def test_an_existing_cluster_scores_a_list_of_paths_and_uris(images, plain_rows,
     entries = [Path(path).as_uri() if index % 2 else str(path) for index, path in enumerate(images)]
     listing.write_text("# today's parts\n\n" + "\n".join(entries) + "\n")
     plain = tmp_path / "plain.csv"
-    assert _core("score", "--run", DEMO_RUN, "--data", f"@{listing}", "--out", plain).returncode == 0
+    assert _refused("score", "--run", DEMO_RUN, "--data", f"@{listing}", "--out", plain).returncode == 0
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         completed = _core("score", "--run", DEMO_RUN, "--data", f"@{listing}", "--out", tmp_path / "shards",
                           "--engine", "dask", "--scheduler", cluster.scheduler_address)
@@ -143,14 +152,15 @@ def test_an_existing_cluster_scores_a_list_of_paths_and_uris(images, plain_rows,
 
 
 def test_engine_options_without_the_engine_and_a_file_as_the_folder_are_refused(images, tmp_path):
-    alone = _core("score", "--run", DEMO_RUN, "--data", images[0], "--out", tmp_path / "a.csv", "--workers", "2")
+    alone = _refused("score", "--run", DEMO_RUN, "--data", images[0], "--out", tmp_path / "a.csv", "--workers", "2")
     assert alone.returncode == 2 and "only apply with --engine dask" in alone.stderr
     (tmp_path / "taken.csv").write_text("keep")
-    onto_file = _core("score", "--run", DEMO_RUN, "--data", images[0], "--out", tmp_path / "taken.csv",
+    onto_file = _refused("score", "--run", DEMO_RUN, "--data", images[0], "--out", tmp_path / "taken.csv",
                       "--engine", "dask")
     assert onto_file.returncode == 2 and "is a file" in onto_file.stderr
     assert (tmp_path / "taken.csv").read_text() == "keep"
-    missing = _core("score", "--run", DEMO_RUN, "--data", f"@{tmp_path / 'nowhere.txt'}", "--out", tmp_path / "b.csv")
+    missing = _refused("score", "--run", DEMO_RUN, "--data", f"@{tmp_path / 'nowhere.txt'}", "--out",
+                       tmp_path / "b.csv")
     assert missing.returncode == 2 and "cannot read the list of images" in missing.stderr
     nobody = _core("score", "--run", DEMO_RUN, "--data", images[0], "--out", tmp_path / "c", "--engine", "dask",
                    "--scheduler", "tcp://127.0.0.1:9")   # the discard port: nothing listens there
