@@ -61,9 +61,12 @@ def main() -> None:
 
     result = {"command": "python -m benchmarks.detector_check", "sets": {}}
     with tempfile.TemporaryDirectory() as scratch:
-        for name, root in image_sets(Path(scratch)).items():
+        sets = image_sets(Path(scratch))
+        # the real images first: the solar cells, then the photographs, then the generated sets
+        for name in sorted(sets, key=lambda name: (not name.startswith("elpv"), not name.startswith("real"))):
+            root = sets[name]
             with open_dataset(root) as dataset:
-                def real(detector):
+                def real(detector, dataset=dataset):
                     test = load_test_images(dataset, int(detector.input_size), detector.channels)
                     figures, _ = evaluate_detector(detector, test)
                     return {"real_auroc": round(figures["image_auroc"], 4)}
@@ -72,9 +75,10 @@ def main() -> None:
             entry = {"rows": report["rows"], "agreement": set_agreement(report["rows"])}
             result["sets"][name] = entry
             print(json.dumps({"set": name} | entry["agreement"]), flush=True)
-    result["agreement"] = agreement(result)
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.write_text(json.dumps(result, indent=1) + "\n")
+            # written after every set, so an interrupted run keeps the sets it measured
+            result["agreement"] = agreement(result)
+            arguments.out.parent.mkdir(parents=True, exist_ok=True)
+            arguments.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["agreement"]))
 
 

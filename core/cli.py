@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     from core.data.synthetic import DEMO_IMAGE_SIZE
     from core.defaults import (DEFAULT_BOTTLENECK, DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS, DEFAULT_INPUT_SIZE, DEFAULT_LOSS,
                                DEFAULT_NOISE_STD, DEFAULT_PATCH_SIZE, DEFAULT_WIDTHS, NETWORK_STRIDE)
-    from core.detectors import DETECTOR_NAMES, detectors_taking, good_for, training_options
+    from core.detectors import CANDIDATE_NAMES, DETECTOR_NAMES, detectors_taking, good_for, training_options
     from core.detectors.autoencoder.losses import LOSSES
     from core.detectors.common.patch_features import IMAGENET_BACKBONES, PACKAGED_BACKBONE
 
@@ -162,8 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "with real defects on the project's labelled sets.")
     advise.add_argument("--data", required=True, help="data folder, .zip or 'demo' (only its good training images are "
                                                       "used)")
-    advise.add_argument("--detectors", nargs="+", choices=DETECTOR_NAMES, default=list(DETECTOR_NAMES),
-                        metavar="NAME", help=f"the detectors to check (default all: {', '.join(DETECTOR_NAMES)})")
+    advise.add_argument("--detectors", nargs="+", choices=DETECTOR_NAMES, default=list(CANDIDATE_NAMES),
+                        metavar="NAME", help=f"the detectors to check (default all but the baselines: "
+                                             f"{', '.join(CANDIDATE_NAMES)}; any of {', '.join(DETECTOR_NAMES)})")
     advise.add_argument("--seed", type=int, default=0, help="seed of the split, the synthetic defects and training "
                                                            "(default 0)")
     advise.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

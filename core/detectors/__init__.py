@@ -24,6 +24,8 @@ _REGISTRY = {
     **feature_autoencoder.ENTRIES,
 }
 DETECTOR_NAMES = tuple(_REGISTRY)
+# the detectors a user would choose between (the CAEs are baselines that the NCAEs are measured against)
+CANDIDATE_NAMES = tuple(name for name, found in _REGISTRY.items() if not found.baseline)
 # The detector offered first when training, and why, in words: the README's "Which detector?" tables (3 seeds
 # each): the best image AUROC on the four gimp-data photographs and the demo castings, and level with PaDiM on the
 # ELPV solar cells (0.934 against 0.936).

@@ -42,5 +42,6 @@ class Entry:
     training: TrainingOptions
     feature_residual: bool = False  # its residual is over backbone features, not pixels: no reconstruction to show
     fixed: dict = field(default_factory=dict)   # constructor parameters this name always sets (the NCAE's network)
+    baseline: bool = False    # a reference to measure another detector against (the CAEs), not offered by advise
     primary_score: str = ""   # the column that decides by default; "" = core.decision.PRIMARY_SCORE if it is one
                               # of score_columns, else the first

@@ -26,7 +26,7 @@ import numpy as np
 
 from core.data.datasets import Dataset, open_dataset
 from core.defaults import MIN_TRAINING_IMAGES
-from core.detectors import DETECTOR_NAMES, detector_for_images, label
+from core.detectors import CANDIDATE_NAMES, detector_for_images, label
 from core.detectors.features import BackboneUnavailable
 from core.errors import DatasetError
 from core.evaluation.evaluate import evaluate_detector, load_test_images
@@ -117,9 +117,10 @@ def write_check_set(dataset: Dataset, out: Path, seed: int = 0) -> dict:
     return {"training_images": len(training), "held_out_images": len(held_out), "side": side, "channels": channels}
 
 
-def detector_check(dataset: Dataset, names: tuple[str, ...] = DETECTOR_NAMES, seed: int = 0,
+def detector_check(dataset: Dataset, names: tuple[str, ...] = CANDIDATE_NAMES, seed: int = 0,
                    progress: Callable[[str], None] = lambda message: None, also=None) -> dict:
-    """Every detector in ``names`` trained on most of ``dataset``'s good training images and judged on the rest,
+    """Every detector in ``names`` (by default all but the baselines, the CAEs) trained on most of ``dataset``'s good
+    training images and judged on the rest,
     with and without synthetic defects; rows best first (a detector that refuses the images last, with why).
     ``also(detector)``, when given, adds its dict to each fitted detector's row (the agreement benchmark judges the
     same fitted detector on real defects with it)."""

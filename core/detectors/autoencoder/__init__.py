@@ -20,5 +20,5 @@ ENTRIES = {
     "cae": Entry("core.detectors.autoencoder.detector", "ResidualDetector", "CAE", SCORE_COLUMNS,
                  "plain convolutional autoencoder, the NCAE's baseline (demo 0.97; below chance on real solar-cell "
                  "electroluminescence images, 0.34)", _TRAINING,
-                 fixed={"model": "cae"}),
+                 fixed={"model": "cae"}, baseline=True),
 }

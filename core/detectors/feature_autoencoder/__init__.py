@@ -19,5 +19,5 @@ ENTRIES = {
     "cae_features": Entry(
         *_DETECTOR, "CAE on features", SCORE_COLUMNS,
         "the plain convolutional autoencoder on the same features, the baseline of the NCAE on features",
-        _TRAINING, feature_residual=True, fixed={"model": "cae"}, primary_score="std"),
+        _TRAINING, feature_residual=True, fixed={"model": "cae"}, primary_score="std", baseline=True),
 }
