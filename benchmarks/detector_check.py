@@ -11,6 +11,7 @@ The real AUROC here comes from detectors trained on 70 % of the good training im
 the rest), so it is a little below the README's tables, which train on all of them.
 
     python -m benchmarks.detector_check [--out benchmarks/recorded/detector_check.json]
+    python -m benchmarks.detector_check --table    # the README's table, from the recorded file
 """
 
 from __future__ import annotations
@@ -49,10 +50,31 @@ def agreement(recorded: dict) -> dict:
             "mean_rank_correlation": round(float(np.mean([entry["rank_correlation"] for entry in sets])), 2)}
 
 
+def markdown_table(recorded: dict) -> str:
+    from core.detectors import label
+
+    lines = ["| set | the check's first choice (real AUROC) | best on real defects (real AUROC) | within 0.02 | "
+             "rank correlation |", "|---|---|---|---|---|"]
+    for name, entry in recorded["sets"].items():
+        figures = entry["agreement"]
+        shown = "solar cells (ELPV mono)" if name.startswith("elpv") else name.split(":")[-1]
+        lines.append(f"| {shown} | {label(figures['pick'])} ({figures['pick_real_auroc']:.3f}) | "
+                     f"{label(figures['best'])} ({figures['best_real_auroc']:.3f}) | "
+                     f"{'yes' if figures['pick_within_0.02'] else 'no'} | {figures['rank_correlation']:.2f} |")
+    total = recorded["agreement"]
+    lines.append(f"| **{total['sets']} sets** | | | **{total['top_pick_within_0.02']} of {total['sets']}** | "
+                 f"**{total['mean_rank_correlation']:.2f}** (mean) |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RECORDED)
+    parser.add_argument("--table", action="store_true", help="print the README's table from the recorded file")
     arguments = parser.parse_args()
+    if arguments.table:
+        print(markdown_table(json.loads(arguments.out.read_text())))
+        return
     import_tensorflow_quietly()
     from benchmarks.feature_autoencoder_sweep import image_sets
     from core.data.datasets import open_dataset

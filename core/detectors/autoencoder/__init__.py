@@ -14,11 +14,11 @@ ENTRIES = {
                   "neighbour-convolution autoencoder at the images' native size (at most 512 px, on 64 px patches), "
                   "grey or colour: residual statistics and maps; finds 1-2 px pinholes and hairline cracks at 512 px "
                   "(1.00) and colour-only stains in colour (1.00); weak on real photographs (0.61-0.81 at 64 px) and "
-                  "no better than chance on real solar-cell electroluminescence images (0.52; PaDiM and the memory "
-                  "bank 0.93-0.94)",
+                  "no better than chance on real solar-cell electroluminescence images (0.52; the NCAE on features "
+                  "0.92, PaDiM and the memory bank 0.93-0.94)",
                   _TRAINING, fixed={"model": "ncae"}),
     "cae": Entry("core.detectors.autoencoder.detector", "ResidualDetector", "CAE", SCORE_COLUMNS,
                  "plain convolutional autoencoder, the NCAE's baseline (demo 0.97; below chance on real solar-cell "
-                 "electroluminescence images, 0.34)", _TRAINING,
+                 "electroluminescence images, 0.34; the CAE on features 0.92)", _TRAINING,
                  fixed={"model": "cae"}, baseline=True),
 }
