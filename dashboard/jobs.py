@@ -169,9 +169,10 @@ def start_detector_check(runs_root: Path, data_kind: str, data_location: str, da
     """``python -m core advise`` as a background job (every detector, or ``names``); the report lands in
     ``detector-checks/<id>/check.json``."""
     def report(dataset, progress):
+        from core.detectors import CANDIDATE_NAMES
         from core.evaluation.detector_check import detector_check
 
-        return detector_check(dataset, **({"names": names} if names else {}), progress=progress)
+        return detector_check(dataset, names or CANDIDATE_NAMES, progress=progress)
 
     job_dir = Path(runs_root) / CHECKS_FOLDER / new_run_id("check")
     write_status(job_dir, state="queued", message="Waiting to start", data=data_label, data_kind=data_kind,
