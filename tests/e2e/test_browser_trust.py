@@ -427,8 +427,11 @@ def test_the_component_and_the_server_write_every_share_alike(page, demo_server)
 def scatter_point(page, index: int = 0):
     """The page position of the index-th marker of the Statistics scatter's first trace."""
     marker = page.locator('[data-testid="stPlotlyChart"] .scatterlayer .trace').first.locator(".point").nth(index)
-    box = marker.bounding_box()
-    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    # Located and measured in one step: a redraw between the two would leave a detached marker.
+    return tuple(marker.evaluate("""point => {
+        const box = point.getBoundingClientRect();
+        return [box.x + box.width / 2, box.y + box.height / 2];
+    }"""))
 
 
 def test_statistics_points_open_again_and_a_box_selection_shows_scores_and_verdicts(page, demo_server):
@@ -449,9 +452,14 @@ def test_statistics_points_open_again_and_a_box_selection_shows_scores_and_verdi
     # a box selection over the whole plot: thumbnails that name score and verdict
     chart.hover()   # the mode bar shows on hover
     page.locator('[data-testid="stPlotlyChart"] .modebar-btn[data-val="select"]').first.click()
-    drags = page.locator('[data-testid="stPlotlyChart"] .nsewdrag')
-    area = max((drags.nth(i).bounding_box() for i in range(drags.count())),
-               key=lambda box: box["width"] * box["height"])   # the scatter, not its marginal plots
+    drags = chart.locator(".nsewdrag")
+    expect(drags.first).to_be_attached()
+    # One read of every drag layer's box, in the page: the chart may be redrawn between a count and a
+    # later per-element query. The largest is the scatter, not its marginal plots.
+    area = max(drags.evaluate_all("""layers => layers.map((layer) => {
+                   const box = layer.getBoundingClientRect();
+                   return {x: box.x, y: box.y, width: box.width, height: box.height};
+               })"""), key=lambda box: box["width"] * box["height"])
     page.mouse.move(area["x"] + 5, area["y"] + 5)
     page.mouse.down()
     page.mouse.move(area["x"] + area["width"] - 5, area["y"] + area["height"] - 5, steps=10)
