@@ -38,6 +38,7 @@ benchmarks: $(VENV)/.dev-installed
 	$(VENV_PYTHON) -m benchmarks.core_speed
 	$(VENV_PYTHON) -m benchmarks.dashboard_speed
 	$(VENV_PYTHON) -m benchmarks.memory_bank_speed
+	$(VENV_PYTHON) -m benchmarks.memory_bank_search
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -27,8 +27,7 @@ def test_memory_bank_detector_drives_the_threshold_and_residual_pages():
     assert len(app.get("image")) == 8 * 3  # original, anomaly map, heat map
 
 
-def test_memory_bank_on_the_packaged_imagenet_backbone_judges_the_demo(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))   # the converted weights land here, not in the home folder
+def test_memory_bank_on_the_packaged_imagenet_backbone_judges_the_demo(keras_home):
     app = open_page()
     app.radio(key="detector_kind").set_value("memory_bank").run()
     backbone = app.selectbox(key="detector_backbone")
@@ -42,8 +41,7 @@ def test_memory_bank_on_the_packaged_imagenet_backbone_judges_the_demo(tmp_path,
     assert released(app).recall > 0.9 and released(app).false_reject_rate < 0.1
 
 
-def test_padim_judges_the_demo_on_every_page(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+def test_padim_judges_the_demo_on_every_page(keras_home):
     app = open_page()
     app.radio(key="detector_kind").set_value("padim").run()
     assert not app.exception

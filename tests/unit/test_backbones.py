@@ -173,6 +173,13 @@ def test_memory_bank_on_packaged_imagenet_features_finds_the_demo_defects(keras_
     figures, result = evaluate_detector(detector, test, MEMORY_BANK_COLUMN)
     assert figures["image_auroc"] > 0.9 and figures["pixel_auroc"] > 0.9
     assert result.anomaly_maps.shape == (len(test.images), 224, 224)
+    # searched by cells, yet every image score is what a search of the whole bank gives
+    from core.detectors.common.bank_search import CellSearch
+
+    assert isinstance(detector.bank_search_, CellSearch) and not detector.bank_search_.exhaustive
+    detector.bank_search_ = CellSearch(detector.memory_bank_, probed_cells=None)
+    whole_bank = detector.score(test.images).table[MEMORY_BANK_COLUMN].to_numpy()
+    np.testing.assert_allclose(whole_bank, result.table[MEMORY_BANK_COLUMN].to_numpy(), rtol=1e-6, atol=1e-6)
     # the default decision was set on held-out good images: it rejects few of the good test parts
     good_scores = result.table[MEMORY_BANK_COLUMN].to_numpy()[test.labels == "good"]
     assert (good_scores >= detector.default_decision_.threshold).mean() <= 0.34

@@ -6,6 +6,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from core.runs.bundles import load_bundle
 from core.data.datasets import open_dataset
+from core.detectors.common.bank_search import CellSearch, exact_largest
 from core.detectors.common.coreset import greedy_coreset, greedy_coreset_of_size
 from core.detectors.common.patch_features import imagenet_weights_path, upsample_maps
 from core.detectors.features import BackboneUnavailable
@@ -154,3 +155,35 @@ def test_imagenet_backbone_loads_weights_from_disk(tmp_path, monkeypatch):
     damaged[0, 100:140, 100:140] = 1.0
     scores = detector.score(np.concatenate([good[:1], damaged]))
     assert scores.table["patch_score"][1] > scores.table["patch_score"][0]
+
+
+def test_the_cell_search_gives_true_distances_never_below_the_whole_banks_and_mostly_equal():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 4, (40, 16))
+    bank = (centres[rng.integers(40, size=4000)] + rng.normal(size=(4000, 16))).astype(np.float32)
+    queries = (centres[rng.integers(40, size=3000)] + rng.normal(size=(3000, 16))).astype(np.float32)
+    search = CellSearch(bank)
+    assert not search.exhaustive   # 4,000 entries: 25 cells, 4 probed
+    distances, indices = search.kneighbors(queries)
+    exact = NearestNeighbors(n_neighbors=1).fit(bank).kneighbors(queries)[0][:, 0]
+    assert np.allclose(distances[:, 0], np.linalg.norm(queries - bank[indices[:, 0]], axis=1), atol=1e-5)
+    assert (distances[:, 0] >= exact - 1e-5).all()
+    assert np.mean(np.isclose(distances[:, 0], exact, atol=1e-5)) > 0.9
+    assert np.allclose(search.exact_distances(queries), exact, atol=1e-5)
+    assert np.allclose(CellSearch(bank, probed_cells=None).kneighbors(queries)[0][:, 0], exact, atol=1e-5)
+    # the same bank gives the same cells: a saved run searches as it did when fitted
+    assert np.array_equal(CellSearch(bank).kneighbors(queries)[1], indices)
+
+
+def test_an_image_score_is_the_whole_banks_where_the_cells_overshot_its_worst_patch():
+    approximate = np.array([[5.0, 4.0, 1.0] + [0.0] * 20, [2.0, 3.0, 0.5] + [0.0] * 20])
+    exact = approximate.copy()
+    exact[0, 0] = 3.5                      # the first image's highest patch was found in the wrong cells
+    asked = []
+
+    def exact_scores(image, patches):
+        asked.append(len(patches))
+        return exact[image, patches]
+
+    assert exact_largest(approximate, exact_scores).tolist() == [4.0, 3.0]
+    assert sum(asked) <= 16                # a few patches checked, not every one

@@ -52,6 +52,11 @@ class BorderCalibration:
         ring = border_rings(*distances.shape[1:], self.rings)
         return ((distances - self.mean[ring]) / self.spread[ring]).astype(np.float32)
 
+    def apply_at(self, distances: np.ndarray, positions: np.ndarray, height: int, width: int) -> np.ndarray:
+        """:meth:`apply` for some patches of an ``height × width`` grid: ``positions`` index the flattened grid."""
+        ring = border_rings(height, width, self.rings).reshape(-1)[positions]
+        return ((np.asarray(distances, np.float32) - self.mean[ring]) / self.spread[ring]).astype(np.float32)
+
 
 def border_rings(height: int, width: int, rings: int) -> np.ndarray:
     """Each grid position's distance from the nearest edge, capped at ``rings``."""

@@ -12,8 +12,9 @@ The recipe, step by step:
    bank's coverage of feature space. For ImageNet backbones at most :data:`MAX_BANK_CANDIDATES`
    patches, drawn at random, are candidates, and at most :data:`MAX_BANK_SIZE` are kept. 15 % of the good images are held out of the
    bank to calibrate the scores and set the default decision.
-3. **Scores.** Each test patch's score is its distance to the nearest bank entry (a scikit-learn
-   k-d tree or brute-force search, never a Python loop over pairs), rescaled by what held-out good
+3. **Scores.** Each test patch's score is its distance to the nearest bank entry (see
+   :func:`bank_search`: a search of the bank's nearest cells for ImageNet banks, with every image
+   score checked against the whole bank; scikit-learn's exact search for the encoder's), rescaled by what held-out good
    images show at the same distance from the border (:mod:`core.detectors.common.border`; ImageNet
    backbones only). The image score is the largest patch score; the pixel map is the patch-score
    grid upsampled to the input size and Gaussian-smoothed. For the encoder backbone, or without
@@ -39,6 +40,7 @@ import pandas as pd
 
 from core.defaults import DEFAULT_CORESET_RATIO
 from core.detectors.base import BaseDetector, ScoreResult, saved_parameters, smoothed_maps
+from core.detectors.common.bank_search import CellSearch, exact_largest
 from core.detectors.common.border import BorderCalibration
 from core.detectors.common.coreset import greedy_coreset_of_size
 from core.detectors.common.patch_features import (BACKBONES, IMAGENET_BACKBONES, PACKAGED_BACKBONE, PatchFeatures,
@@ -77,6 +79,18 @@ def reweighted_image_scores(patch_distances: np.ndarray, patch_features: np.ndar
     shifted = support_distances - support_distances.max(axis=1, keepdims=True)
     softmax_first = np.exp(shifted[:, 0]) / np.exp(shifted).sum(axis=1)
     return (1.0 - softmax_first) * worst_distance
+
+
+def bank_search(bank: np.ndarray, calibrated: bool):
+    """How a bank is searched. Calibrated banks (ImageNet features, a few thousand entries in 64 or more
+    dimensions) by probed cells (:class:`CellSearch`; their image scores stay exact); the encoder's uncalibrated
+    banks by scikit-learn, exactly, since their re-weighting asks for several neighbours: a k-d tree answers 32-d
+    queries 1.6x faster than brute force (``benchmarks/memory_bank_speed.py``), in more dimensions trees lose."""
+    if calibrated:
+        return CellSearch(bank)
+    from sklearn.neighbors import NearestNeighbors
+
+    return NearestNeighbors(n_neighbors=1, algorithm="kd_tree" if bank.shape[1] <= 32 else "brute").fit(bank)
 
 
 MAX_BANK_CANDIDATES = 150_000
@@ -165,8 +179,6 @@ class MemoryBankDetector(BaseDetector):
     def fit(self, good_images: np.ndarray, image_sizes=None, progress=None, should_stop=None) -> "MemoryBankDetector":
         """Build the bank from the good images, keeping a held-out share (as the autoencoders do) to
         set the default decision on ``patch_score`` from good images only."""
-        from sklearn.neighbors import NearestNeighbors
-
         if not 0.01 <= float(self.coreset_ratio) <= 0.25:
             raise ValueError(f"`coreset_ratio` must be between 0.01 and 0.25, got {self.coreset_ratio!r}.")
         started = time.perf_counter()
@@ -187,19 +199,17 @@ class MemoryBankDetector(BaseDetector):
         # by size, not by ratio: target / n * n can round up to one more than the cap allows
         keep = greedy_coreset_of_size(candidates, target, int(self.seed), int(self.projection_dim))
         self.memory_bank_ = np.ascontiguousarray(candidates[keep])
-        # a k-d tree answers the encoder's 32-d queries 1.6x faster than brute force (benchmarks/memory_bank_speed.py);
-        # in more dimensions trees lose to brute force
-        search = "kd_tree" if self.memory_bank_.shape[1] <= 32 else "brute"
-        self.bank_search_ = NearestNeighbors(n_neighbors=1, algorithm=search).fit(self.memory_bank_)
         self.border_calibration_ = None
+        calibrated = held_out_count and self.backbone != "encoder"
+        self.bank_search_ = bank_search(self.memory_bank_, calibrated)
         held_out_scores = []
-        if held_out_count and self.backbone != "encoder":
+        if calibrated:
             # ImageNet CNNs only: their deep receptive fields see the padding far in (brick 0.61 -> 1.00). On the
             # 64 px encoders it made no difference on the demo (3 seeds), so they keep the paper's scoring.
             # One pass over the held-out images gives both the calibration and their scores under it.
-            grids = self._patch_distances(held_out)
+            grids, features = self._patch_distances(held_out)
             self.border_calibration_ = BorderCalibration.fit(grids)
-            held_out_scores = self.border_calibration_.apply(grids).reshape(len(grids), -1).max(axis=1)
+            held_out_scores = self._calibrated_image_scores(self.border_calibration_.apply(grids), features)
         elif held_out_count:
             held_out_scores = self.score(held_out).table[MEMORY_BANK_COLUMN]
         self._calibrate(images, image_sizes, held_out_scores)
@@ -227,8 +237,6 @@ class MemoryBankDetector(BaseDetector):
 
     @classmethod
     def from_bundle(cls, directory: Path, manifest: dict) -> "MemoryBankDetector":
-        from sklearn.neighbors import NearestNeighbors
-
         from core.detectors.saving import load_array
 
         detector = cls(**saved_parameters(cls, manifest, autoencoder=None))  # an encoder backbone is rebuilt below
@@ -246,18 +254,19 @@ class MemoryBankDetector(BaseDetector):
         detector.extractor_ = detector._build_extractor()
         detector.extractor_.restore(manifest["feature_extractor"])
         detector.memory_bank_ = load_array(directory, manifest, manifest["model_file"], ndim=2)
-        search = "kd_tree" if detector.memory_bank_.shape[1] <= 32 else "brute"
-        detector.bank_search_ = NearestNeighbors(n_neighbors=1, algorithm=search).fit(detector.memory_bank_)
         detector.grid_shape_ = tuple(int(value) for value in manifest["grid_shape"])
         detector.n_good_patches_ = int(manifest.get("n_good_patches", len(detector.memory_bank_)))
         detector.border_calibration_ = (BorderCalibration.from_json(manifest["border_calibration"])
                                         if "border_calibration" in manifest else None)
+        detector.bank_search_ = bank_search(detector.memory_bank_, detector.border_calibration_ is not None)
         return detector
 
-    def _patch_distances(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Each patch's distance to its nearest bank entry, ``(n, grid h, grid w)``, uncalibrated."""
-        return np.concatenate([self._nearest_patches(images[start:start + batch_size])[0]
-                               for start in range(0, len(images), batch_size)])
+    def _patch_distances(self, images: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Each patch's distance to its nearest bank entry ``(n, grid h, grid w)``, uncalibrated, and the patch
+        features ``(n, grid h, grid w, dim)``."""
+        chunks = [self._nearest_patches(images[start:start + batch_size])[:2]
+                  for start in range(0, len(images), batch_size)]
+        return np.concatenate([grids for grids, _ in chunks]), np.concatenate([features for _, features in chunks])
 
     def _nearest_patches(self, images: np.ndarray):
         """Patch distance grids ``(n, h, w)``, the patch features ``(n, h, w, d)`` and each patch's nearest
@@ -290,7 +299,7 @@ class MemoryBankDetector(BaseDetector):
         calibration = getattr(self, "border_calibration_", None)
         if calibration is not None:
             grids = calibration.apply(grids)
-            image_scores = grids.reshape(count, -1).max(axis=1).astype(np.float64)
+            image_scores = self._calibrated_image_scores(grids, features)
         else:
             image_scores = reweighted_image_scores(grids.reshape(count, height * width),
                                                    features.reshape(count, height * width, dim),
@@ -299,6 +308,18 @@ class MemoryBankDetector(BaseDetector):
         if not with_maps:
             return image_scores, None
         return image_scores, smoothed_maps(upsample_maps(grids, self.input_size), self.map_smoothing())
+
+    def _calibrated_image_scores(self, grids: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """The largest calibrated patch score of each image, as the exhaustive search gives it: the cell search
+        may overshoot at a few patches, so the highest ones are checked against the whole bank."""
+        count, height, width = grids.shape
+        patch_features = features.reshape(count, height * width, -1)
+
+        def exact_scores(image, patches):
+            distances = self.bank_search_.exact_distances(patch_features[image, patches])
+            return self.border_calibration_.apply_at(distances.astype(np.float32), patches, height, width)
+
+        return exact_largest(grids.reshape(count, -1), exact_scores)
 
     def _forward_lock(self):
         """The encoder backbone shares its layers with the autoencoder, so it shares its lock too."""

@@ -10,7 +10,10 @@ from core.detectors.common.patch_features import PatchFeaturesGraph
 
 class MemoryBankJudge:
     """Memory bank on ImageNet features: each patch's distance to its nearest bank entry (float64, as the
-    fitted search computes it), rescaled by its border ring; ``patch_score`` is the largest."""
+    fitted search computes it), rescaled by its border ring; ``patch_score`` is the largest.
+
+    It searches the whole bank, not the detector's cells: the same image scores (the detector checks its
+    image scores against the whole bank), at the exhaustive search's cost of about 4 GFLOP per image."""
 
     def __init__(self, tf, detector):
         self.tf, self.size = tf, int(detector.input_size)
