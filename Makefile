@@ -39,6 +39,7 @@ benchmarks: $(VENV)/.dev-installed
 	$(VENV_PYTHON) -m benchmarks.dashboard_speed
 	$(VENV_PYTHON) -m benchmarks.memory_bank_speed
 	$(VENV_PYTHON) -m benchmarks.memory_bank_search
+	$(VENV_PYTHON) -m benchmarks.detector_speed
 
 clean:
 	rm -rf $(VENV) .pytest_cache
