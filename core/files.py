@@ -14,16 +14,6 @@ from typing import Any
 # an output the user pointed at a read-only or full file system: theirs to fix, not a failure of ours
 STORAGE_ERRORS = {errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on the device",
                   errno.EDQUOT: "disk quota exceeded"}
-# how a child process's message names them (tf2onnx's converter reports them only as text)
-_STORAGE_ERROR_TEXT = {os.strerror(number): number for number in STORAGE_ERRORS}
-
-
-def storage_error_in(text: str, filename) -> OSError | None:
-    """The storage error a child process's ``text`` reports, as an :class:`OSError` on ``filename``, or None."""
-    for message, number in _STORAGE_ERROR_TEXT.items():
-        if message in text:
-            return OSError(number, message, str(filename))
-    return None
 
 
 @contextlib.contextmanager

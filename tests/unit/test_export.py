@@ -221,17 +221,17 @@ def test_a_disk_that_fills_during_the_onnx_copy_fails_the_export_in_one_line_and
                                                                                                  capsys):
     """Full disk while tf2onnx writes: the user's to fix (exit 2, one line naming it), not "the conversion did not
     reproduce the SavedModel" with an inspector that silently lacks its ONNX copy."""
-    import core.runs.export as export
+    import errno
+    import os
+
+    from tf2onnx import utils
+
     from core.cli import main
 
-    real_run = subprocess.run
+    def full_disk(path, *arguments, **keywords):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
 
-    def converter_on_a_full_disk(command, *arguments, **keywords):
-        if "tf2onnx.convert" in command:
-            return subprocess.CompletedProcess(command, 1, "", "Traceback ...\nOSError: [Errno 28] No space left on device")
-        return real_run(command, *arguments, **keywords)
-
-    monkeypatch.setattr(export.subprocess, "run", converter_on_a_full_disk)
+    monkeypatch.setattr(utils, "save_protobuf", full_disk)   # where the converter writes the .onnx file
     assert main(["export", "--run", str(DEMO_RUN), "--out", str(tmp_path / "inspector")]) == 2
     error = capsys.readouterr().err.strip()
     assert "no space left on the device" in error and "nothing was written" in error and "\n" not in error
