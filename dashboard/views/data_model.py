@@ -154,11 +154,16 @@ with model_column:
         st.caption(f"**{label(detector_kind)}**: {good_for(detector_kind)}. For most parts the "
                    f"{label(RECOMMENDED_DETECTOR).lower()} is the first choice "
                    f"({RECOMMENDATION.split(': ', 1)[1]}).")
+    # One slot for what only the chosen detector has (the memory bank's backbone and size, a trained detector's
+    # note): a choice of another detector replaces it at once. Elements written in the page's flow would stay on
+    # screen until the end of the run, seconds later while the newly chosen detector is fitted.
+    detector_controls = st.empty()
     if detector_kind == RUN_ITSELF_KIND or detector_kind not in FITTED_NOW:
         session.choose_detector(session.RUN_ITSELF)
         if detector_kind != RUN_ITSELF_KIND:
-            st.info(f"{label(detector_kind)} is trained, not fitted on the spot: train a run with the form below. "
-                    "Until you choose the new run, the pages use the chosen model.", icon=":material/model_training:")
+            detector_controls.info(f"{label(detector_kind)} is trained, not fitted on the spot: train a run with the "
+                                   "form below. Until you choose the new run, the pages use the chosen model.",
+                                   icon=":material/model_training:")
     elif detector_kind == "padim":
         session.choose_detector(session.DetectorChoice("padim", PACKAGED_BACKBONE))
     else:
@@ -166,9 +171,10 @@ with model_column:
         lends = lends_its_encoder(chosen_manifest["model_kind"], chosen_manifest.get("parameters", {}).get("patch_size"),
                                   chosen_manifest.get("channels", 1))
         backbones = BACKBONES if lends else tuple(b for b in BACKBONES if b != "encoder")
-        backbone = st.selectbox("Backbone", backbones, key="detector_backbone", format_func=BACKBONE_LABELS.get,
+        controls = detector_controls.container()
+        backbone = controls.selectbox("Backbone", backbones, key="detector_backbone", format_func=BACKBONE_LABELS.get,
                                 help=BACKBONE_HELP)
-        ratio = st.select_slider("Memory bank size (share of good patches kept)", CORESET_CHOICES,
+        ratio = controls.select_slider("Memory bank size (share of good patches kept)", CORESET_CHOICES,
                                  value=session.detector_choice().coreset_ratio if session.detector_choice().kind ==
                                  "memory_bank" else DEFAULT_CORESET_RATIO, format_func="{:.0%}".format,
                                  key="detector_ratio")
@@ -176,7 +182,7 @@ with model_column:
             try:
                 imagenet_weights_path(backbone)
             except BackboneUnavailable as error:
-                st.warning(f"{as_text(error)} Using the model's encoder instead.")
+                controls.warning(f"{as_text(error)} Using the model's encoder instead.")
                 backbone = "encoder"
         session.choose_detector(session.DetectorChoice("memory_bank", backbone, float(ratio)))
 
