@@ -29,6 +29,7 @@ SCHEDULES = {
     "24 epochs": {"epochs": 24},
     "16 epochs": {"epochs": 16},
     "48 epochs of 1024 patches": {"epochs": 48, "patches_per_epoch": 1024},
+    "24 epochs at learning rate 4e-3": {"epochs": 24, "learning_rate": 4e-3},
 }
 
 
@@ -61,18 +62,20 @@ def main() -> None:
     import_tensorflow_quietly()
     from benchmarks.real_photos import every_image_set
 
-    result = {"command": "python -m benchmarks.training_speed", "schedules": SCHEDULES, "sets": {}}
+    # schedules measured in an earlier run are kept: a new schedule can be added without training the others again
+    result = json.loads(arguments.out.read_text()) if arguments.out.is_file() else {"sets": {}}
+    result |= {"command": "python -m benchmarks.training_speed", "schedules": SCHEDULES}
     with tempfile.TemporaryDirectory() as scratch:
         sets = every_image_set(Path(scratch))
         for name in arguments.sets.split(","):
-            result["sets"][name] = {}
+            result["sets"].setdefault(name, {})
             for schedule in arguments.schedules.split(","):
                 result["sets"][name][schedule] = measure(sets[name], SCHEDULES[schedule])
                 print(json.dumps({name: {schedule: result["sets"][name][schedule]}}), flush=True)
     result["mean_over_sets"] = {
         schedule: {key: round(sum(result["sets"][name][schedule][key] for name in result["sets"]) / len(result["sets"]),
                               4) for key in ("training_seconds", "image_auroc")}
-        for schedule in arguments.schedules.split(",")}
+        for schedule in SCHEDULES if all(schedule in measured for measured in result["sets"].values())}
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(json.dumps(result, indent=1) + "\n")
 
