@@ -56,8 +56,18 @@ ONNX_TOLERANCE = 1e-5           # largest score difference from the SavedModel a
                                 # the score (at least 1): float32 round-off in another runtime's kernels
 
 
+# One export at a time per process (the dashboard's sessions are threads): detectors on the packaged backbone share
+# its feature network, which an export traces into a graph, and tf2onnx keeps converter state in module globals.
+_EXPORT_LOCK = threading.Lock()
+
+
 def export_inspector(run_dir: Path, out: Path, threshold_document: dict | None = None) -> Path:
     """Write the inspector for the run in ``run_dir`` into the new folder ``out``; ``InputError`` when it cannot."""
+    with _EXPORT_LOCK:
+        return _export_inspector(run_dir, out, threshold_document)
+
+
+def _export_inspector(run_dir: Path, out: Path, threshold_document: dict | None) -> Path:
     import tensorflow as tf
 
     from core.files import atomic_write_json
@@ -155,32 +165,26 @@ def _write_onnx(tf, module, saved_model: Path, path: Path) -> dict:
             "checked_with": f"onnxruntime {onnxruntime.__version__}", "largest_relative_score_difference": worst}
 
 
-# tf2onnx keeps converter state in module globals: one conversion at a time per process (the dashboard's threads)
-_CONVERSION_LOCK = threading.Lock()
-
-
 def _convert_saved_model(saved_model: Path, path: Path) -> None:
     """What ``python -m tf2onnx.convert --saved-model`` does, in this process: from the *written* SavedModel (the
     converter's function API does not carry the module's variables into a tf.function's graph), the signature's
     output names kept ("score", "verdict", ...). In process it spares a second TensorFlow import: about 5 s of
-    the export's 17 on the demo model. Its log is kept out of ours."""
+    the export's 17 on the demo model. Its log is kept out of ours; :data:`_EXPORT_LOCK` is held."""
     import logging
 
     from tf2onnx import tf_loader
     from tf2onnx.convert import from_graph_def
 
     converter_log = logging.getLogger("tf2onnx")
-    with _CONVERSION_LOCK:
-        level = converter_log.level
-        converter_log.setLevel(logging.ERROR)
-        try:
-            graph_def, inputs, outputs, renamed = tf_loader.from_saved_model(
-                str(saved_model), None, None, tag="serve", signatures=["serving_default"],
-                return_tensors_to_rename=True)
-            from_graph_def(graph_def, input_names=inputs, output_names=outputs, opset=ONNX_OPSET,
-                           tensors_to_rename=renamed, output_path=str(path))
-        finally:
-            converter_log.setLevel(level)
+    level = converter_log.level
+    converter_log.setLevel(logging.ERROR)
+    try:
+        graph_def, inputs, outputs, renamed = tf_loader.from_saved_model(
+            str(saved_model), None, None, tag="serve", signatures=["serving_default"], return_tensors_to_rename=True)
+        from_graph_def(graph_def, input_names=inputs, output_names=outputs, opset=ONNX_OPSET,
+                       tensors_to_rename=renamed, output_path=str(path))
+    finally:
+        converter_log.setLevel(level)
     if not path.is_file():
         raise ValueError("tf2onnx wrote no file")
 

@@ -11,6 +11,7 @@ weights file is already on disk (:func:`imagenet_weights_path`). Nothing is down
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,11 +90,23 @@ class PatchFeatures:
         import keras
 
         self.network = keras.Model(network.input, [network.get_layer(name).output for name in layer_names])
+        self.forward_lock = threading.Lock()   # shared with every PatchFeatures on the same network
         self.colour = colour
         self.preprocess = preprocess
         self.input_scale = input_scale
         self.grid = grid
         self.layer_scales = None
+
+    @classmethod
+    def sharing(cls, feature_network, forward_lock: threading.Lock, colour: bool, input_scale: float,
+                grid: str) -> "PatchFeatures":
+        """Features from an already built multi-output ``feature_network`` (another PatchFeatures' ``network``),
+        with their own layer scales; calls to the network go through ``forward_lock``."""
+        features = cls.__new__(cls)
+        features.network, features.forward_lock = feature_network, forward_lock
+        features.colour, features.preprocess, features.input_scale, features.grid = colour, None, input_scale, grid
+        features.layer_scales = None
+        return features
 
     def __call__(self, images: np.ndarray, batch_size: int = 32, should_stop=None) -> np.ndarray:
         parts = []
@@ -122,7 +135,8 @@ class PatchFeatures:
             batch = (np.repeat(batch, 3, axis=-1) if batch.shape[-1] == 1 else batch) * self.input_scale
         if self.preprocess is not None:
             batch = self.preprocess(batch)
-        outputs = self.network.predict_on_batch(batch)
+        with self.forward_lock:
+            outputs = self.network.predict_on_batch(batch)
         outputs = [np.asarray(output, dtype=np.float32) for output in (outputs if isinstance(outputs, (list, tuple))
                                                                        else [outputs])]
         if self.layer_scales is None:
@@ -149,6 +163,13 @@ def encoder_feature_layers(network) -> tuple[str, str]:
     return first, "encoder_0"
 
 
+# The packaged backbone's feature networks, built once per process (per layers and Keras folder): building one and
+# reading its weights took about a second of every fit of the memory bank, PaDiM and the NCAE on features, and of
+# every switch to one of them on the pages. The weights are never trained; calls go through the network's lock.
+_PACKAGED_NETWORKS: dict = {}
+_PACKAGED_NETWORKS_LOCK = threading.Lock()
+
+
 def imagenet_features(backbone: str, layers: tuple[str, ...] | None = None) -> PatchFeatures:
     """Patch features from an ImageNet CNN: the packaged EfficientNet-Lite0 (at ``layers``, by default
     :data:`PACKAGED_FEATURE_LAYERS`) or a ``keras.applications`` network whose weights are on disk."""
@@ -159,9 +180,16 @@ def imagenet_features(backbone: str, layers: tuple[str, ...] | None = None) -> P
     if backbone == PACKAGED_BACKBONE:
         from core.detectors.features.efficientnet_lite import efficientnet_lite0
 
-        # the network normalises [0, 1] RGB itself
-        return PatchFeatures(efficientnet_lite0(include_top=False), layers or PACKAGED_FEATURE_LAYERS, colour=True,
-                             input_scale=1.0, grid="finest")
+        layers = tuple(layers or PACKAGED_FEATURE_LAYERS)
+        key = (layers, str(keras_models_folder()))
+        with _PACKAGED_NETWORKS_LOCK:
+            if key not in _PACKAGED_NETWORKS:
+                # the network normalises [0, 1] RGB itself
+                built = PatchFeatures(efficientnet_lite0(include_top=False), layers, colour=True, input_scale=1.0,
+                                      grid="finest")
+                _PACKAGED_NETWORKS[key] = (built.network, built.forward_lock)
+            network, lock = _PACKAGED_NETWORKS[key]
+        return PatchFeatures.sharing(network, lock, colour=True, input_scale=1.0, grid="finest")
     spec = IMAGENET_BACKBONES[backbone]
     weights = imagenet_weights_path(backbone)
     builder = getattr(keras.applications, spec.builder)
