@@ -60,11 +60,7 @@ class CellSearch:
         if n_neighbors != 1:
             raise ValueError("CellSearch finds the nearest entry only.")
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        indices = np.empty(len(queries), np.int64)
-        for start in range(0, len(queries), QUERY_CHUNK):
-            chunk = queries[start:start + QUERY_CHUNK]
-            indices[start:start + len(chunk)] = (self._exhaustive_nearest(chunk) if self.exhaustive
-                                                 else self._probed_nearest(chunk))
+        indices = _in_chunks(self._exhaustive_nearest if self.exhaustive else self._probed_nearest, queries)
         return self.distances_to(queries, indices)[:, None], indices[:, None]
 
     def distances_to(self, queries: np.ndarray, indices: np.ndarray) -> np.ndarray:
@@ -76,14 +72,10 @@ class CellSearch:
     def exact_distances(self, queries: np.ndarray) -> np.ndarray:
         """Each query's distance to its nearest entry of the whole bank (the exhaustive search)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        nearest = np.zeros(len(queries), np.int64)
-        for start in range(0, len(queries), QUERY_CHUNK):
-            nearest[start:start + QUERY_CHUNK] = self._exhaustive_nearest(queries[start:start + QUERY_CHUNK])
-        return self.distances_to(queries, nearest)
+        return self.distances_to(queries, _in_chunks(self._exhaustive_nearest, queries))
 
     def _exhaustive_nearest(self, queries: np.ndarray) -> np.ndarray:
-        # |q - b|² = |q|² + |b|² - 2 q·b; |q|² does not change which b is nearest
-        return np.argmin(self.bank_norms[None, :] - 2.0 * queries @ self.bank.T, axis=1)
+        return _nearest_row(queries, self.bank, self.bank_norms)
 
     def _probed_nearest(self, queries: np.ndarray) -> np.ndarray:
         cells = len(self.centres)
@@ -130,10 +122,23 @@ def exact_largest(approximate_scores: np.ndarray, exact_score_of) -> np.ndarray:
     return largest
 
 
+def _nearest_row(queries: np.ndarray, rows: np.ndarray, row_norms: np.ndarray) -> np.ndarray:
+    """Index of each query's nearest row: |q - r|² = |q|² + |r|² - 2 q·r, and |q|² does not change which."""
+    return np.argmin(row_norms[None, :] - 2.0 * queries @ rows.T, axis=1)
+
+
+def _in_chunks(nearest, queries: np.ndarray) -> np.ndarray:
+    """``nearest(chunk)`` over :data:`QUERY_CHUNK` queries at a time, concatenated."""
+    indices = np.empty(len(queries), np.int64)
+    for start in range(0, len(queries), QUERY_CHUNK):
+        indices[start:start + QUERY_CHUNK] = nearest(queries[start:start + QUERY_CHUNK])
+    return indices
+
+
 def _kmeans(points: np.ndarray, cells: int) -> tuple[np.ndarray, np.ndarray]:
     """Lloyd's k-means from the first ``cells`` rows: the centres and each row's cell."""
     def nearest_centre(centres):
-        return np.argmin(np.einsum("ij,ij->i", centres, centres)[None, :] - 2.0 * points @ centres.T, axis=1)
+        return _nearest_row(points, centres, np.einsum("ij,ij->i", centres, centres))
 
     centres = points[:cells].copy()
     for _ in range(LLOYD_ITERATIONS):

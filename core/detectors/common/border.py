@@ -49,8 +49,10 @@ class BorderCalibration:
         return cls(mean, spread, rings)
 
     def apply(self, distances: np.ndarray) -> np.ndarray:
-        ring = border_rings(*distances.shape[1:], self.rings)
-        return ((distances - self.mean[ring]) / self.spread[ring]).astype(np.float32)
+        """Calibrated ``(n, h, w)`` distance grids."""
+        count, height, width = distances.shape
+        return self.apply_at(distances.reshape(count, -1), np.arange(height * width), height, width).reshape(
+            distances.shape)
 
     def apply_at(self, distances: np.ndarray, positions: np.ndarray, height: int, width: int) -> np.ndarray:
         """:meth:`apply` for some patches of an ``height × width`` grid: ``positions`` index the flattened grid."""

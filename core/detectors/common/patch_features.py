@@ -10,6 +10,7 @@ weights file is already on disk (:func:`imagenet_weights_path`). Nothing is down
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 from dataclasses import dataclass
@@ -97,17 +98,6 @@ class PatchFeatures:
         self.grid = grid
         self.layer_scales = None
 
-    @classmethod
-    def sharing(cls, feature_network, forward_lock: threading.Lock, colour: bool, input_scale: float,
-                grid: str) -> "PatchFeatures":
-        """Features from an already built multi-output ``feature_network`` (another PatchFeatures' ``network``),
-        with their own layer scales; calls to the network go through ``forward_lock``."""
-        features = cls.__new__(cls)
-        features.network, features.forward_lock = feature_network, forward_lock
-        features.colour, features.preprocess, features.input_scale, features.grid = colour, None, input_scale, grid
-        features.layer_scales = None
-        return features
-
     def __call__(self, images: np.ndarray, batch_size: int = 32, should_stop=None) -> np.ndarray:
         parts = []
         for start in range(0, len(images), batch_size):
@@ -163,7 +153,7 @@ def encoder_feature_layers(network) -> tuple[str, str]:
     return first, "encoder_0"
 
 
-# The packaged backbone's feature networks, built once per process (per layers and Keras folder): building one and
+# The packaged backbone's feature extractors, their networks built once per process (per layers and Keras folder): building one and
 # reading its weights took about a second of every fit of the memory bank, PaDiM and the NCAE on features, and of
 # every switch to one of them on the pages. The weights are never trained; calls go through the network's lock.
 _PACKAGED_NETWORKS: dict = {}
@@ -185,11 +175,10 @@ def imagenet_features(backbone: str, layers: tuple[str, ...] | None = None) -> P
         with _PACKAGED_NETWORKS_LOCK:
             if key not in _PACKAGED_NETWORKS:
                 # the network normalises [0, 1] RGB itself
-                built = PatchFeatures(efficientnet_lite0(include_top=False), layers, colour=True, input_scale=1.0,
-                                      grid="finest")
-                _PACKAGED_NETWORKS[key] = (built.network, built.forward_lock)
-            network, lock = _PACKAGED_NETWORKS[key]
-        return PatchFeatures.sharing(network, lock, colour=True, input_scale=1.0, grid="finest")
+                _PACKAGED_NETWORKS[key] = PatchFeatures(efficientnet_lite0(include_top=False), layers, colour=True,
+                                                        input_scale=1.0, grid="finest")
+        # a shallow copy: the same network and lock, its own layer scales (set on its first batch or restored)
+        return copy.copy(_PACKAGED_NETWORKS[key])
     spec = IMAGENET_BACKBONES[backbone]
     weights = imagenet_weights_path(backbone)
     builder = getattr(keras.applications, spec.builder)
