@@ -207,6 +207,38 @@ def compare_fitted(detectors: dict, test: TestImages, folds: int = 5, seed: int 
     return {"figures": figures, "curves": curves, "folds": folds_by_classifier}
 
 
+def fitted_comparison_to_json(comparison: dict) -> dict:
+    """:func:`compare_fitted`'s result as plain JSON types (its curves as lists, its folds as rows)."""
+    def plain(value):
+        if isinstance(value, dict):
+            return {str(key): plain(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple, np.ndarray)):
+            return [plain(item) for item in value]
+        return None if value is None else float(value) if isinstance(value, (int, float, np.number)) else value
+
+    return {"figures": plain(comparison["figures"]),
+            "curves": {name: [plain(fpr), plain(tpr), float(auroc)] for name, (fpr, tpr, auroc)
+                       in comparison["curves"].items()},
+            "folds": {name: folds.to_dict(orient="list") for name, folds in comparison["folds"].items()}}
+
+
+def fitted_comparison_from_json(document: dict) -> dict:
+    """The inverse of :func:`fitted_comparison_to_json`; ``ValueError`` (or ``KeyError``/``TypeError``) for a
+    document that is not one."""
+    figures = {str(name): {str(key): value for key, value in values.items()}
+               for name, values in document["figures"].items()}
+    curves = {}
+    for name, (fpr, tpr, auroc) in document["curves"].items():
+        fpr, tpr = np.asarray(fpr, np.float64), np.asarray(tpr, np.float64)
+        if fpr.ndim != 1 or fpr.shape != tpr.shape or not (np.isfinite(fpr).all() and np.isfinite(tpr).all()):
+            raise ValueError(f"the ROC curve of {name!r} is damaged")
+        curves[str(name)] = (fpr, tpr, float(auroc))
+    folds = {str(name): pd.DataFrame(columns) for name, columns in document["folds"].items()}
+    if set(curves) != set(figures):
+        raise ValueError("the figures and the curves name different detectors")
+    return {"figures": figures, "curves": curves, "folds": folds}
+
+
 def _roc(scores: np.ndarray, labels: np.ndarray):
     false_positive_rate, true_positive_rate, _ = ThresholdTable(scores, labels).roc_curve()
     return false_positive_rate, true_positive_rate

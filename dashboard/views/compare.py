@@ -5,33 +5,17 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core.evaluation.compare import AUTOENCODER_SCORE_COLUMN, DETECTOR_LABELS, compare_fitted, comparison_rows
-from core.detectors import label, lends_its_encoder
-from core.evaluation.evaluate import load_test_images
-from core.defaults import DEFAULT_CORESET_RATIO, DEFAULT_EPOCHS
+from core.evaluation.compare import AUTOENCODER_SCORE_COLUMN, comparison_rows
+from core.detectors import lends_its_encoder
+from core.defaults import DEFAULT_EPOCHS
 from core.errors import InputError
-from core.detectors.memory_bank.detector import MEMORY_BANK_COLUMN
 from core.evaluation.supervised import SUPERVISED_WARNING
 from dashboard import figures, jobs, resources, session, workspace
+from dashboard.comparison import BANK_ON_ENCODER, quick_comparison, saved_comparison_path
 from dashboard.words import as_text, with_dashes
 
 FIGURE_COLUMNS = {"image_auroc": "image AUROC", "image_auprc": "AUPRC", "best_f1": "best F1",
                   "pixel_auroc": "pixel AUROC", "pixel_aupro": "AUPRO", "scoring_images_per_second": "images/s"}
-
-
-BANK_ON_ENCODER = session.DetectorChoice("memory_bank", "encoder", DEFAULT_CORESET_RATIO)
-
-
-@st.cache_data(show_spinner=False, max_entries=8)  # the page's progress box says what is happening
-def quick_comparison(bank_key: resources.DetectorKey):
-    run = resources.load_detector(bank_key.bundle_path, bank_key.model_sha256)
-    test = load_test_images(resources.load_dataset(bank_key.data_kind, bank_key.data_location), int(run.input_size),
-                            run.channels)
-    if not lends_its_encoder(run.kind, getattr(run, "patch_size", None), run.channels):
-        return compare_fitted({f"{label(run.kind)} run": (run, run.primary_score)}, test)
-    bank = resources.active_detector(bank_key)
-    return compare_fitted({DETECTOR_LABELS[run.model]: (run, AUTOENCODER_SCORE_COLUMN),
-                           DETECTOR_LABELS[f"memory_bank_{run.model}"]: (bank, MEMORY_BANK_COLUMN)}, test)
 
 
 st.title("Compare")
@@ -57,7 +41,7 @@ data, model = session.data_choice(), session.model_choice()
 # each step says what it does; both results are cached per data set and model, so only a first visit waits
 with st.status("Comparing the detectors on this data…") as progress:
     try:
-        if is_autoencoder:
+        if is_autoencoder and not saved_comparison_path(space.map_key(BANK_ON_ENCODER)).is_file():
             progress.update(label="Step 1 of 2: building the memory bank from the good training images "
                                   "(once per data set and model)…")
             resources.active_detector(space.map_key(BANK_ON_ENCODER))

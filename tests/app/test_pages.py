@@ -259,6 +259,42 @@ def test_compare_page_agrees_with_the_core_and_plots_one_roc_per_detector(demo_s
     assert any("labelled defect" in warning.value for warning in app.warning)
 
 
+def test_compare_keeps_its_figures_across_a_restart_and_recomputes_an_edited_copy(monkeypatch):
+    """A restarted server shows the same comparison without building the memory bank again; a copy edited on disk
+    is not shown (its names could reach the chart's legend): the figures are computed again."""
+    import dashboard.resources
+    from dashboard import comparison
+
+    def restart():
+        comparison.quick_comparison.clear()
+        dashboard.resources.fit_on_good_images.clear()
+
+    restart()   # a fresh server: nothing in memory (another test may have compared already), nothing on disk
+    first = open_page("compare").dataframe[0].value
+    [saved] = (dashboard.resources.RUNS_ROOT / "cache" / "compare").glob("*.json")
+
+    def no_fitting(key):
+        raise AssertionError("the memory bank was built again")
+
+    restart()
+    with monkeypatch.context() as patched:
+        patched.setattr(dashboard.resources, "fit_on_good_images", no_fitting)
+        again = open_page("compare").dataframe[0].value
+    assert again.equals(first)
+
+    document = json.loads(saved.read_text())
+    name = next(iter(document["figures"]))
+    payload = '<a href="javascript:alert(1)">click</a>'
+    document["figures"][payload] = document["figures"].pop(name)
+    document["curves"][payload] = document["curves"].pop(name)
+    saved.write_text(json.dumps(document))
+    restart()
+    recomputed = open_page("compare")
+    assert list(recomputed.dataframe[0].value["detector"]) == list(first["detector"])
+    assert "javascript" not in recomputed.get("plotly_chart")[0].proto.spec
+    assert "javascript" not in saved.read_text()   # and the sound copy is back
+
+
 def test_the_training_form_offers_the_lattice_detector_at_its_own_resolution():
     app = open_page()
     app.radio(key="detector_kind").set_value("lattice").run()

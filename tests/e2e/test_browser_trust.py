@@ -409,31 +409,23 @@ def test_the_first_visit_shows_the_title_and_what_is_loading_at_once(tmp_path):
         process.wait(timeout=20)
 
 
-def test_choosing_another_detector_takes_the_old_ones_controls_away_before_it_is_fitted(tmp_path):
+def test_choosing_another_detector_takes_the_old_ones_controls_away_before_it_is_fitted(page, demo_server):
     """Choosing PaDiM after the memory bank: the memory bank's backbone and bank-size controls go at once, not
-    seconds later when PaDiM has been fitted (they stayed on screen for the whole fit, and could be used)."""
-    process, url = start_server({"RESIDUAL_LAB_RUNS": str(tmp_path / "runs"), "RESIDUAL_LAB_CACHE": str(tmp_path)})
-    try:
-        with sync_playwright() as playwright:
-            browser = launch(playwright)
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            page.goto(url)
-            wait_for_page(page, "Data & Model")
-            detectors = page.get_by_role("radiogroup", name="Detector").first
-            detectors.get_by_text(re.compile(r"^Memory bank")).click()
-            metric = page.locator('[data-testid="stMetric"]').filter(has_text="Detector")
-            expect(metric.filter(has_text="Memory bank")).to_be_visible(timeout=180_000)
-            backbone = page.locator('[data-testid="stSelectbox"]').filter(has_text="Backbone")
-            expect(backbone).to_have_count(1)
-            detectors.get_by_text("PaDiM", exact=True).click()
-            expect(backbone).to_have_count(0, timeout=30_000)
-            # gone while PaDiM is still being fitted on this fresh server: its figures are not there yet
-            expect(metric.filter(has_text="PaDiM")).to_have_count(0)
-            expect(metric.filter(has_text="PaDiM")).to_be_visible(timeout=180_000)
-            browser.close()
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    seconds later when PaDiM has been fitted (they stayed on screen for the whole fit, and could be used). No other
+    test of this module fits a memory bank or PaDiM on this server, so PaDiM is fitted after the click."""
+    page.goto(demo_server)
+    wait_for_page(page, "Data & Model")
+    detectors = page.get_by_role("radiogroup", name="Detector").first
+    detectors.get_by_text(re.compile(r"^Memory bank")).click()
+    metric = page.locator('[data-testid="stMetric"]').filter(has_text="Detector")
+    expect(metric.filter(has_text="Memory bank")).to_be_visible(timeout=180_000)
+    backbone = page.locator('[data-testid="stSelectbox"]').filter(has_text="Backbone")
+    expect(backbone).to_have_count(1)
+    detectors.get_by_text("PaDiM", exact=True).click()
+    expect(backbone).to_have_count(0, timeout=30_000)
+    # gone while PaDiM is still being fitted: its figures are not there yet
+    expect(metric.filter(has_text="PaDiM")).to_have_count(0)
+    expect(metric.filter(has_text="PaDiM")).to_be_visible(timeout=180_000)
 
 
 def test_the_component_and_the_server_write_every_share_alike(page, demo_server):

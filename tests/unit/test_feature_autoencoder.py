@@ -13,8 +13,8 @@ import pytest
 
 from core.detectors.common.residuals import SCORE_COLUMNS
 from tests.unit.test_cli import run_cli
-from tests.unit.test_export import PLAIN_ONNX, PLAIN_TENSORFLOW, _assert_same_decisions, _frames_as_score_judges_them, \
-    _run
+from tests.unit.test_export import PLAIN_ONNX, PLAIN_TENSORFLOW, _assert_same_decisions, export_with_a_review_band, \
+    plain_answers
 
 ROOT = Path(__file__).resolve().parents[2]
 WALNUT = ROOT / "tests" / "fixtures" / "walnut"
@@ -52,30 +52,10 @@ def test_the_run_records_what_it_is_and_scores_every_residual_statistic(walnut_r
 
 
 def test_its_exported_inspector_decides_like_score_in_tensorflow_and_onnx(walnut_run, tmp_path):
-    from core.evaluation.metrics import ThresholdTable
-    from core.evaluation.thresholds import threshold_document
-
-    test = sorted((WALNUT / "test").rglob("*.jpg"))
-    first, images_json = _frames_as_score_judges_them(walnut_run, test, tmp_path)
-    scores = first.loc[first["verdict"] != "INVALID", "std"].astype(float)
-    threshold, review_from = float(scores.quantile(0.5)), float(scores.quantile(0.3))
-    point = ThresholdTable(scores.to_numpy(), first.loc[scores.index, "label"].to_numpy()).at(threshold)
-    run_manifest = json.loads((walnut_run / "manifest.json").read_text())
-    document = threshold_document({"id": "run", "model_sha256": run_manifest["model_sha256"]}, "std", threshold,
-                                  point, review_from)
-    (tmp_path / "threshold.json").write_text(json.dumps(document))
-    inspector = tmp_path / "inspector"
-    done = run_cli("export", "--run", walnut_run, "--out", inspector, "--threshold-file",
-                           tmp_path / "threshold.json")
-    assert done.returncode == 0, done.stderr
-    assert json.loads((inspector / "manifest.json").read_text())["onnx"]["written"]
-    done = run_cli("score", "--run", walnut_run, "--data", *test, tmp_path / "black.png", "--threshold-file",
-                           tmp_path / "threshold.json", "--out", tmp_path / "judged.csv")
-    assert done.returncode == 0, done.stderr
-    expected = pd.read_csv(tmp_path / "judged.csv", keep_default_na=False)
-    assert {"OK", "REVIEW", "NG", "INVALID"} == set(expected["verdict"])
-    for program, model in ((PLAIN_TENSORFLOW, inspector / "saved_model"), (PLAIN_ONNX, inspector / "inspector.onnx")):
-        completed = _run("-c", program, str(model), str(images_json), cwd=tmp_path)
-        assert completed.returncode == 0, completed.stderr
+    exported = export_with_a_review_band(walnut_run, sorted((WALNUT / "test").rglob("*.jpg")), "std", tmp_path)
+    assert exported["manifest"]["onnx"]["written"]
+    assert {"OK", "REVIEW", "NG", "INVALID"} == set(exported["expected"]["verdict"])
+    for program, model in ((PLAIN_TENSORFLOW, "saved_model"), (PLAIN_ONNX, "inspector.onnx")):
+        [answer] = plain_answers(program, [(exported["inspector"] / model, exported["images"])], tmp_path)
         # ImageNet features carry float32 round-off through their layers: 1e-4 relative, far below any margin
-        _assert_same_decisions(expected, json.loads(completed.stdout.strip().splitlines()[-1]), "std", 1e-4)
+        _assert_same_decisions(exported["expected"], answer, "std", 1e-4)

@@ -50,10 +50,12 @@ class CellSearch:
             return
         self.centres, assignment = _kmeans(self.bank, cells)
         self.centre_norms = np.einsum("ij,ij->i", self.centres, self.centres)
-        # each cell's entries, their columns times -2 laid out for the matrix product, and their squared norms
+        # each cell's entries, and its columns for the matrix product: the entries times -2, and below them their
+        # squared norms, which a query's appended 1 adds in the same product (a separate addition over the
+        # product's result took a sixth of the search)
         self.cell_entries = [np.flatnonzero(assignment == cell) for cell in range(cells)]
-        self.cell_columns = [np.ascontiguousarray(-2.0 * self.bank[entries].T) for entries in self.cell_entries]
-        self.cell_norms = [self.bank_norms[entries] for entries in self.cell_entries]
+        self.cell_columns = [np.ascontiguousarray(np.vstack([-2.0 * self.bank[entries].T, self.bank_norms[entries]]))
+                             for entries in self.cell_entries]
 
     def kneighbors(self, queries: np.ndarray, n_neighbors: int = 1):
         """``(distances, indices)``, each ``(n, 1)``, in scikit-learn's shape; only the nearest one is offered."""
@@ -64,10 +66,11 @@ class CellSearch:
         return self.distances_to(queries, indices)[:, None], indices[:, None]
 
     def distances_to(self, queries: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        """Distance from each query to the bank entry it names, in float64 from the differences (so the same
-        pair always gives the same value, whichever search found it)."""
-        differences = np.asarray(queries, np.float64) - self.bank[indices].astype(np.float64)
-        return np.sqrt(np.einsum("ij,ij->i", differences, differences))
+        """Distance from each query to the bank entry it names, from the differences, summed in float64 (so the
+        same pair always gives the same value, whichever search found it; float32 differences are exact to 3e-8
+        relative and take a third of the time of float64 ones)."""
+        differences = np.asarray(queries, np.float32) - self.bank[indices]
+        return np.sqrt(np.einsum("ij,ij->i", differences, differences, dtype=np.float64))
 
     def exact_distances(self, queries: np.ndarray) -> np.ndarray:
         """Each query's distance to its nearest entry of the whole bank (the exhaustive search)."""
@@ -82,6 +85,7 @@ class CellSearch:
         probed = min(self.probed_cells, cells)
         to_centres = self.centre_norms[None, :] - 2.0 * queries @ self.centres.T
         probes = np.argpartition(to_centres, probed - 1, axis=1)[:, :probed]
+        with_one = np.hstack([queries, np.ones((len(queries), 1), np.float32)])
         best = np.full((len(queries), probed), np.inf, np.float32)
         best_entry = np.zeros((len(queries), probed), np.int64)
         # every (query, probe) pair grouped by its cell: one matrix product per cell
@@ -93,8 +97,7 @@ class CellSearch:
             if not len(chosen) or not len(entries):
                 continue
             rows, slots = np.divmod(chosen, probed)
-            partial = queries[rows] @ self.cell_columns[cell]   # -2 q·b, then + |b|²
-            partial += self.cell_norms[cell]
+            partial = with_one[rows] @ self.cell_columns[cell]   # |b|² - 2 q·b
             nearest = np.argmin(partial, axis=1)
             best[rows, slots] = partial[np.arange(len(rows)), nearest]
             best_entry[rows, slots] = entries[nearest]

@@ -1,0 +1,9 @@
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def runs_root(tmp_path, monkeypatch):
+    """Pages write runs, comparisons and their saved figures into a folder of the test's own, never the project's."""
+    import dashboard.resources
+
+    monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", tmp_path / "runs")
