@@ -89,8 +89,9 @@ def test_an_epoch_costs_its_crops_whatever_the_image_size():
 
 def test_a_colour_only_stain_is_found_in_colour_and_not_in_grey(tmp_path):
     root = generate_demo_set(tmp_path / "colour", DemoSetSize(60, 16, 12), size=64, seed=2, colour=True)
-    colour = _fitted(root, input_size=64, channels=3, epochs=60, batch_size=16)
-    grey = _fitted(root, input_size=64, channels=1, epochs=60, batch_size=16)
+    # 30 epochs: colour 0.94-0.95 and grey 0.52-0.56 from 25 to 35 epochs, as at 60
+    colour = _fitted(root, input_size=64, channels=3, epochs=30, batch_size=16)
+    grey = _fitted(root, input_size=64, channels=1, epochs=30, batch_size=16)
     in_colour, in_grey = _defect_auroc(colour, root, "colour_stain"), _defect_auroc(grey, root, "colour_stain")
     assert in_colour >= 0.9, in_colour
     assert in_grey <= 0.75, in_grey
