@@ -84,6 +84,7 @@ class PatchFeatures:
     features share: the ``"coarsest"`` layer's (a smaller bank) or the ``"finest"``'s (finer maps;
     on the real-photo sets this lifted granite from 0.93 to 0.99 image AUROC for EfficientNet-Lite0).
     ``input_scale`` multiplies the [0, 1] images before ``preprocess`` (255 for ``keras.applications``).
+    ``used`` are the indices of the network's outputs this extractor reads (all of them unless told).
     """
 
     def __init__(self, network, layer_names, colour: bool, preprocess=None, input_scale: float = 255.0,
@@ -91,6 +92,7 @@ class PatchFeatures:
         import keras
 
         self.network = keras.Model(network.input, [network.get_layer(name).output for name in layer_names])
+        self.used = tuple(range(len(layer_names)))
         self.forward_lock = threading.Lock()   # shared with every PatchFeatures on the same network
         self.colour = colour
         self.preprocess = preprocess
@@ -112,7 +114,7 @@ class PatchFeatures:
 
     def restore(self, state: dict) -> None:
         scales = [float(value) for value in state["layer_scales"]]
-        if len(scales) != len(self.network.outputs) or not all(math.isfinite(v) and v > 0 for v in scales):
+        if len(scales) != len(self.used) or not all(math.isfinite(v) and v > 0 for v in scales):
             raise ValueError("the feature layer scales are damaged")
         self.layer_scales = scales
 
@@ -127,8 +129,8 @@ class PatchFeatures:
             batch = self.preprocess(batch)
         with self.forward_lock:
             outputs = self.network.predict_on_batch(batch)
-        outputs = [np.asarray(output, dtype=np.float32) for output in (outputs if isinstance(outputs, (list, tuple))
-                                                                       else [outputs])]
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        outputs = [np.asarray(outputs[index], dtype=np.float32) for index in self.used]
         if self.layer_scales is None:
             self.layer_scales = [float(np.sqrt(np.mean(output ** 2))) or 1.0 for output in outputs]
         sizes = [output.shape[1] * output.shape[2] for output in outputs]
@@ -153,9 +155,11 @@ def encoder_feature_layers(network) -> tuple[str, str]:
     return first, "encoder_0"
 
 
-# The packaged backbone's feature extractors, their networks built once per process (per layers and Keras folder): building one and
+# The packaged backbone's feature extractors, their network built once per process (per Keras folder): building one and
 # reading its weights took about a second of every fit of the memory bank, PaDiM and the NCAE on features, and of
-# every switch to one of them on the pages. The weights are never trained; calls go through the network's lock.
+# every switch to one of them on the pages. One network serves every detector whose layers are among
+# PACKAGED_FEATURE_LAYERS (PaDiM reads only the second): the same operations, so the same values, and a switch from
+# one detector to another finds it built and traced. The weights are never trained; calls go through its lock.
 _PACKAGED_NETWORKS: dict = {}
 _PACKAGED_NETWORKS_LOCK = threading.Lock()
 
@@ -171,14 +175,18 @@ def imagenet_features(backbone: str, layers: tuple[str, ...] | None = None) -> P
         from core.detectors.features.efficientnet_lite import efficientnet_lite0
 
         layers = tuple(layers or PACKAGED_FEATURE_LAYERS)
-        key = (layers, str(keras_models_folder()))
+        outputs = PACKAGED_FEATURE_LAYERS if set(layers) <= set(PACKAGED_FEATURE_LAYERS) else layers
+        key = (outputs, str(keras_models_folder()))
         with _PACKAGED_NETWORKS_LOCK:
             if key not in _PACKAGED_NETWORKS:
                 # the network normalises [0, 1] RGB itself
-                _PACKAGED_NETWORKS[key] = PatchFeatures(efficientnet_lite0(include_top=False), layers, colour=True,
+                _PACKAGED_NETWORKS[key] = PatchFeatures(efficientnet_lite0(include_top=False), outputs, colour=True,
                                                         input_scale=1.0, grid="finest")
-        # a shallow copy: the same network and lock, its own layer scales (set on its first batch or restored)
-        return copy.copy(_PACKAGED_NETWORKS[key])
+        # a shallow copy: the same network and lock, its own outputs and layer scales (set on its first batch or
+        # restored)
+        extractor = copy.copy(_PACKAGED_NETWORKS[key])
+        extractor.used = tuple(outputs.index(layer) for layer in layers)
+        return extractor
     spec = IMAGENET_BACKBONES[backbone]
     weights = imagenet_weights_path(backbone)
     builder = getattr(keras.applications, spec.builder)
@@ -243,14 +251,15 @@ class PatchFeaturesGraph:
 
     def __init__(self, tf, extractor):
         self.network, self.scales, self.grid = extractor.network, list(extractor.layer_scales), extractor.grid
-        self.input_scale = float(extractor.input_scale)
+        self.input_scale, self.used = float(extractor.input_scale), extractor.used
 
     def __call__(self, tf, image):
         from core.detectors.common.graph import edge_pad
 
         batch = (tf.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image) * self.input_scale
         outputs = self.network(batch, training=False)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]   # a one-layer extractor (PaDiM)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        outputs = [outputs[index] for index in self.used]
         sizes = [int(output.shape[1]) * int(output.shape[2]) for output in outputs]
         chosen = outputs[int(np.argmax(sizes) if self.grid == "finest" else np.argmin(sizes))]
         height, width = int(chosen.shape[1]), int(chosen.shape[2])
