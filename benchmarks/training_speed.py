@@ -50,7 +50,9 @@ def measure(root: Path, changes: dict) -> dict:
     return {"training_seconds": round(seconds, 1), "epochs_run": len(detector.history_.get("loss", [])),
             "input_size": int(detector.input_size), "patch_size": detector.patch_size,
             "image_auroc": round(float(figures["image_auroc"]), 4),
-            "pixel_auroc": None if figures.get("pixel_auroc") is None else round(float(figures["pixel_auroc"]), 4)}
+            "pixel_auroc": None if figures.get("pixel_auroc") is None else round(float(figures["pixel_auroc"]), 4),
+            # the held-out loss after every epoch: what a stopping rule can see
+            "held_out_loss": [float(f"{value:.5g}") for value in detector.history_.get("val_loss", [])]}
 
 
 def main() -> None:

@@ -18,6 +18,8 @@ from dashboard import resources, session
 BANK_ON_ENCODER = session.DetectorChoice("memory_bank", "encoder", DEFAULT_CORESET_RATIO)
 # Bumped whenever what the quick comparison computes changes, so that no figure saved by an older release is shown.
 QUICK_COMPARISON_VERSION = 1
+# copies kept (one per model and data set; each a few kilobytes): the oldest beyond these are removed
+SAVED_COMPARISONS_KEPT = 64
 
 
 def saved_comparison_path(bank_key: resources.DetectorKey):
@@ -43,6 +45,9 @@ def quick_comparison(bank_key: resources.DetectorKey):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, fitted_comparison_to_json(comparison))
+        saved_copies = sorted(path.parent.glob("*.json"), key=lambda copy: copy.stat().st_mtime, reverse=True)
+        for old in saved_copies[SAVED_COMPARISONS_KEPT:]:
+            old.unlink(missing_ok=True)
     except OSError:   # a read-only or full disk costs the next server a recomputation, nothing more
         pass
     return comparison
