@@ -78,16 +78,37 @@ def test_coreset_never_picks_a_point_twice_among_near_duplicates(count):
 
 
 def test_image_score_is_the_worst_patch_distance_with_the_papers_reweighting():
-    bank = np.array([[0.0, 0.0], [10.0, 0.0]])
-    search = NearestNeighbors(n_neighbors=1).fit(bank)
-    patches = np.array([[[0.0, 1.0], [7.0, 0.0]]])          # one image, two patches
-    distances, nearest = search.kneighbors(patches[0])
-    assert distances[:, 0].tolist() == pytest.approx([1.0, 3.0])
-    plain = reweighted_image_scores(distances[:, 0][None], patches, nearest[:, 0][None], bank, search, 1)
-    assert plain.tolist() == pytest.approx([3.0])
+    bank = np.array([[0.0, 0.0], [10.0, 0.0]], np.float32)
+    search = CellSearch(bank)
+    patches = np.array([[0.0, 1.0], [7.0, 0.0]], np.float32)          # one image, two patches
+    distances, nearest = search.exact_nearest(patches)
+    assert distances.tolist() == pytest.approx([1.0, 3.0]) and nearest.tolist() == [0, 1]
+    worst, worst_features = distances[1:], patches[1:]
     # worst patch (7, 0) -> m* = (10, 0); its 2 neighbours in the bank are itself (d=3) and (0, 0) (d=7)
-    weighted = reweighted_image_scores(distances[:, 0][None], patches, nearest[:, 0][None], bank, search, 2)
+    support = search.exact_neighbours(bank[nearest[1:]], 2)
+    assert support.tolist() == [[1, 0]]
+    assert reweighted_image_scores(worst, worst_features, support[:, :1], bank).tolist() == pytest.approx([3.0])
+    weighted = reweighted_image_scores(worst, worst_features, support, bank)
     assert weighted.tolist() == pytest.approx([(1 - math.exp(3) / (math.exp(3) + math.exp(7))) * 3.0])
+
+
+def test_the_encoder_banks_image_scores_are_the_whole_banks(fitted_bank):
+    """The encoder's bank is searched by cells too; its re-weighted image scores are what scikit-learn's exact
+    search of the whole bank gives (the worst patch, its nearest entry and that entry's neighbours)."""
+    detector, good = fitted_bank
+    images = good[:6]
+    features = detector.extractor_(images)
+    count, height, width, dim = features.shape
+    exact = NearestNeighbors(n_neighbors=1).fit(detector.memory_bank_)
+    distances, nearest = exact.kneighbors(features.reshape(-1, dim))
+    distances, nearest = distances[:, 0].reshape(count, -1), nearest[:, 0].reshape(count, -1)
+    worst = np.argmax(distances, axis=1)
+    rows = np.arange(count)
+    _, support = exact.kneighbors(detector.memory_bank_[nearest[rows, worst]], n_neighbors=detector.neighbours)
+    support[:, 0] = nearest[rows, worst]
+    expected = reweighted_image_scores(distances[rows, worst], features.reshape(count, height * width, dim)[rows, worst],
+                                       support, detector.memory_bank_)
+    np.testing.assert_allclose(detector.score(images).table["patch_score"], expected, rtol=1e-6)
 
 
 def test_upsampled_maps_keep_the_hot_patch_where_it_was():
@@ -185,5 +206,6 @@ def test_an_image_score_is_the_whole_banks_where_the_cells_overshot_its_worst_pa
         asked.append(len(patches))
         return exact[image, patches]
 
-    assert exact_largest(approximate, exact_scores).tolist() == [4.0, 3.0]
+    largest, where = exact_largest(approximate, exact_scores)
+    assert largest.tolist() == [4.0, 3.0] and where.tolist() == [1, 1]
     assert sum(asked) <= 16                # a few patches checked, not every one

@@ -74,8 +74,23 @@ class CellSearch:
 
     def exact_distances(self, queries: np.ndarray) -> np.ndarray:
         """Each query's distance to its nearest entry of the whole bank (the exhaustive search)."""
+        return self.exact_nearest(queries)[0]
+
+    def exact_nearest(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each query's distance to its nearest entry of the whole bank, and that entry."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        return self.distances_to(queries, _in_chunks(self._exhaustive_nearest, queries))
+        indices = _in_chunks(self._exhaustive_nearest, queries)
+        return self.distances_to(queries, indices), indices
+
+    def exact_neighbours(self, queries: np.ndarray, count: int) -> np.ndarray:
+        """The ``count`` entries of the whole bank nearest to each query, nearest first, ``(n, count)``: for a few
+        queries (the memory bank's re-weighting asks it for one per image)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        squared = self.bank_norms[None, :] - 2.0 * queries @ self.bank.T   # |q|² does not change the order
+        count = min(int(count), len(self.bank))
+        nearest = np.argpartition(squared, count - 1, axis=1)[:, :count]
+        order = np.argsort(np.take_along_axis(squared, nearest, axis=1), axis=1, kind="stable")
+        return np.take_along_axis(nearest, order, axis=1)
 
     def _exhaustive_nearest(self, queries: np.ndarray) -> np.ndarray:
         return _nearest_row(queries, self.bank, self.bank_norms)
@@ -104,8 +119,8 @@ class CellSearch:
         return best_entry[np.arange(len(queries)), np.argmin(best, axis=1)]
 
 
-def exact_largest(approximate_scores: np.ndarray, exact_score_of) -> np.ndarray:
-    """Per image, the largest exact patch score, given patch scores from the cell search.
+def exact_largest(approximate_scores: np.ndarray, exact_score_of) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, the largest exact patch score and the patch that has it, given patch scores from the cell search.
 
     ``approximate_scores`` is ``(n_images, n_patches)``, never below the exact scores (a cell search
     distance is a true distance to some entry, and the scores rise with the distance);
@@ -114,15 +129,18 @@ def exact_largest(approximate_scores: np.ndarray, exact_score_of) -> np.ndarray:
     usually one check per image, since the highest patch was found exactly.
     """
     largest = np.empty(len(approximate_scores), np.float64)
+    where = np.zeros(len(approximate_scores), np.int64)
     for image, scores in enumerate(approximate_scores):
         order = np.argsort(-scores, kind="stable")
         best, checked = -math.inf, 0
         while checked < len(order) and scores[order[checked]] > best:
             batch = order[checked:checked + 8]   # a few at a time: one small product instead of eight
-            best = max(best, float(np.max(exact_score_of(image, batch))))
+            exact = np.asarray(exact_score_of(image, batch))
+            if float(np.max(exact)) > best:
+                best, where[image] = float(np.max(exact)), batch[int(np.argmax(exact))]
             checked += len(batch)
         largest[image] = best
-    return largest
+    return largest, where
 
 
 def _nearest_row(queries: np.ndarray, rows: np.ndarray, row_norms: np.ndarray) -> np.ndarray:

@@ -12,9 +12,9 @@ The recipe, step by step:
    bank's coverage of feature space. For ImageNet backbones at most :data:`MAX_BANK_CANDIDATES`
    patches, drawn at random, are candidates, and at most :data:`MAX_BANK_SIZE` are kept. 15 % of the good images are held out of the
    bank to calibrate the scores and set the default decision.
-3. **Scores.** Each test patch's score is its distance to the nearest bank entry (see
-   :func:`bank_search`: a search of the bank's nearest cells for ImageNet banks, with every image
-   score checked against the whole bank; scikit-learn's exact search for the encoder's), rescaled by what held-out good
+3. **Scores.** Each test patch's score is its distance to the nearest bank entry (a search of the bank's
+   nearest cells, :class:`~core.detectors.common.bank_search.CellSearch`, with every image score
+   checked against the whole bank, so image scores are the exhaustive search's), rescaled by what held-out good
    images show at the same distance from the border (:mod:`core.detectors.common.border`; ImageNet
    backbones only). The image score is the largest patch score; the pixel map is the patch-score
    grid upsampled to the input size and Gaussian-smoothed. For the encoder backbone, or without
@@ -51,46 +51,22 @@ from core.detectors.common.patch_features import (BACKBONES, IMAGENET_BACKBONES,
 MEMORY_BANK_COLUMN = "patch_score"
 
 
-def reweighted_image_scores(patch_distances: np.ndarray, patch_features: np.ndarray, nearest_bank_index: np.ndarray,
-                            bank: np.ndarray, bank_search, neighbours: int) -> np.ndarray:
-    """Image scores from per-patch nearest distances, with the paper's re-weighting (its eq. 7).
+def reweighted_image_scores(worst_distance: np.ndarray, worst_features: np.ndarray, support: np.ndarray,
+                            bank: np.ndarray) -> np.ndarray:
+    """Image scores with the paper's re-weighting (its eq. 7) of each image's worst patch.
 
-    For each image take the patch with the largest nearest-neighbour distance ``s*`` and its nearest
-    bank entry ``m*``. With ``N`` the ``neighbours`` bank entries closest to ``m*`` (``m*`` first)
-    and ``d_j`` the distances from the test patch to them, the score is
-    ``s = (1 - exp(d_0) / sum_j exp(d_j)) * s*``: a patch whose nearest entry sits in a sparse part
-    of the bank (rare, so less trustworthy as "normal") counts more.
-
-    Shapes: ``patch_distances`` and ``nearest_bank_index`` are ``(n_images, n_patches)``,
-    ``patch_features`` is ``(n_images, n_patches, dim)``.
+    ``s*`` (``worst_distance``, one per image) is the largest nearest-neighbour distance of an image's patches,
+    ``worst_features`` that patch's features, and ``support`` ``(n_images, b)`` the ``b`` bank entries closest
+    to its nearest entry ``m*``, ``m*`` first. With ``d_j`` the distances from the patch to them, the score is
+    ``s = (1 - exp(d_0) / sum_j exp(d_j)) * s*``: a patch whose nearest entry sits in a sparse part of the bank
+    (rare, so less trustworthy as "normal") counts more. Fewer than two entries: ``s*`` as it is.
     """
-    worst = np.argmax(patch_distances, axis=1)
-    rows = np.arange(len(patch_distances))
-    worst_distance = patch_distances[rows, worst]
-    neighbours = min(int(neighbours), len(bank))
-    if neighbours < 2:
+    if support.shape[1] < 2:
         return worst_distance
-    anchors = nearest_bank_index[rows, worst]
-    _, support = bank_search.kneighbors(bank[anchors], n_neighbors=neighbours)
-    # a bank entry is its own nearest neighbour; make sure m* leads whatever the tie order
-    support[:, 0] = anchors
-    worst_features = patch_features[rows, worst]
     support_distances = np.linalg.norm(bank[support] - worst_features[:, None, :], axis=2)
     shifted = support_distances - support_distances.max(axis=1, keepdims=True)
     softmax_first = np.exp(shifted[:, 0]) / np.exp(shifted).sum(axis=1)
     return (1.0 - softmax_first) * worst_distance
-
-
-def bank_search(bank: np.ndarray, calibrated: bool):
-    """How a bank is searched. Calibrated banks (ImageNet features, a few thousand entries in 64 or more
-    dimensions) by probed cells (:class:`CellSearch`; their image scores stay exact); the encoder's uncalibrated
-    banks by scikit-learn, exactly, since their re-weighting asks for several neighbours: a k-d tree answers 32-d
-    queries 1.6x faster than brute force (``benchmarks/memory_bank_speed.py``), in more dimensions trees lose."""
-    if calibrated:
-        return CellSearch(bank)
-    from sklearn.neighbors import NearestNeighbors
-
-    return NearestNeighbors(n_neighbors=1, algorithm="kd_tree" if bank.shape[1] <= 32 else "brute").fit(bank)
 
 
 MAX_BANK_CANDIDATES = 150_000
@@ -201,7 +177,7 @@ class MemoryBankDetector(BaseDetector):
         self.memory_bank_ = np.ascontiguousarray(candidates[keep])
         self.border_calibration_ = None
         calibrated = held_out_count and self.backbone != "encoder"
-        self.bank_search_ = bank_search(self.memory_bank_, calibrated)
+        self.bank_search_ = CellSearch(self.memory_bank_)
         held_out_scores = []
         if calibrated:
             # ImageNet CNNs only: their deep receptive fields see the padding far in (brick 0.61 -> 1.00). On the
@@ -258,26 +234,25 @@ class MemoryBankDetector(BaseDetector):
         detector.n_good_patches_ = int(manifest.get("n_good_patches", len(detector.memory_bank_)))
         detector.border_calibration_ = (BorderCalibration.from_json(manifest["border_calibration"])
                                         if "border_calibration" in manifest else None)
-        detector.bank_search_ = bank_search(detector.memory_bank_, detector.border_calibration_ is not None)
+        detector.bank_search_ = CellSearch(detector.memory_bank_)
         return detector
 
     def _patch_distances(self, images: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Each patch's distance to its nearest bank entry ``(n, grid h, grid w)``, uncalibrated, and the patch
         features ``(n, grid h, grid w, dim)``."""
-        chunks = [self._nearest_patches(images[start:start + batch_size])[:2]
+        chunks = [self._nearest_patches(images[start:start + batch_size])
                   for start in range(0, len(images), batch_size)]
         return np.concatenate([grids for grids, _ in chunks]), np.concatenate([features for _, features in chunks])
 
     def _nearest_patches(self, images: np.ndarray):
-        """Patch distance grids ``(n, h, w)``, the patch features ``(n, h, w, d)`` and each patch's nearest
-        bank entry ``(n, h * w)``."""
-        # the Keras forward pass is what threads must not share; the fitted tree is only read below
+        """Patch distance grids ``(n, h, w)`` from the cell search (never below the exact distances) and the patch
+        features ``(n, h, w, d)``."""
+        # the Keras forward pass is what threads must not share; the search is only read below
         with self._forward_lock():
             features = self.extractor_(images)
         count, height, width, dim = features.shape
-        distances, nearest = self.bank_search_.kneighbors(features.reshape(-1, dim), n_neighbors=1)
-        grids = distances[:, 0].reshape(count, height, width).astype(np.float32)
-        return grids, features, nearest[:, 0].reshape(count, height * width)
+        distances, _ = self.bank_search_.kneighbors(features.reshape(-1, dim), n_neighbors=1)
+        return distances[:, 0].reshape(count, height, width).astype(np.float32), features
 
     def score(self, images: np.ndarray, with_maps: bool = False, batch_size: int = 64) -> ScoreResult:
         self._check_fitted()
@@ -294,17 +269,13 @@ class MemoryBankDetector(BaseDetector):
         return ScoreResult(table, np.concatenate(maps) if maps else np.zeros((0, size, size), np.float32))
 
     def _score_chunk(self, images: np.ndarray, with_maps: bool):
-        grids, features, nearest = self._nearest_patches(images)
-        count, height, width, dim = features.shape
+        grids, features = self._nearest_patches(images)
         calibration = getattr(self, "border_calibration_", None)
         if calibration is not None:
             grids = calibration.apply(grids)
             image_scores = self._calibrated_image_scores(grids, features)
         else:
-            image_scores = reweighted_image_scores(grids.reshape(count, height * width),
-                                                   features.reshape(count, height * width, dim),
-                                                   nearest, self.memory_bank_,
-                                                   self.bank_search_, int(self.neighbours))
+            image_scores = self._reweighted_image_scores(grids, features)
         if not with_maps:
             return image_scores, None
         return image_scores, smoothed_maps(upsample_maps(grids, self.input_size), self.map_smoothing())
@@ -319,7 +290,24 @@ class MemoryBankDetector(BaseDetector):
             distances = self.bank_search_.exact_distances(patch_features[image, patches])
             return self.border_calibration_.apply_at(distances.astype(np.float32), patches, height, width)
 
-        return exact_largest(grids.reshape(count, -1), exact_scores)
+        return exact_largest(grids.reshape(count, -1), exact_scores)[0]
+
+    def _reweighted_image_scores(self, grids: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """The paper's re-weighted image scores (:func:`reweighted_image_scores`), as the exhaustive search gives
+        them: each image's worst patch, its distance and its nearest entry from the whole bank."""
+        count, height, width = grids.shape
+        patch_features = features.reshape(count, height * width, -1)
+
+        def exact_distances(image, patches):
+            return self.bank_search_.exact_distances(patch_features[image, patches])
+
+        worst_distance, worst = exact_largest(grids.reshape(count, -1), exact_distances)
+        worst_features = patch_features[np.arange(count), worst]
+        _, anchors = self.bank_search_.exact_nearest(worst_features)
+        support = self.bank_search_.exact_neighbours(self.memory_bank_[anchors], max(1, int(self.neighbours)))
+        # a bank entry is its own nearest neighbour; make sure m* leads whatever the tie order
+        support[:, 0] = anchors
+        return reweighted_image_scores(worst_distance, worst_features, support, self.memory_bank_)
 
     def _forward_lock(self):
         """The encoder backbone shares its layers with the autoencoder, so it shares its lock too."""
