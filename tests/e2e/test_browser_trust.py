@@ -158,7 +158,8 @@ def test_a_hostile_data_set_never_runs_script_on_any_page_or_in_the_report(hosti
         page.get_by_role("button", name="Build report").click()
         download_button = page.get_by_role("button", name="Download report (HTML)")
         expect(download_button).to_be_visible(timeout=180_000)
-        page.wait_for_timeout(1500)   # the preview frame loads its inline charts
+        # the preview frame has drawn its inline charts (its scripts ran) before it is searched for payloads
+        expect(page.frame_locator("iframe[srcdoc]").locator(".chart .main-svg").first).to_be_visible(timeout=30_000)
         assert_no_script_ran(page, "report preview")
         with page.expect_download() as download:
             download_button.click()
@@ -187,10 +188,11 @@ def test_the_live_component_refuses_inline_script_by_policy(hostile):
         policy = frame.evaluate(
             "() => document.querySelector('meta[http-equiv=\"Content-Security-Policy\"]').content")
         assert "script-src 'self'" in policy and "unsafe-inline" not in policy.split("style-src")[0]
-        frame.evaluate("""() => { const holder = document.createElement('div');
+        # resolves once the image's error event has been dispatched: its inline handler has had its chance by then
+        frame.evaluate("""() => new Promise(resolve => { const holder = document.createElement('div');
             holder.innerHTML = "<img id=xss-probe src=x onerror=\\"window.__xss='policy'\\">";
-            document.body.appendChild(holder); }""")
-        page.wait_for_timeout(500)   # an image error event fires within a few milliseconds
+            holder.querySelector('img').addEventListener('error', () => resolve(true));
+            document.body.appendChild(holder); })""")
         assert frame.evaluate("() => window.__xss ?? null") is None
         browser.close()
 
