@@ -94,3 +94,27 @@ def test_compare_command_refuses_bad_arguments_in_one_line(small_demo_dir, tmp_p
     assert main(["compare", "--data", str(small_demo_dir), "--coreset-ratio", "0.5"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and "coreset-ratio" in errors[1]
+
+
+def test_a_saved_quick_comparison_reads_back_as_it_was_and_a_damaged_one_is_refused():
+    """What Compare keeps on disk between restarts: the same figures, curves and folds after a round trip through
+    JSON; a curve that is not one, or curves for other detectors than the figures, are refused (and recomputed)."""
+    import pandas as pd
+
+    from core.evaluation.compare import fitted_comparison_from_json, fitted_comparison_to_json
+
+    comparison = {"figures": {"NCAE": {"image_auroc": np.float64(0.93), "pixel_auroc": None,
+                                       "image_auroc_by_column": {"map_max": 0.93}}},
+                  "curves": {"NCAE": (np.array([0.0, 0.5, 1.0]), np.array([0.0, 0.9, 1.0]), 0.93)},
+                  "folds": {"Supervised": pd.DataFrame({"fold": [1, 2], "f1": [0.8, 0.9]})}}
+    document = json.loads(json.dumps(fitted_comparison_to_json(comparison)))
+    back = fitted_comparison_from_json(document)
+    assert back["figures"] == {"NCAE": {"image_auroc": 0.93, "pixel_auroc": None,
+                                        "image_auroc_by_column": {"map_max": 0.93}}}
+    np.testing.assert_array_equal(back["curves"]["NCAE"][1], [0.0, 0.9, 1.0])
+    assert back["folds"]["Supervised"]["f1"].tolist() == [0.8, 0.9]
+    for damage in ({"curves": {"NCAE": [[0.0, 1.0], [0.0], 0.9]}},          # true positives shorter than false
+                   {"curves": {"NCAE": [["x"], ["y"], 0.9]}},                # not numbers
+                   {"curves": {"Other": document["curves"]["NCAE"]}}):       # another detector than the figures
+        with pytest.raises((ValueError, KeyError, TypeError)):
+            fitted_comparison_from_json(document | damage)
