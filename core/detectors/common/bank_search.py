@@ -86,7 +86,7 @@ class CellSearch:
         """The ``count`` entries of the whole bank nearest to each query, nearest first, ``(n, count)``: for a few
         queries (the memory bank's re-weighting asks it for one per image)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        squared = self.bank_norms[None, :] - 2.0 * queries @ self.bank.T   # |q|² does not change the order
+        squared = _ranking_distances(queries, self.bank, self.bank_norms)
         count = min(int(count), len(self.bank))
         nearest = np.argpartition(squared, count - 1, axis=1)[:, :count]
         order = np.argsort(np.take_along_axis(squared, nearest, axis=1), axis=1, kind="stable")
@@ -98,7 +98,7 @@ class CellSearch:
     def _probed_nearest(self, queries: np.ndarray) -> np.ndarray:
         cells = len(self.centres)
         probed = min(self.probed_cells, cells)
-        to_centres = self.centre_norms[None, :] - 2.0 * queries @ self.centres.T
+        to_centres = _ranking_distances(queries, self.centres, self.centre_norms)
         probes = np.argpartition(to_centres, probed - 1, axis=1)[:, :probed]
         with_one = np.hstack([queries, np.ones((len(queries), 1), np.float32)])
         best = np.full((len(queries), probed), np.inf, np.float32)
@@ -143,9 +143,15 @@ def exact_largest(approximate_scores: np.ndarray, exact_score_of) -> tuple[np.nd
     return largest, where
 
 
+def _ranking_distances(queries: np.ndarray, rows: np.ndarray, row_norms: np.ndarray) -> np.ndarray:
+    """``(queries, rows)`` squared distances less each query's |q|²: |q - r|² = |q|² + |r|² - 2 q·r, and |q|² does
+    not change which rows are nearest."""
+    return row_norms[None, :] - 2.0 * queries @ rows.T
+
+
 def _nearest_row(queries: np.ndarray, rows: np.ndarray, row_norms: np.ndarray) -> np.ndarray:
-    """Index of each query's nearest row: |q - r|² = |q|² + |r|² - 2 q·r, and |q|² does not change which."""
-    return np.argmin(row_norms[None, :] - 2.0 * queries @ rows.T, axis=1)
+    """Index of each query's nearest row."""
+    return np.argmin(_ranking_distances(queries, rows, row_norms), axis=1)
 
 
 def _in_chunks(nearest, queries: np.ndarray) -> np.ndarray:
