@@ -315,15 +315,13 @@ def test_the_training_form_offers_the_native_resolution_and_estimates_the_time()
     assert any("whole images" in caption.value for caption in app.caption)
 
 
-def test_saving_a_threshold_to_a_run_says_so_and_nothing_else(tmp_path, monkeypatch):
+def test_saving_a_threshold_to_a_run_says_so_and_nothing_else(runs_root, monkeypatch):
     """A bare expression once made Streamlit print its own documentation under the button."""
     import shutil
 
-    import dashboard.resources
 
-    run = tmp_path / "runs" / "20260101-000000-ncae-copy"
+    run = runs_root / "20260101-000000-ncae-copy"
     shutil.copytree(ROOT / "assets" / "demo_model", run)
-    monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", tmp_path / "runs")
     app = open_page()
     app.selectbox[0].set_value(next(option for option in app.selectbox[0].options if "copy" in option)).run()
     app.switch_page("views/threshold.py").run()
@@ -338,18 +336,16 @@ def test_saving_a_threshold_to_a_run_says_so_and_nothing_else(tmp_path, monkeypa
     assert read_threshold_file(run / "threshold.json")["score_column"] == "map_max"
 
 
-def test_a_damaged_run_is_listed_with_a_note_and_every_page_still_opens(tmp_path, monkeypatch):
+def test_a_damaged_run_is_listed_with_a_note_and_every_page_still_opens(runs_root, monkeypatch):
     import json
     import shutil
 
-    import dashboard.resources
 
-    damaged = tmp_path / "runs" / "20260101-000000-ncae-dead"
+    damaged = runs_root / "20260101-000000-ncae-dead"
     shutil.copytree(ROOT / "assets" / "demo_model", damaged)
     manifest = json.loads((damaged / "manifest.json").read_text())
     manifest["model_kind"] = 5
     (damaged / "manifest.json").write_text(json.dumps(manifest))
-    monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", tmp_path / "runs")
     app = open_page()
     assert any("20260101-000000-ncae-dead is skipped" in as_read(caption.value) for caption in app.caption)
     assert not any("dead" in option for option in app.selectbox[0].options)
@@ -422,14 +418,13 @@ def test_a_good_part_gets_the_same_heat_map_alone_and_in_a_mixed_batch():
     assert any("the reject threshold in use" in item.value for item in mixed.caption)
 
 
-def test_runs_keep_their_final_state_after_a_reload_and_can_be_named_and_deleted(tmp_path, monkeypatch):
+def test_runs_keep_their_final_state_after_a_reload_and_can_be_named_and_deleted(runs_root, monkeypatch):
     import json
     import shutil
 
-    import dashboard.resources
     from core.runs.store import read_status
 
-    runs = tmp_path / "runs"
+    runs = runs_root
     finished = runs / "20260101-000000-ncae-aaaa"
     shutil.copytree(ROOT / "assets" / "demo_model", finished)
     for name, state in (("20260102-000000-ncae-bbbb", "cancelled"), ("20260103-000000-cae-cccc", "training")):
@@ -438,7 +433,6 @@ def test_runs_keep_their_final_state_after_a_reload_and_can_be_named_and_deleted
         (runs / name / "status.json").write_text(json.dumps({"state": state, "epoch": 4, "epochs": 60,
                                                              "model_kind": name.split("-")[2],
                                                              "message": "Training was cancelled."}))
-    monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", runs)
     app = open_page()
     text = " ".join(item.value for item in app.markdown)
     assert "finished" in text and "cancelled" in text and "interrupted" in text
@@ -478,13 +472,11 @@ def test_details_open_from_the_gallery_and_from_a_misclassified_image(demo_score
     assert f"**{path}**" in _detail_text(threshold) and f"verdict: **{expected}**" in _detail_text(threshold)
 
 
-def test_mark_a_false_reject_good_retrain_and_see_before_and_after(tmp_path, monkeypatch, demo_scores):
+def test_mark_a_false_reject_good_retrain_and_see_before_and_after(runs_root, monkeypatch, demo_scores):
     """The review loop: a false reject marked good is trained on by a new run; both runs are then shown on the
     same test images (that image no longer among them), both ROC curves and the verdicts that changed."""
-    import dashboard.resources
     from dashboard import jobs
 
-    monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", tmp_path / "runs")
     app = open_page("threshold")
     false_reject = next(button for button in app.button if button.key and button.key.startswith("wrong-")
                         and button.key.removeprefix("wrong-").startswith("test/good/"))
@@ -492,7 +484,7 @@ def test_mark_a_false_reject_good_retrain_and_see_before_and_after(tmp_path, mon
     false_reject.click().run()
     app.button(key=f"review-good-{path}").click().run()
     assert not app.exception
-    marks = list((tmp_path / "runs" / "corrections").glob("*.json"))
+    marks = list((runs_root / "corrections").glob("*.json"))
     assert len(marks) == 1 and path in marks[0].read_text()
     assert not list(Path(ROOT).rglob("*corrections*.json"))   # nothing written into the data or the app
 
@@ -531,7 +523,7 @@ def test_mark_a_false_reject_good_retrain_and_see_before_and_after(tmp_path, mon
     roc = app.get("plotly_chart")[-1].proto.spec
     assert '"before (AUROC' in roc and '"after (AUROC' in roc
     assert any(item.value.startswith("Both runs on the same 138 test images") for item in app.caption)
-    manifest = (tmp_path / "runs" / run_id / "manifest.json").read_text()
+    manifest = (runs_root / run_id / "manifest.json").read_text()
     assert '"train_good": 241' in manifest    # the false reject joined the training images
     # a reload forgets the session; the page finds the retraining again and shows the same comparison
     reloaded = open_page("review")

@@ -60,17 +60,15 @@ def test_padim_judges_the_demo_on_every_page(keras_home):
     assert "padim_score" in app.session_state["report_html"]
 
 
-def test_a_draem_run_works_on_every_page(tmp_path, monkeypatch, small_demo_dir):
+def test_a_draem_run_works_on_every_page(runs_root, monkeypatch, small_demo_dir):
     """A run of any detector, not only an autoencoder, is chosen like any other and every page works on it."""
-    import dashboard.resources
     from core.detectors.draem.detector import DraemDetector
     from core.runs.pipeline import train_run
     from tests.unit.test_every_detector_is_a_run import TINY_DRAEM
 
-    run = tmp_path / "runs" / "20260101-000000-draem-tiny"
+    run = runs_root / "20260101-000000-draem-tiny"
     with open_dataset(small_demo_dir) as dataset:
         train_run(dataset, run, DraemDetector(**TINY_DRAEM))
-    monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", tmp_path / "runs")
     app = open_page_on(small_demo_dir, monkeypatch)
     app.selectbox[0].set_value(next(option for option in app.selectbox[0].options if "DRAEM" in option)).run()
     assert not app.exception
@@ -90,21 +88,19 @@ def test_a_draem_run_works_on_every_page(tmp_path, monkeypatch, small_demo_dir):
         assert not app.error, (page, [item.value for item in app.error])
 
 
-def test_a_colour_patch_trained_run_works_on_every_page(tmp_path, monkeypatch):
+def test_a_colour_patch_trained_run_works_on_every_page(tmp_path, runs_root, monkeypatch):
     """A run trained on patches, in colour, at the demo's native 128 px: every page shows whole images."""
-    import dashboard.resources
     from core.data.synthetic import generate_demo_set
     from core.detectors.autoencoder.detector import ResidualDetector
     from core.runs.pipeline import train_run
     from tests.conftest import SMALL_SET
 
     data = generate_demo_set(tmp_path / "data" / "colour", SMALL_SET, size=128, seed=3, colour=True)
-    run = tmp_path / "runs" / "20260101-000000-ncae-colour"
+    run = runs_root / "20260101-000000-ncae-colour"
     detector = ResidualDetector(input_size=128, patch_size=32, patches_per_epoch=256, channels=3,
                                 widths=(8, 16, 16, 16), epochs=2, batch_size=32)
     with open_dataset(data) as dataset:
         train_run(dataset, run, detector)
-    monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", tmp_path / "runs")
     app = open_page_on(data, monkeypatch)
     app.selectbox[0].set_value(next(option for option in app.selectbox[0].options if "ncae-colour" in option)).run()
     assert not app.exception
@@ -122,17 +118,16 @@ def test_a_colour_patch_trained_run_works_on_every_page(tmp_path, monkeypatch):
         assert not app.error, (page, [item.value for item in app.error])
 
 
-def test_a_feature_space_ncae_run_shows_its_feature_residual_on_every_page(tmp_path, monkeypatch, small_demo_dir):
+def test_a_feature_space_ncae_run_shows_its_feature_residual_on_every_page(runs_root, monkeypatch,
+                                                                           small_demo_dir):
     """The NCAE on features: the Residuals page shows the feature residual, upsampled, and says what it is; the
     residual statistics drive Statistics, Threshold and the report as for the pixel NCAE."""
-    import dashboard.resources
     from core.detectors import new_detector
     from core.runs.pipeline import train_run
 
-    run = tmp_path / "runs" / "20260101-000000-ncae_features-tiny"
+    run = runs_root / "20260101-000000-ncae_features-tiny"
     with open_dataset(small_demo_dir) as dataset:
         train_run(dataset, run, new_detector("ncae_features", epochs=2, seed=0))
-    monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", tmp_path / "runs")
     app = open_page_on(small_demo_dir, monkeypatch)
     app.selectbox[0].set_value(next(option for option in app.selectbox[0].options if "ncae_features" in option)).run()
     assert not app.exception
@@ -153,19 +148,17 @@ def test_a_feature_space_ncae_run_shows_its_feature_residual_on_every_page(tmp_p
     assert not app.exception and re.search(r">\s*std\s*<", app.session_state["report_html"])   # decided on std
 
 
-def test_a_lattice_run_on_parts_it_cannot_judge_rejects_them_on_every_page(tmp_path, monkeypatch):
+def test_a_lattice_run_on_parts_it_cannot_judge_rejects_them_on_every_page(tmp_path, runs_root, monkeypatch):
     """A lattice run trained on a weave, shown the demo's castings: no page breaks, and no casting passes."""
-    import dashboard.resources
     from core.data.synthetic import DemoSetSize, generate_demo_set
     from core.detectors.lattice.detector import LatticeDetector
     from core.runs.pipeline import train_run
 
     weave = generate_demo_set(tmp_path / "weave", DemoSetSize(train_good=20, test_good=4, test_defect_per_type=1),
                               seed=2, style="texture")
-    run = tmp_path / "runs" / "20260101-000000-lattice-weave"
+    run = runs_root / "20260101-000000-lattice-weave"
     with open_dataset(weave) as dataset:
         train_run(dataset, run, LatticeDetector())
-    monkeypatch.setattr(dashboard.resources, "RUNS_ROOT", tmp_path / "runs")
     app = open_page()
     app.selectbox[0].set_value(next(option for option in app.selectbox[0].options if "Lattice" in option)).run()
     assert not app.exception
