@@ -248,7 +248,10 @@ def statistic_ranking(space: Workspace) -> pd.DataFrame:
 
 
 def training_data_mismatch(space: "Workspace") -> str:
-    """A sentence when the model was trained on other data than the data set in use, else ``""``."""
+    """A sentence when the model was trained on other data than the data set in use, else ``""``; never for a
+    detector fitted on the data in use that reads nothing of the run (PaDiM, a memory bank on ImageNet features)."""
+    if space.choice.kind != "run" and not (space.choice.kind == "memory_bank" and space.choice.backbone == "encoder"):
+        return ""
     trained_on = space.manifest.get("training_data", {})
     data = data_choice()
     if Path(model_choice().path).resolve() == DEMO_BUNDLE.resolve():

@@ -37,7 +37,10 @@ whether it was written, and why not when it was not.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import functools
+import os
 import shutil
 import tempfile
 import threading
@@ -181,12 +184,45 @@ def _convert_saved_model(saved_model: Path, path: Path) -> None:
     try:
         graph_def, inputs, outputs, renamed = tf_loader.from_saved_model(
             str(saved_model), None, None, tag="serve", signatures=["serving_default"], return_tensors_to_rename=True)
-        from_graph_def(graph_def, input_names=inputs, output_names=outputs, opset=ONNX_OPSET,
-                       tensors_to_rename=renamed, output_path=str(path))
+        convert = functools.partial(from_graph_def, graph_def, input_names=inputs, output_names=outputs,
+                                    opset=ONNX_OPSET, tensors_to_rename=renamed, output_path=str(path))
+        # The converter copies the whole graph before each of its dozen optimisers so that one which fails can be
+        # skipped: half of the conversion of an ImageNet backbone. It skips the copies whenever the variable below
+        # is set, whatever its value (tf2onnx 1.17 tests the variable's name, not its value), and catches nothing
+        # then: so first without the copies, and only if an optimiser fails, again the careful way.
+        try:
+            with _environment(TF2ONNX_CATCH_ERRORS="FALSE"):
+                convert()
+        except OSError:
+            raise
+        except Exception:  # noqa: BLE001 (an optimiser that failed: the careful way skips it)
+            path.unlink(missing_ok=True)
+            with _environment(TF2ONNX_CATCH_ERRORS=None):
+                convert()
     finally:
         converter_log.setLevel(level)
     if not path.is_file():
         raise ValueError("tf2onnx wrote no file")
+
+
+@contextlib.contextmanager
+def _environment(**values: str | None):
+    """The converter reads some of its settings from the environment only: set (or, for None, unset) for the
+    duration; the export lock is held, and nothing else reads these."""
+    before = {name: os.environ.get(name) for name in values}
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _probe_frames(size: int, channels: int) -> list[np.ndarray]:
@@ -245,7 +281,10 @@ def _inspector_class():
             self.review_from = float(decision.threshold if decision.review_from is None else decision.review_from)
             self.limits = limits
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8, name="images")])
+        # the graph is written with tf.cond throughout: without autograph's rewriting of the Python source, the
+        # trace takes a third of the time
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8, name="images")],
+                     autograph=False)
         def inspect(self, images):
             height, width = tf.shape(images)[1], tf.shape(images)[2]
             pixels = tf.cast(images, tf.float64)

@@ -290,16 +290,18 @@ TITLES = {"": "Data & Model", "residuals": "Residuals", "statistics": "Statistic
           "compare": "Compare", "inspect": "Inspect", "report": "Report"}
 
 
-@pytest.mark.parametrize("width", [1280, 1920])
-def test_every_page_opens_without_an_error_at_common_screen_widths(page, server, width):
-    page.set_viewport_size({"width": width, "height": 1000})
+def test_every_page_opens_without_an_error_at_common_screen_widths(page, server):
     for name in PAGES:
+        page.set_viewport_size({"width": 1280, "height": 1000})
         page.goto(f"{server}/{name}", wait_until="networkidle")
         expect(page.get_by_role("heading", name=TITLES[name]).first).to_be_visible(timeout=180_000)
         expect(page.locator('[data-testid="stSpinner"]')).to_have_count(0, timeout=180_000)
         # the script has finished (a progress box is not a spinner): the header's running indicator is gone
         expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=180_000)
         page.wait_for_load_state("networkidle")
-        assert page.locator('[data-testid="stException"]').count() == 0, name
-        whole_page_screenshot(page, ARTIFACTS / f"page-{name or 'data_model'}-{width}.png")
+        # a wider window lays the same page out again in the browser; the server runs nothing for it
+        for width in (1280, 1920):
+            page.set_viewport_size({"width": width, "height": 1000})
+            assert page.locator('[data-testid="stException"]').count() == 0, (name, width)
+            whole_page_screenshot(page, ARTIFACTS / f"page-{name or 'data_model'}-{width}.png")
     page.set_viewport_size({"width": 1500, "height": 1100})
