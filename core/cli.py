@@ -562,17 +562,18 @@ def _score_on_dask(arguments, manifest: dict, items: list, decision) -> int:
 
     if not items:   # refused before a cluster is started
         raise InputError("there are no images to score in the given data.")
-    last = {"told": 0.0}
+    last = {"told": None}
+    where = f"the Dask cluster at {arguments.scheduler}" if arguments.scheduler else \
+        f"a local Dask cluster of {arguments.workers or os.cpu_count() or 1} workers"
 
     def tell(done: int, total: int, shards_done: int, shards: int) -> None:
         now = time.monotonic()
-        if shards_done in (0, shards) or now - last["told"] >= 2.0:
+        if last["told"] is None:   # the cluster is up (a job with every shard on disk starts none)
+            print(f"scoring {total} images on {where}", file=sys.stderr, flush=True)
+        if last["told"] is None or shards_done == shards or now - last["told"] >= 2.0:
             last["told"] = now
             print(f"scored {done}/{total} images ({shards_done}/{shards} shards)", file=sys.stderr, flush=True)
 
-    where = f"the Dask cluster at {arguments.scheduler}" if arguments.scheduler else \
-        f"a local Dask cluster of {arguments.workers or os.cpu_count() or 1} workers"
-    print(f"scoring {len(items)} images on {where}", file=sys.stderr, flush=True)
     summary = score_on_dask(arguments.run, manifest["model_sha256"], items, decision, arguments.out,
                             scheduler=arguments.scheduler, workers=arguments.workers,
                             shard_size=arguments.shard_size or DEFAULT_SHARD_SIZE, progress=tell)
@@ -580,6 +581,10 @@ def _score_on_dask(arguments, manifest: dict, items: list, decision) -> int:
     for message in summary.unreadable:
         print(f"warning: {one_line(message)}", file=sys.stderr)
     judged = f"; {_verdict_words(summary.verdicts)}; decision: {decision.describe()}" if decision is not None else ""
+    if summary.shards_skipped == summary.shards:
+        print(f"all {summary.shards} shards of this job were already written in {arguments.out}: nothing left to "
+              f"score{judged}", file=sys.stderr)
+        return EXIT_OK
     kept = f"; {summary.shards_skipped} shards were already written" if summary.shards_skipped else ""
     print(f"scored {summary.images} images into {summary.shards} shards in {arguments.out} "
           f"({summary.images_per_second:.1f} images/s{kept}{judged})", file=sys.stderr)

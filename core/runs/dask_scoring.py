@@ -118,6 +118,10 @@ def score_on_dask(run_dir: Path, model_sha256: str, items: list, decision, out: 
     for index in sorted(set(range(len(shards))) - set(to_do)):   # written by an earlier run: counted as well
         _count_written_shard(summary, out / shard_name(index))
     started = time.perf_counter()
+    if not to_do:   # every shard is on disk: the job is finished without starting (or reaching) a cluster
+        summary.seconds = time.perf_counter() - started
+        _finish_job(out, job, summary)
+        return summary
     cluster = None
     if scheduler is None:
         count = workers or os.cpu_count() or 1

@@ -109,10 +109,14 @@ def test_an_interrupted_job_is_finished_and_another_job_refused(sharded, plain_r
     assert json.loads((out / "job.json").read_text())["verdicts"] == expected
     words = ", ".join(f"{expected[name]} {name}" for name in ("OK", "REVIEW", "NG", "INVALID") if name in expected)
     assert words in completed.stderr
-    again = _core(*arguments)   # a third run with every shard on disk: still the whole job's verdicts
+    # a third run with every shard on disk: still the whole job's verdicts, with no cluster started (in this
+    # process, then)
+    again = _refused(*arguments)
     assert again.returncode == 0 and json.loads((out / "job.json").read_text())["verdicts"] == expected
+    assert "shards of this job were already written" in again.stderr and "Dask" not in again.stderr
+    assert words in again.stderr
 
-    other = _core(*arguments[:-1], "30")   # another shard size: the folder belongs to another job
+    other = _refused(*arguments[:-1], "30")   # another shard size: the folder belongs to another job
     assert other.returncode == 2 and "another job" in other.stderr and "Traceback" not in other.stderr
     assert len(read_shards(out)) == len(plain_rows)
 
@@ -120,6 +124,7 @@ def test_an_interrupted_job_is_finished_and_another_job_refused(sharded, plain_r
 def test_an_existing_cluster_scores_a_list_of_paths_and_uris(images, plain_rows, tmp_path):
     from distributed import LocalCluster
 
+    from core.data.datasets import ScoreItem
     from core.errors import InputError
     from core.runs.dask_scoring import score_on_dask
 
@@ -148,7 +153,8 @@ def test_an_existing_cluster_scores_a_list_of_paths_and_uris(images, plain_rows,
             assert row.verdict == same_file["verdict"] and row.map_max == pytest.approx(same_file["map_max"], abs=1e-6)
 
         with pytest.raises(InputError, match="not the same run"):   # a worker that would load another model
-            score_on_dask(DEMO_RUN, "0" * 64, [], None, tmp_path / "other", scheduler=cluster.scheduler_address)
+            score_on_dask(DEMO_RUN, "0" * 64, [ScoreItem(str(images[0]), "one.png")], None, tmp_path / "other",
+                          scheduler=cluster.scheduler_address)
 
 
 def test_engine_options_without_the_engine_and_a_file_as_the_folder_are_refused(images, tmp_path):
