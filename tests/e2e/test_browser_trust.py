@@ -88,113 +88,118 @@ def hostile(tmp_path_factory):
     process.wait(timeout=20)
 
 
-def launch(playwright):
-    return playwright.chromium.launch(
-        executable_path=str(CHROMIUM), headless=True,
-        args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync"])
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium for the module; each test gets a context of its own (no cookies, storage or cache shared)."""
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield chromium
+        chromium.close()
 
 
-def test_a_hostile_data_set_never_runs_script_on_any_page_or_in_the_report(hostile, tmp_path):
+@pytest.fixture()
+def context(browser):
+    fresh = browser.new_context(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
+    yield fresh
+    fresh.close()
+
+
+def test_a_hostile_data_set_never_runs_script_on_any_page_or_in_the_report(hostile, context, tmp_path):
     from core.runs.corrections import corrections_file, load_corrections
 
     ARTIFACTS.mkdir(exist_ok=True)
     url = hostile["url"]
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        context = browser.new_context(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
-        page = context.new_page()
-        page.goto(url, wait_until="networkidle")
-        wait_for_page(page, "Data & Model")
-        page.get_by_text("Folder on the server").click()
-        folder = page.get_by_role("textbox", name="Folder path")
-        folder.fill(str(hostile["data"]))
-        folder.press("Enter")
-        page.get_by_role("button", name="Use this folder").click()
-        expect(page.get_by_text(f"In use: {hostile['data']}", exact=False)).to_be_visible(timeout=60_000)
-        # the run named with markup is listed, by its name, as text
-        page.locator('[data-testid="stSelectbox"]').first.click()
-        page.get_by_role("option", name=re.compile(re.escape(RUN_PAYLOAD))).click()
-        wait_for_page(page, "Data & Model")
-        expect(page.get_by_text(RUN_PAYLOAD).first).to_be_visible()
-        assert_no_script_ran(page, "data & model")
-        whole_page_screenshot(page, ARTIFACTS / "xss-data_model.png")
+    page = context.new_page()
+    page.goto(url, wait_until="networkidle")
+    wait_for_page(page, "Data & Model")
+    page.get_by_text("Folder on the server").click()
+    folder = page.get_by_role("textbox", name="Folder path")
+    folder.fill(str(hostile["data"]))
+    folder.press("Enter")
+    page.get_by_role("button", name="Use this folder").click()
+    expect(page.get_by_text(f"In use: {hostile['data']}", exact=False)).to_be_visible(timeout=60_000)
+    # the run named with markup is listed, by its name, as text
+    page.locator('[data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name=re.compile(re.escape(RUN_PAYLOAD))).click()
+    wait_for_page(page, "Data & Model")
+    expect(page.get_by_text(RUN_PAYLOAD).first).to_be_visible()
+    assert_no_script_ran(page, "data & model")
+    whole_page_screenshot(page, ARTIFACTS / "xss-data_model.png")
 
-        # a review mark whose defect type is markup, made the way the Details dialog makes it
-        marks = load_corrections(corrections_file(hostile["runs"], str(hostile["run"]), str(hostile["data"])))
-        marks.mark(f"test/good/{FILE_PAYLOAD}.png", "defect", TYPE_PAYLOAD)
+    # a review mark whose defect type is markup, made the way the Details dialog makes it
+    marks = load_corrections(corrections_file(hostile["runs"], str(hostile["run"]), str(hostile["data"])))
+    marks.mark(f"test/good/{FILE_PAYLOAD}.png", "defect", TYPE_PAYLOAD)
 
-        for path, heading in (("residuals", "Residuals"), ("statistics", "Statistics"), ("threshold", "Threshold"),
-                              ("compare", "Compare"), ("review", "Review")):
-            go_to(page, heading)
-            if path == "statistics":
-                page.get_by_text("defect type", exact=True).click()   # the legend names every defect type
-                wait_for_page(page, heading)
-            if path == "threshold":
-                frame = component(page)
-                shown = frame.evaluate("() => [...document.querySelectorAll('#per-type tr[data-type]')]"
-                                       ".map(row => [row.getAttribute('data-type'), row.cells[0].textContent])")
-                assert [TYPE_PAYLOAD, TYPE_PAYLOAD] in shown   # the name is there, as text
-            assert_no_script_ran(page, path)
-            whole_page_screenshot(page, ARTIFACTS / f"xss-{path}.png")
+    for path, heading in (("residuals", "Residuals"), ("statistics", "Statistics"), ("threshold", "Threshold"),
+                          ("compare", "Compare"), ("review", "Review")):
+        go_to(page, heading)
+        if path == "statistics":
+            page.get_by_text("defect type", exact=True).click()   # the legend names every defect type
+            wait_for_page(page, heading)
+        if path == "threshold":
+            frame = component(page)
+            shown = frame.evaluate("() => [...document.querySelectorAll('#per-type tr[data-type]')]"
+                                   ".map(row => [row.getAttribute('data-type'), row.cells[0].textContent])")
+            assert [TYPE_PAYLOAD, TYPE_PAYLOAD] in shown   # the name is there, as text
+        assert_no_script_ran(page, path)
+        whole_page_screenshot(page, ARTIFACTS / f"xss-{path}.png")
 
-        # Inspect: files named with markup, and a zip holding a non-image named with markup
-        go_to(page, "Inspect")
-        picture = (hostile["data"] / "test" / "good" / "001.png").read_bytes()
-        archive = io.BytesIO()
-        with zipfile.ZipFile(archive, "w") as bundle:
-            bundle.writestr(f"{FILE_PAYLOAD}.txt", "not a picture")
-            bundle.writestr(f"{FILE_PAYLOAD}.png", picture)
-        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files([
-            {"name": f"{FILE_PAYLOAD}.png", "mimeType": "image/png", "buffer": picture},
-            {"name": "parts.zip", "mimeType": "application/zip", "buffer": archive.getvalue()}])
-        expect(page.get_by_text("Why INVALID")).to_be_visible(timeout=120_000)
-        wait_for_page(page, "Inspect")
-        assert_no_script_ran(page, "inspect")
-        whole_page_screenshot(page, ARTIFACTS / "xss-inspect.png")
+    # Inspect: files named with markup, and a zip holding a non-image named with markup
+    go_to(page, "Inspect")
+    picture = (hostile["data"] / "test" / "good" / "001.png").read_bytes()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr(f"{FILE_PAYLOAD}.txt", "not a picture")
+        bundle.writestr(f"{FILE_PAYLOAD}.png", picture)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files([
+        {"name": f"{FILE_PAYLOAD}.png", "mimeType": "image/png", "buffer": picture},
+        {"name": "parts.zip", "mimeType": "application/zip", "buffer": archive.getvalue()}])
+    expect(page.get_by_text("Why INVALID")).to_be_visible(timeout=120_000)
+    wait_for_page(page, "Inspect")
+    assert_no_script_ran(page, "inspect")
+    whole_page_screenshot(page, ARTIFACTS / "xss-inspect.png")
 
-        # the report: its preview inside the page, and the downloaded file on its own
-        go_to(page, "Report")
-        page.get_by_role("button", name="Build report").click()
-        download_button = page.get_by_role("button", name="Download report (HTML)")
-        expect(download_button).to_be_visible(timeout=180_000)
-        # the preview frame has drawn its inline charts (its scripts ran) before it is searched for payloads
-        expect(page.frame_locator("iframe[srcdoc]").locator(".chart .main-svg").first).to_be_visible(timeout=30_000)
-        assert_no_script_ran(page, "report preview")
-        with page.expect_download() as download:
-            download_button.click()
-        report = tmp_path / "report.html"
-        download.value.save_as(report)
-        assert TYPE_PAYLOAD not in report.read_text() and "&lt;img id=xss-type" in report.read_text()
-        viewer = context.new_page()
-        violations = []
-        viewer.on("console", lambda message: violations.append(message.text)
-                  if "Content Security Policy" in message.text else None)
-        viewer.goto(report.as_uri(), wait_until="load")
-        expect(viewer.locator(".chart .main-svg").first).to_be_visible(timeout=30_000)
-        assert_no_script_ran(viewer, "downloaded report")
-        assert not violations, violations   # the report's own scripts all run under its policy
-        viewer.screenshot(path=str(ARTIFACTS / "xss-report.png"), full_page=True)
-        browser.close()
+    # the report: its preview inside the page, and the downloaded file on its own
+    go_to(page, "Report")
+    page.get_by_role("button", name="Build report").click()
+    download_button = page.get_by_role("button", name="Download report (HTML)")
+    expect(download_button).to_be_visible(timeout=180_000)
+    # the preview frame has drawn its inline charts (its scripts ran) before it is searched for payloads
+    expect(page.frame_locator("iframe[srcdoc]").locator(".chart .main-svg").first).to_be_visible(timeout=30_000)
+    assert_no_script_ran(page, "report preview")
+    with page.expect_download() as download:
+        download_button.click()
+    report = tmp_path / "report.html"
+    download.value.save_as(report)
+    assert TYPE_PAYLOAD not in report.read_text() and "&lt;img id=xss-type" in report.read_text()
+    viewer = context.new_page()
+    violations = []
+    viewer.on("console", lambda message: violations.append(message.text)
+              if "Content Security Policy" in message.text else None)
+    viewer.goto(report.as_uri(), wait_until="load")
+    expect(viewer.locator(".chart .main-svg").first).to_be_visible(timeout=30_000)
+    assert_no_script_ran(viewer, "downloaded report")
+    assert not violations, violations   # the report's own scripts all run under its policy
+    viewer.screenshot(path=str(ARTIFACTS / "xss-report.png"), full_page=True)
 
 
-def test_the_live_component_refuses_inline_script_by_policy(hostile):
+def test_the_live_component_refuses_inline_script_by_policy(hostile, context):
     """Defence in depth: even markup that reached the component's page could not run, by its CSP."""
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
-        page.goto(f"{hostile['url']}/threshold", wait_until="networkidle")
-        frame = component(page)
-        policy = frame.evaluate(
-            "() => document.querySelector('meta[http-equiv=\"Content-Security-Policy\"]').content")
-        assert "script-src 'self'" in policy and "unsafe-inline" not in policy.split("style-src")[0]
-        # resolves once the image's error event has been dispatched: its inline handler has had its chance by then
-        frame.evaluate("""() => new Promise(resolve => { const holder = document.createElement('div');
-            holder.innerHTML = "<img id=xss-probe src=x onerror=\\"window.__xss='policy'\\">";
-            holder.querySelector('img').addEventListener('error', () => resolve(true));
-            document.body.appendChild(holder); })""")
-        assert frame.evaluate("() => window.__xss ?? null") is None
-        browser.close()
+    page = context.new_page()
+    page.goto(f"{hostile['url']}/threshold", wait_until="networkidle")
+    frame = component(page)
+    policy = frame.evaluate(
+        "() => document.querySelector('meta[http-equiv=\"Content-Security-Policy\"]').content")
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy.split("style-src")[0]
+    # resolves once the image's error event has been dispatched: its inline handler has had its chance by then
+    frame.evaluate("""() => new Promise(resolve => { const holder = document.createElement('div');
+        holder.innerHTML = "<img id=xss-probe src=x onerror=\\"window.__xss='policy'\\">";
+        holder.querySelector('img').addEventListener('error', () => resolve(true));
+        document.body.appendChild(holder); })""")
+    assert frame.evaluate("() => window.__xss ?? null") is None
 
 
 # -- what you see is what you save, on the demo -----------------------------------------------------------
@@ -208,13 +213,9 @@ def demo_server(tmp_path_factory):
 
 
 @pytest.fixture()
-def page(demo_server):
+def page(demo_server, context):
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        context = browser.new_context(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
-        yield context.new_page()
-        browser.close()
+    return context.new_page()
 
 
 @pytest.fixture(scope="module")
@@ -369,10 +370,10 @@ def test_both_sliders_share_one_axis(page, demo_server):
     low, high = float(threshold.get_attribute("min")), float(threshold.get_attribute("max"))
     position = lambda slider: (float(slider.input_value()) - low) / (high - low)  # noqa: E731
     assert position(review) < position(threshold)
-    # dragged past the threshold, the band's handle stops at it
+    # dragged past the threshold (to the end of the track, then further), the band's handle stops at it
     review.focus()
-    for _ in range(400):
-        page.keyboard.press("ArrowRight")
+    for key in ("End", "ArrowRight", "ArrowRight"):
+        page.keyboard.press(key)
     assert float(review.input_value()) == pytest.approx(float(threshold.input_value()))
 
 
@@ -392,20 +393,17 @@ def test_the_decision_actions_sit_above_the_pictures_and_a_reload_keeps_the_deci
     whole_page_screenshot(page, ARTIFACTS / "threshold-decision.png")
 
 
-def test_the_first_visit_shows_the_title_and_what_is_loading_at_once(tmp_path):
+def test_the_first_visit_shows_the_title_and_what_is_loading_at_once(context, tmp_path):
     process, url = start_server({"RESIDUAL_LAB_RUNS": str(tmp_path / "runs")})
     try:
-        with sync_playwright() as playwright:
-            browser = launch(playwright)
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            page.goto(url)
-            # before TensorFlow is imported: the title, the navigation and what is loading
-            expect(page.get_by_text("Starting the detection engine")).to_be_visible(timeout=15_000)
-            expect(page.get_by_role("heading", name="Residual Lab").first).to_be_visible()
-            expect(page.locator('[data-testid="stSidebarNav"]')).to_be_visible()
-            wait_for_page(page, "Data & Model")
-            expect(page.get_by_text("Starting the detection engine")).to_have_count(0)
-            browser.close()
+        page = context.new_page()
+        page.goto(url)
+        # before TensorFlow is imported: the title, the navigation and what is loading
+        expect(page.get_by_text("Starting the detection engine")).to_be_visible(timeout=15_000)
+        expect(page.get_by_role("heading", name="Residual Lab").first).to_be_visible()
+        expect(page.locator('[data-testid="stSidebarNav"]')).to_be_visible()
+        wait_for_page(page, "Data & Model")
+        expect(page.get_by_text("Starting the detection engine")).to_have_count(0)
     finally:
         process.terminate()
         process.wait(timeout=20)
