@@ -157,7 +157,7 @@ def test_an_existing_cluster_scores_a_list_of_paths_and_uris(images, plain_rows,
                           scheduler=cluster.scheduler_address)
 
 
-def test_engine_options_without_the_engine_and_a_file_as_the_folder_are_refused(images, tmp_path):
+def test_engine_options_without_the_engine_and_a_file_as_the_folder_are_refused(images, tmp_path, monkeypatch):
     alone = _refused("score", "--run", DEMO_RUN, "--data", images[0], "--out", tmp_path / "a.csv", "--workers", "2")
     assert alone.returncode == 2 and "only apply with --engine dask" in alone.stderr
     (tmp_path / "taken.csv").write_text("keep")
@@ -168,7 +168,9 @@ def test_engine_options_without_the_engine_and_a_file_as_the_folder_are_refused(
     missing = _refused("score", "--run", DEMO_RUN, "--data", f"@{tmp_path / 'nowhere.txt'}", "--out",
                        tmp_path / "b.csv")
     assert missing.returncode == 2 and "cannot read the list of images" in missing.stderr
-    nobody = _core("score", "--run", DEMO_RUN, "--data", images[0], "--out", tmp_path / "c", "--engine", "dask",
-                   "--scheduler", "tcp://127.0.0.1:9")   # the discard port: nothing listens there
-    assert nobody.returncode == 2 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in nobody.stderr
+    # the discard port: nothing listens there (no cluster is started: asked in this process, waiting 2 s, not 10)
+    monkeypatch.setattr("core.runs.dask_scoring.CONNECT_SECONDS", 2)
+    nobody = _refused("score", "--run", DEMO_RUN, "--data", images[0], "--out", tmp_path / "c", "--engine", "dask",
+                      "--scheduler", "tcp://127.0.0.1:9")
+    assert nobody.returncode == 2 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9 within 2 s" in nobody.stderr
     assert len(nobody.stderr.strip().splitlines()) <= 2 and not (tmp_path / "c").exists()
