@@ -7,17 +7,21 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 
 .PHONY: run test demo-assets benchmarks clean
 
+# --no-compile: Python compiles a module the first time it is imported and keeps it; compiling all of TensorFlow
+# and its companions at install time took half of the install
+PIP_INSTALL := $(VENV_PYTHON) -m pip install --quiet --no-compile
+
 $(VENV_PYTHON):
 	$(PYTHON) -m venv $(VENV)
-	$(VENV_PYTHON) -m pip install --quiet --upgrade pip
+	$(PIP_INSTALL) --upgrade pip
 
 $(VENV)/.runtime-installed: requirements.txt pyproject.toml | $(VENV_PYTHON)
-	$(VENV_PYTHON) -m pip install --quiet -r requirements.txt
-	$(VENV_PYTHON) -m pip install --quiet --no-deps -e .
+	$(PIP_INSTALL) -r requirements.txt
+	$(PIP_INSTALL) --no-deps -e .
 	touch $@
 
 $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
-	$(VENV_PYTHON) -m pip install --quiet -r requirements-dev.txt
+	$(PIP_INSTALL) -r requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.runtime-installed
