@@ -151,14 +151,11 @@ def tuning() -> None:
     if st.session_state.get("band_moved"):
         st.info(st.session_state.pop("band_moved"), icon=":material/info:")
     preset = st.session_state.get("preset")
-    st.caption(f"Released at **{threshold:.6g}**"
-               + (f" ({as_text(preset)})" if preset else "")
-               + (f", review from **{review_from:.6g}**" if review_from is not None else "")
-               + f": recall {percent(result.recall)}, false-reject rate "
-               f"{percent(result.false_reject_rate)}, escape rate {percent(result.escape_rate)}, "
-               f"review rate {percent(result.review_rate)}, accuracy {percent(result.accuracy)} (of the parts decided "
-               "OK or NG; parts sent to review left out). A saved threshold file and the thumbnails below use "
-               "exactly these.")
+    # The caption that says which decision is released is filled in after the download button: the page receives
+    # a run's elements in order, so once the caption reads a decision, the button's file carries it. (Written
+    # first, it could read the new decision while the button still held the old file.) The other buttons act on
+    # the server's decision when clicked, so they need no such care.
+    released_caption = st.empty()
     session.remember_decision_in_url(space.manifest["model_sha256"], column, threshold, review_from)
 
     # the decision's actions sit next to the decision, above the pictures
@@ -178,6 +175,13 @@ def tuning() -> None:
                                     file_name="threshold.json", mime="application/json", key="download_threshold")
     if read_only:
         save_column.caption("The demo model is read-only: download the file instead.")
+    released_caption.caption(
+        f"Released at **{threshold:.6g}**" + (f" ({as_text(preset)})" if preset else "")
+        + (f", review from **{review_from:.6g}**" if review_from is not None else "")
+        + f": recall {percent(result.recall)}, false-reject rate {percent(result.false_reject_rate)}, escape rate "
+        f"{percent(result.escape_rate)}, review rate {percent(result.review_rate)}, accuracy {percent(result.accuracy)} "
+        "(of the parts decided OK or NG; parts sent to review left out). A saved threshold file and the thumbnails "
+        "below use exactly these.")
     with export_column:
         export_inspector_button(document)
 
