@@ -27,9 +27,10 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
 run: $(VENV)/.runtime-installed
 	$(VENV_PYTHON) -m streamlit run dashboard/app.py
 
-# Two test processes: while one waits on a browser, a server or a subprocess, the other computes. Each test
-# module stays on one process (its module-scoped servers and trained runs are made once).
-TEST_WORKERS ?= 2
+# Three test processes on two cores: while one waits on a browser, a server or a subprocess, the others compute
+# (with two, a core stood idle a fifth of the run). Each test module stays on one process (its module-scoped
+# servers and trained runs are made once).
+TEST_WORKERS ?= 3
 
 test: $(VENV)/.dev-installed
 	$(VENV_PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadscope

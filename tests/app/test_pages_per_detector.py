@@ -1,6 +1,6 @@
 """Every detector on the pages: the memory bank and PaDiM fitted on the spot, and runs of DRAEM, a colour
 patch-trained NCAE, the NCAE on features and the lattice detector chosen like any other run (its own module,
-so that the two test processes of ``make test`` share the page tests evenly)."""
+so that the test processes of ``make test`` share the page tests evenly)."""
 
 import re
 
