@@ -209,20 +209,19 @@ def _convert_saved_model(saved_model: Path, path: Path) -> None:
 def _environment(**values: str | None):
     """The converter reads some of its settings from the environment only: set (or, for None, unset) for the
     duration; the export lock is held, and nothing else reads these."""
-    before = {name: os.environ.get(name) for name in values}
-    for name, value in values.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    try:
-        yield
-    finally:
-        for name, value in before.items():
+    def put(settings: dict) -> None:
+        for name, value in settings.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+    before = {name: os.environ.get(name) for name in values}
+    put(values)
+    try:
+        yield
+    finally:
+        put(before)
 
 
 def _probe_frames(size: int, channels: int) -> list[np.ndarray]:
