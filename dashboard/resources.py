@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,25 @@ def fit_on_good_images(key: DetectorKey):
     if not dataset.train_good:
         raise InputError(f"{dataset.root}: this detector needs good training images, and this data set has none.")
     return detector.fit(dataset.load(dataset.train_good, detector.input_size, detector.channels).images)
+
+
+@st.cache_resource(show_spinner=False)
+def warm_packaged_network_in_background() -> threading.Thread:
+    """Once per server process, once Data & Model has been drawn: the ImageNet network that the memory bank,
+    PaDiM and the NCAE on features share is built and traced in a background thread while the user reads the
+    page, so that choosing one of them waits about 2 s less. Calls that need the network meanwhile wait for it
+    (it is built under its lock), and a failure here is only a missed head start: the choice itself reports it."""
+    def warm() -> None:
+        from core.detectors.common.patch_features import warm_packaged_network
+
+        try:
+            warm_packaged_network()
+        except Exception:  # noqa: BLE001 (said in words when a detector that needs the network is chosen)
+            pass
+
+    thread = threading.Thread(target=warm, name="warm-packaged-network", daemon=True)
+    thread.start()
+    return thread
 
 
 def active_detector(key: DetectorKey):

@@ -400,3 +400,5 @@ if space is not None:
     history = space.manifest.get("history", {})
     if history:
         st.plotly_chart(figures.loss_figure(history), width="stretch")
+# the page is drawn: while it is read, the network of the ImageNet detectors is made ready (once per server)
+resources.warm_packaged_network_in_background()

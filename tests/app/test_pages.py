@@ -63,11 +63,13 @@ def metrics(app: AppTest) -> dict:
     return {metric.label: metric.value for metric in app.metric}
 
 
-def test_data_and_model_page_summarises_the_demo():
+def test_data_and_model_page_summarises_the_demo(network_warm_ups):
     app = open_page()
     cards = metrics(app)
     assert cards["Training images (good)"] == "240" and cards["Test defect"] == "80"
     assert cards["Model"] == "NCAE" and cards["Input size"] == "64 px"
+    # once drawn, the page has the ImageNet detectors' network made ready in the background
+    assert network_warm_ups == [1]
 
 
 def test_threshold_page_opens_on_the_primary_score_and_the_runs_own_threshold(demo_scores):
