@@ -317,10 +317,9 @@ def test_the_training_form_offers_the_native_resolution_and_estimates_the_time()
     assert any("whole images" in caption.value for caption in app.caption)
 
 
-def test_saving_a_threshold_to_a_run_says_so_and_nothing_else(runs_root, monkeypatch):
+def test_saving_a_threshold_to_a_run_says_so_and_nothing_else(runs_root):
     """A bare expression once made Streamlit print its own documentation under the button."""
     import shutil
-
 
     run = runs_root / "20260101-000000-ncae-copy"
     shutil.copytree(ROOT / "assets" / "demo_model", run)
@@ -338,10 +337,9 @@ def test_saving_a_threshold_to_a_run_says_so_and_nothing_else(runs_root, monkeyp
     assert read_threshold_file(run / "threshold.json")["score_column"] == "map_max"
 
 
-def test_a_damaged_run_is_listed_with_a_note_and_every_page_still_opens(runs_root, monkeypatch):
+def test_a_damaged_run_is_listed_with_a_note_and_every_page_still_opens(runs_root):
     import json
     import shutil
-
 
     damaged = runs_root / "20260101-000000-ncae-dead"
     shutil.copytree(ROOT / "assets" / "demo_model", damaged)
@@ -420,7 +418,7 @@ def test_a_good_part_gets_the_same_heat_map_alone_and_in_a_mixed_batch():
     assert any("the reject threshold in use" in item.value for item in mixed.caption)
 
 
-def test_runs_keep_their_final_state_after_a_reload_and_can_be_named_and_deleted(runs_root, monkeypatch):
+def test_runs_keep_their_final_state_after_a_reload_and_can_be_named_and_deleted(runs_root):
     import json
     import shutil
 
@@ -474,7 +472,7 @@ def test_details_open_from_the_gallery_and_from_a_misclassified_image(demo_score
     assert f"**{path}**" in _detail_text(threshold) and f"verdict: **{expected}**" in _detail_text(threshold)
 
 
-def test_mark_a_false_reject_good_retrain_and_see_before_and_after(runs_root, monkeypatch, demo_scores):
+def test_mark_a_false_reject_good_retrain_and_see_before_and_after(runs_root, demo_scores):
     """The review loop: a false reject marked good is trained on by a new run; both runs are then shown on the
     same test images (that image no longer among them), both ROC curves and the verdicts that changed."""
     from dashboard import jobs
