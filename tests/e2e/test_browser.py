@@ -87,14 +87,19 @@ def server(tmp_path_factory):
     process.wait(timeout=20)
 
 
+def launch_chromium(playwright):
+    """Debian's Chromium, headless, with nothing of its own reaching the network."""
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync"])
+
+
 @pytest.fixture(scope="module")
 def page(server):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = launch_chromium(playwright)
         context = browser.new_context(viewport={"width": 1500, "height": 1100})
         yield context.new_page()
         browser.close()

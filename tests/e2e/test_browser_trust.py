@@ -14,7 +14,7 @@ import zipfile
 import pytest
 
 # this folder is on the path; importing test_browser also refuses to skip in CI when Chromium is missing
-from test_browser import ARTIFACTS, CHROMIUM, ROOT, start_server, whole_page_screenshot  # noqa: E402
+from test_browser import ARTIFACTS, ROOT, launch_chromium, start_server, whole_page_screenshot  # noqa: E402
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
@@ -92,10 +92,7 @@ def hostile(tmp_path_factory):
 def browser():
     """One Chromium for the module; each test gets a context of its own (no cookies, storage or cache shared)."""
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()
 
