@@ -46,7 +46,7 @@ class DetectorKey:
 
 def detector_key(bundle_path: str, model_sha256: str, data_kind: str, data_location: str, fingerprint: str,
                  choice) -> DetectorKey:
-    borrows_the_run = choice.kind == "run" or (choice.kind == "memory_bank" and choice.backbone == "encoder")
+    borrows_the_run = choice.borrows_the_run
     return DetectorKey(bundle_path if borrows_the_run else "", model_sha256 if borrows_the_run else "", data_kind,
                        data_location, fingerprint, choice)
 

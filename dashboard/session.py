@@ -35,6 +35,11 @@ class DetectorChoice:
     coreset_ratio: float = DEFAULT_CORESET_RATIO
 
     @property
+    def borrows_the_run(self) -> bool:
+        """Whether the detector reads the chosen run: the run's own, or a memory bank on its encoder."""
+        return self.kind == "run" or (self.kind == "memory_bank" and self.backbone == "encoder")
+
+    @property
     def label(self) -> str:
         if self.kind == "run":
             return "The run's own detector"

@@ -250,7 +250,7 @@ def statistic_ranking(space: Workspace) -> pd.DataFrame:
 def training_data_mismatch(space: "Workspace") -> str:
     """A sentence when the model was trained on other data than the data set in use, else ``""``; never for a
     detector fitted on the data in use that reads nothing of the run (PaDiM, a memory bank on ImageNet features)."""
-    if space.choice.kind != "run" and not (space.choice.kind == "memory_bank" and space.choice.backbone == "encoder"):
+    if not space.choice.borrows_the_run:
         return ""
     trained_on = space.manifest.get("training_data", {})
     data = data_choice()
