@@ -58,11 +58,11 @@ HEAVIEST_MODULES = (
     "tests/unit/test_native_resolution.py",
     "tests/e2e/test_browser.py",
     "tests/app/test_pages_per_detector.py",
-    "tests/unit/test_compare.py",
-    "tests/unit/test_dask_scoring.py",
-    "tests/app/test_page_consistency.py",
     "tests/app/test_pages.py",
-    "tests/unit/test_cli.py",
+    "tests/unit/test_compare.py",
+    "tests/unit/test_every_detector_is_a_run.py",
+    "tests/unit/test_dask_scoring.py",
+    "tests/unit/test_jobs.py",
 )
 
 
