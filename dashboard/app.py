@@ -38,4 +38,7 @@ if "tensorflow" not in sys.modules:
 
     import_tensorflow_quietly()
     loading.empty()
+from dashboard import resources  # noqa: E402 (after the title is on the screen)
+
+resources.keep_keras_state_between_runs()
 navigation.run()

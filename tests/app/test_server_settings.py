@@ -18,6 +18,7 @@ def test_the_server_listens_on_this_machine_only_and_hides_error_details():
     assert config["server"]["address"] == "127.0.0.1"
     assert config["client"]["showErrorDetails"] == "none"
     assert config["runner"]["magicEnabled"] is False
+    assert config["runner"]["postScriptGC"] is False   # a full collection after every run delayed the next click
     assert config["server"]["enableXsrfProtection"] is True
 
 
@@ -42,3 +43,19 @@ def test_uploaded_zips_older_than_a_day_are_removed(tmp_path, monkeypatch):
     os.utime(old, (now - resources.UPLOAD_LIFETIME_SECONDS - 60,) * 2)
     resources.remove_old_uploads(now)
     assert not old.exists() and fresh.exists()
+
+
+def test_a_page_run_leaves_the_keras_state_of_every_thread_alone():
+    """Streamlit ends every script run with ``keras.backend.clear_session()``: a full garbage collection, TensorFlow's
+    kernel cache emptied, and Keras's global state reset for every thread (a training in the background included).
+    The app turns that off; its networks are built once and kept."""
+    from keras.src.backend.common import global_state
+    from streamlit.testing.v1 import AppTest
+
+    global_state.set_global_attribute("residual_lab_probe", "kept")
+    try:
+        app = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=180).run()
+        assert not app.exception, app.exception
+        assert global_state.get_global_attribute("residual_lab_probe") == "kept"
+    finally:
+        global_state.set_global_attribute("residual_lab_probe", None)
