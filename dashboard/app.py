@@ -41,4 +41,5 @@ if "tensorflow" not in sys.modules:
 from dashboard import resources  # noqa: E402 (after the title is on the screen)
 
 resources.keep_keras_state_between_runs()
-navigation.run()
+with resources.page_run():
+    navigation.run()
