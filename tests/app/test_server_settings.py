@@ -59,3 +59,32 @@ def test_a_page_run_leaves_the_keras_state_of_every_thread_alone():
         assert global_state.get_global_attribute("residual_lab_probe") == "kept"
     finally:
         global_state.set_global_attribute("residual_lab_probe", None)
+
+
+def test_the_network_warm_up_waits_until_no_page_has_run_for_a_while(monkeypatch):
+    """Building the ImageNet network in the background holds Python's lock for a second or two: it waits for the pages
+    to be quiet, so a quick click is answered at once. A clock of the test's own: no real waiting."""
+    import types
+
+    clock = {"now": 100.0}
+
+    def sleep(seconds):
+        clock["now"] += seconds
+        if clock["now"] >= 105.0 and runs["running"]:   # the page that was running when the wait began ends at 105
+            runs["running"], runs["last_ended"] = 0, clock["now"]
+
+    runs = {"running": 0, "last_ended": 0.0}
+    monkeypatch.setattr(resources, "time", types.SimpleNamespace(monotonic=lambda: clock["now"], sleep=sleep))
+    monkeypatch.setattr(resources, "_PAGE_RUNS", runs)
+
+    with resources.page_run():
+        assert runs["running"] == 1
+        clock["now"] = 101.0
+    assert runs == {"running": 0, "last_ended": 101.0}
+    resources._wait_until_the_pages_are_quiet()
+    quiet = resources.QUIET_SECONDS_BEFORE_WARMING
+    assert 101.0 + quiet <= clock["now"] < 101.0 + quiet + 0.5
+
+    runs["running"] = 1   # a page is running: the wait lasts until it has ended and the quiet time has passed
+    resources._wait_until_the_pages_are_quiet()
+    assert runs["running"] == 0 and runs["last_ended"] + quiet <= clock["now"] < runs["last_ended"] + quiet + 0.5
