@@ -37,7 +37,7 @@ run: $(VENV)/.runtime-installed
 TEST_WORKERS ?= 3
 
 test: $(VENV)/.dev-installed
-	$(VENV_PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadscope
+	$(VENV_PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # Rebuilds everything in assets/ from the project's own code (seeded, so the same every time).
 demo-assets: $(VENV)/.runtime-installed

@@ -49,20 +49,30 @@ def keras_home_at(folder):
         os.environ["KERAS_HOME"] = before
 
 
-# Test modules that take the most worker-seconds, heaviest first (measured with `--durations=0`, summed per module).
-# `make test` hands whole modules to its processes in collection order; a heavy module handed out last ran alone on
-# one core for minutes while the others idled, so these are collected first and the light ones fill in around them.
+# Test modules that take the most worker-seconds, heaviest first (measured per module from a run's timeline of
+# `make test`). `make test` hands whole modules to its processes in collection order (`--no-loadscope-reorder`:
+# pytest-xdist would otherwise hand out the modules with the most tests first, whatever they cost): the heavy ones
+# start first and the light ones fill in around them, so no long module is left to run alone at the end.
 HEAVIEST_MODULES = (
     "tests/e2e/test_browser_trust.py",
     "tests/unit/test_export.py",
     "tests/unit/test_native_resolution.py",
     "tests/e2e/test_browser.py",
-    "tests/app/test_pages_per_detector.py",
-    "tests/app/test_pages.py",
     "tests/unit/test_compare.py",
+    "tests/app/test_pages_per_detector.py",
     "tests/unit/test_every_detector_is_a_run.py",
     "tests/unit/test_dask_scoring.py",
     "tests/unit/test_jobs.py",
+    "tests/app/test_pages.py",
+    "tests/unit/test_cli.py",
+    "tests/unit/test_detector_and_runs.py",
+    "tests/unit/test_hardening.py",
+    "tests/unit/test_backbones.py",
+    "tests/unit/test_demo_acceptance.py",
+    "tests/unit/test_feature_autoencoder.py",
+    "tests/unit/test_detector_check.py",
+    "tests/app/test_page_consistency.py",
+    "tests/unit/test_memory_bank.py",
 )
 
 
