@@ -20,6 +20,7 @@ def test_the_server_listens_on_this_machine_only_and_hides_error_details():
     assert config["runner"]["magicEnabled"] is False
     assert config["runner"]["postScriptGC"] is False   # a full collection after every run delayed the next click
     assert config["server"]["enableXsrfProtection"] is True
+    assert config["server"]["fileWatcherType"] == "none"   # its walk over every module delayed each first visit
 
 
 def test_folders_outside_the_data_roots_are_refused(tmp_path, monkeypatch):
