@@ -185,22 +185,34 @@ def test_memory_bank_on_packaged_imagenet_features_finds_the_demo_defects(keras_
     assert (good_scores >= detector.default_decision_.threshold).mean() <= 0.34
 
 
-def test_warming_the_shared_network_builds_nothing_twice_and_changes_no_score(keras_home, small_demo_dir):
-    """The dashboard warms the ImageNet detectors' network in the background: the same network afterwards, with no
-    layer scales fixed by the blank frames, so a fit after it scores exactly as one before it."""
+def test_warming_the_shared_network_builds_nothing_twice_and_changes_no_score(keras_home, small_demo_dir,
+                                                                              monkeypatch):
+    """The dashboard warms the ImageNet detectors' network in the background: the fit after it uses that network, with
+    no layer scales fixed by the blank frames, and scores exactly as a fit on a network nobody warmed; and a network
+    that has been built and run is not run again (it would hold the lock that the next fit waits for)."""
     from core.data.datasets import open_dataset
+    from core.detectors.common import patch_features
     from core.detectors.common.patch_features import PACKAGED_BACKBONE, imagenet_features, warm_packaged_network
     from core.detectors.padim.detector import PADIM_COLUMN, PadimDetector
 
     with open_dataset(small_demo_dir) as data:
         good = data.load(data.train_good, 224, 3).images
         test = data.load(data.test, 224, 3).images
-    before = PadimDetector().fit(good)
+    monkeypatch.setattr(patch_features, "_PACKAGED_NETWORKS", {})   # as in a server that has built none
+    cold = PadimDetector().fit(good)
+
+    monkeypatch.setattr(patch_features, "_PACKAGED_NETWORKS", {})
     warm_packaged_network()
-    extractor = imagenet_features(PACKAGED_BACKBONE)
-    assert extractor.network is before.extractor_.network and extractor.layer_scales is None
-    after = PadimDetector().fit(good)
-    np.testing.assert_array_equal(after.score(test).table[PADIM_COLUMN], before.score(test).table[PADIM_COLUMN])
+    warmed = imagenet_features(PACKAGED_BACKBONE)
+    assert warmed.layer_scales is None
+    fitted = PadimDetector().fit(good)
+    assert fitted.extractor_.network is warmed.network
+    np.testing.assert_array_equal(fitted.score(test).table[PADIM_COLUMN], cold.score(test).table[PADIM_COLUMN])
+
+    runs = []
+    monkeypatch.setattr(warmed.network, "predict_on_batch", lambda *args, **kwargs: runs.append(args))
+    warm_packaged_network()
+    assert runs == []
 
 
 def test_padim_on_packaged_features_finds_the_demo_defects_and_sets_its_own_threshold(keras_home, small_demo_dir):

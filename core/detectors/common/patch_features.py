@@ -168,7 +168,13 @@ _PACKAGED_NETWORKS_LOCK = threading.Lock()
 def warm_packaged_network() -> None:
     """The packaged backbone's shared network built and traced (on blank frames, two batch sizes, so that the
     trace already takes any batch), so that the next fit of a detector that reads it pays for neither: about 2 s of
-    PaDiM's 4.4 s fit on the demo. No layer scales are set: those belong to the extractor that fits."""
+    PaDiM's 4.4 s fit on the demo. No layer scales are set: those belong to the extractor that fits.
+
+    A network that is built already has been run by whoever built it: it is left alone. Running it again only held
+    its lock, and a PaDiM fit chosen meanwhile waited for it (0.8 s after a memory bank had been shown)."""
+    with _PACKAGED_NETWORKS_LOCK:
+        if (PACKAGED_FEATURE_LAYERS, str(keras_models_folder())) in _PACKAGED_NETWORKS:
+            return
     extractor = imagenet_features(PACKAGED_BACKBONE)
     with extractor.forward_lock:
         for count in (2, 1):
