@@ -113,10 +113,11 @@ class _KCenterGreedy:
         clusters hold. ``to_centres``: each touched cluster's squared distance from its centre to the new one."""
         parts = [self.members[cluster] for cluster in touched]
         rows = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        lengths = [len(part) for part in parts]
         # per row, the same triangle inequality as per cluster: a row p of centre a can be closer to the new
         # centre c only if |p - a| > |c - a| / 2, so only those rows are measured (gathering every row's features
         # was most of the loop's time); the margin keeps round-off from skipping a row that the full measure moves
-        reach = np.repeat(to_centres * 0.25 - self.round_off, [len(part) for part in parts])
+        reach = np.repeat(to_centres * 0.25 - self.round_off, lengths)
         measured = np.flatnonzero(self.distance[rows] * 1.001 >= reach)
         checked = rows[measured]
         distances = self._squared_distances(checked, centre)
@@ -130,13 +131,15 @@ class _KCenterGreedy:
         self._refresh(step)
         closer = np.zeros(len(rows), bool)
         closer[measured[nearer]] = True
-        offset = 0
-        for cluster, part in zip(touched, parts):
-            stays = ~closer[offset:offset + len(part)]
-            offset += len(part)
-            if not stays.all():
-                self.members[cluster] = part[stays]
-                self._refresh(cluster)
+        # only the clusters that lost a row are cut and refreshed (a third of those touched, on the demo), found
+        # from running counts rather than a Python pass over every touched cluster
+        bounds = np.zeros(len(parts) + 1, np.int64)
+        np.cumsum(lengths, out=bounds[1:])
+        lost = np.concatenate(([0], np.cumsum(closer)))[bounds]
+        for index in np.flatnonzero(lost[1:] > lost[:-1]):
+            cluster = touched[index]
+            self.members[cluster] = parts[index][~closer[bounds[index]:bounds[index + 1]]]
+            self._refresh(cluster)
         return len(rows)
 
     def _refresh(self, cluster: int) -> None:
