@@ -165,6 +165,11 @@ _PACKAGED_NETWORKS: dict = {}
 _PACKAGED_NETWORKS_LOCK = threading.Lock()
 
 
+def _packaged_network_key(outputs: tuple[str, ...]) -> tuple:
+    """Which shared network serves ``outputs``: one per set of output layers and Keras folder."""
+    return outputs, str(keras_models_folder())
+
+
 def warm_packaged_network() -> None:
     """The packaged backbone's shared network built and traced (on blank frames, two batch sizes, so that the
     trace already takes any batch), so that the next fit of a detector that reads it pays for neither: about 2 s of
@@ -173,7 +178,7 @@ def warm_packaged_network() -> None:
     A network that is built already has been run by whoever built it: it is left alone. Running it again only held
     its lock, and a PaDiM fit chosen meanwhile waited for it (0.8 s after a memory bank had been shown)."""
     with _PACKAGED_NETWORKS_LOCK:
-        if (PACKAGED_FEATURE_LAYERS, str(keras_models_folder())) in _PACKAGED_NETWORKS:
+        if _packaged_network_key(PACKAGED_FEATURE_LAYERS) in _PACKAGED_NETWORKS:
             return
     extractor = imagenet_features(PACKAGED_BACKBONE)
     with extractor.forward_lock:
@@ -194,7 +199,7 @@ def imagenet_features(backbone: str, layers: tuple[str, ...] | None = None) -> P
 
         layers = tuple(layers or PACKAGED_FEATURE_LAYERS)
         outputs = PACKAGED_FEATURE_LAYERS if set(layers) <= set(PACKAGED_FEATURE_LAYERS) else layers
-        key = (outputs, str(keras_models_folder()))
+        key = _packaged_network_key(outputs)
         with _PACKAGED_NETWORKS_LOCK:
             if key not in _PACKAGED_NETWORKS:
                 # the network normalises [0, 1] RGB itself
