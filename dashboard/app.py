@@ -41,5 +41,6 @@ if "tensorflow" not in sys.modules:
 from dashboard import resources  # noqa: E402 (after the title is on the screen)
 
 resources.keep_keras_state_between_runs()
+resources.keep_backbone_outputs()
 with resources.page_run():
     navigation.run()

@@ -139,6 +139,18 @@ def fit_on_good_images(key: DetectorKey):
     return detector.fit(dataset.load(dataset.train_good, detector.input_size, detector.channels).images)
 
 
+# The shared ImageNet network's outputs kept by the server (core.detectors.common.patch_features): enough for the
+# demo's training and test images with both of its layers (about 200 MB), so that choosing PaDiM after the memory
+# bank, or the NCAE on features after either, does not run the network again on the same images.
+BACKBONE_OUTPUTS_KEPT_BYTES = 512 * 2**20
+
+
+def keep_backbone_outputs() -> None:
+    from core.detectors.common.patch_features import keep_backbone_outputs
+
+    keep_backbone_outputs(BACKBONE_OUTPUTS_KEPT_BYTES)
+
+
 def keep_keras_state_between_runs() -> None:
     """Stop Streamlit from calling ``keras.backend.clear_session()`` at the end of every script run.
 

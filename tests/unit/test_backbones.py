@@ -215,6 +215,31 @@ def test_warming_the_shared_network_builds_nothing_twice_and_changes_no_score(ke
     assert runs == []
 
 
+def test_kept_outputs_spare_the_network_a_second_run_and_change_no_score(keras_home, small_demo_dir, monkeypatch):
+    """The dashboard keeps the shared network's outputs: a detector fitted and scoring on images another has just
+    read runs the network on no batch again and scores exactly as without them, within the memory allowed."""
+    from core.data.datasets import open_dataset
+    from core.detectors.common import patch_features
+    from core.detectors.padim.detector import PADIM_COLUMN, PadimDetector
+
+    with open_dataset(small_demo_dir) as data:
+        good = data.load(data.train_good, 224, 3).images
+        test = data.load(data.test, 224, 3).images
+    monkeypatch.setattr(patch_features, "_KEPT_OUTPUTS", patch_features._KeptOutputs())   # as in a command
+    computed = PadimDetector().fit(good).score(test).table[PADIM_COLUMN]
+    assert patch_features._KEPT_OUTPUTS.bytes == 0
+    patch_features.keep_backbone_outputs(64 * 2**20)
+    first = PadimDetector(regularisation=0.02).fit(good)
+    first.score(test)
+    runs = []
+    network, run = first.extractor_.network, first.extractor_.network.predict_on_batch
+    monkeypatch.setattr(network, "predict_on_batch", lambda *args, **kwargs: runs.append(1) or run(*args, **kwargs))
+    np.testing.assert_array_equal(PadimDetector().fit(good).score(test).table[PADIM_COLUMN], computed)
+    assert runs == [] and 0 < patch_features._KEPT_OUTPUTS.bytes <= 64 * 2**20
+    patch_features.keep_backbone_outputs(0)   # stopped: everything kept is let go
+    assert patch_features._KEPT_OUTPUTS.bytes == 0 and not patch_features._KEPT_OUTPUTS.entries
+
+
 def test_padim_on_packaged_features_finds_the_demo_defects_and_sets_its_own_threshold(keras_home, small_demo_dir):
     from core.evaluation.evaluate import evaluate_detector, load_test_images
     from core.data.datasets import open_dataset

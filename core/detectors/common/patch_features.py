@@ -11,8 +11,11 @@ weights file is already on disk (:func:`imagenet_weights_path`). Nothing is down
 from __future__ import annotations
 
 import copy
+import hashlib
+import itertools
 import math
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +80,9 @@ def imagenet_weights_path(backbone: str) -> Path:
     return path
 
 
+_NETWORK_TOKENS = itertools.count()
+
+
 class PatchFeatures:
     """Locally aggregated patch features from one or more layers of a Keras network, as one ``(n, h, w, d)`` array.
 
@@ -93,6 +99,8 @@ class PatchFeatures:
         import keras
 
         self.network = keras.Model(network.input, [network.get_layer(name).output for name in layer_names])
+        self.shares_outputs = False   # the shared packaged network's outputs may be kept (keep_backbone_outputs)
+        self.outputs_token = next(_NETWORK_TOKENS)   # names this network in the kept outputs; never reused
         self.used = tuple(range(len(layer_names)))
         self.forward_lock = threading.Lock()   # shared with every PatchFeatures on the same network
         self.colour = colour
@@ -129,8 +137,7 @@ class PatchFeatures:
         if self.preprocess is not None:
             batch = self.preprocess(batch)
         with self.forward_lock:
-            outputs = self.network.predict_on_batch(batch)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+            outputs = self._forward(batch)
         outputs = [np.asarray(outputs[index], dtype=np.float32) for index in self.used]
         if self.layer_scales is None:
             self.layer_scales = [float(np.sqrt(np.mean(output ** 2))) or 1.0 for output in outputs]
@@ -143,6 +150,76 @@ class PatchFeatures:
                 pooled = _resize_stack(pooled, height, width)
             aggregated.append(pooled)
         return np.concatenate(aggregated, axis=-1)
+
+
+    def _forward(self, batch: np.ndarray) -> list:
+        """The network's outputs for ``batch``: those kept from the same batch run before, when this is the shared
+        network and the process keeps them, else computed (the same operations on the same batch: the same
+        values)."""
+        if not (self.shares_outputs and _KEPT_OUTPUTS.limit_bytes):
+            outputs = self.network.predict_on_batch(batch)
+            return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        batch = np.ascontiguousarray(batch)
+        key = (self.outputs_token, batch.shape, batch.dtype.str,
+               hashlib.blake2b(batch.data, digest_size=20).digest())
+        outputs = _KEPT_OUTPUTS.get(key)
+        if outputs is None:
+            computed = self.network.predict_on_batch(batch)
+            outputs = [np.asarray(output, np.float32) for output in
+                       (computed if isinstance(computed, (list, tuple)) else [computed])]
+            _KEPT_OUTPUTS.put(key, outputs)
+        return outputs
+
+
+class _KeptOutputs:
+    """The shared network's outputs for the batches it ran last, up to ``limit_bytes`` (0: none kept), the
+    least recently used dropped first. Read-only arrays: every caller gets the same ones."""
+
+    def __init__(self):
+        self.limit_bytes = 0
+        self.entries: OrderedDict = OrderedDict()
+        self.bytes = 0
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            found = self.entries.get(key)
+            if found is not None:
+                self.entries.move_to_end(key)
+            return found
+
+    def put(self, key, outputs: list) -> None:
+        for output in outputs:
+            output.setflags(write=False)
+        size = sum(output.nbytes for output in outputs)
+        with self.lock:
+            if size > self.limit_bytes or key in self.entries:
+                return
+            self.entries[key] = outputs
+            self.bytes += size
+            self.trim()
+
+    def trim(self) -> None:
+        """Drop the least recently used until within the limit (the caller holds the lock)."""
+        while self.entries and self.bytes > self.limit_bytes:
+            _, dropped = self.entries.popitem(last=False)
+            self.bytes -= sum(output.nbytes for output in dropped)
+
+
+_KEPT_OUTPUTS = _KeptOutputs()
+
+
+def keep_backbone_outputs(limit_bytes: int) -> None:
+    """Keep up to ``limit_bytes`` of the shared ImageNet network's outputs in this process (0 stops and frees them).
+
+    The memory bank, PaDiM and the NCAE on features read the same network at the same 224 px: after one of them
+    has run on a data set's images, another fitted or scoring on the same images in the same batches finds the
+    network's outputs instead of running it again (on the demo, most of PaDiM's fit and scoring after the memory
+    bank). For a long-lived process that switches detectors (the dashboard); a command that scores a stream of
+    images once keeps none, so its memory stays flat."""
+    with _KEPT_OUTPUTS.lock:
+        _KEPT_OUTPUTS.limit_bytes = max(0, int(limit_bytes))
+        _KEPT_OUTPUTS.trim()
 
 
 def encoder_feature_layers(network) -> tuple[str, str]:
@@ -203,8 +280,10 @@ def imagenet_features(backbone: str, layers: tuple[str, ...] | None = None) -> P
         with _PACKAGED_NETWORKS_LOCK:
             if key not in _PACKAGED_NETWORKS:
                 # the network normalises [0, 1] RGB itself
-                _PACKAGED_NETWORKS[key] = PatchFeatures(efficientnet_lite0(include_top=False), outputs, colour=True,
-                                                        input_scale=1.0, grid="finest")
+                shared = PatchFeatures(efficientnet_lite0(include_top=False), outputs, colour=True, input_scale=1.0,
+                                       grid="finest")
+                shared.shares_outputs = True
+                _PACKAGED_NETWORKS[key] = shared
         # a shallow copy: the same network and lock, its own outputs and layer scales (set on its first batch or
         # restored)
         extractor = copy.copy(_PACKAGED_NETWORKS[key])
