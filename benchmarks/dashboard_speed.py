@@ -6,9 +6,9 @@
   slider no longer reaches the server per move);
 - cold start: from launching ``streamlit run`` to the Threshold page showing its metrics in Chromium,
   once with an empty demo cache (demo set generated and scored) and once with it warm;
-- Compare's first visit: on a fresh server (warm demo cache), from opening the Compare page to its ROC
-  chart of every detector: the first time on this machine (the memory bank on the model's encoder is built),
-  and after a restart (its figures are read from ``runs/cache/compare/``);
+- Compare's first visit: on a fresh server (warm demo cache), from opening the Compare page to its first
+  ROC chart and to the memory bank's curve in it: the first time on this machine (the memory bank on the
+  model's encoder is built meanwhile), and after a restart (its figures are read from ``runs/cache/compare/``);
 - first paint: on a fresh server, from opening the app to its title (before the engine has loaded);
 - switching detector: on Data & Model, from choosing PaDiM after the memory bank to the memory bank's
   controls being gone, and to PaDiM's figures;
@@ -61,13 +61,17 @@ def cold_start(cache_dir: str) -> float:
         return round(time.perf_counter() - started, 1)
 
 
-def compare_first_visit(cache_dir: str) -> float:
-    """Seconds from opening /compare on a fresh server to the ROC chart of every detector."""
+def compare_first_visit(cache_dir: str) -> dict:
+    """Seconds from opening /compare on a fresh server to its first ROC chart (the model's and the supervised
+    reference's curves, while the memory bank on the encoder is built), and to the curve of the memory bank."""
     with _dashboard(cache_dir) as url, _chromium_page() as page:
         started = time.perf_counter()
         page.goto(f"{url}/compare")
         page.get_by_text("ROC by detector").first.wait_for(timeout=300_000)
-        return round(time.perf_counter() - started, 1)
+        first = time.perf_counter() - started
+        page.get_by_text(re.compile(r"^Memory bank on NCAE encoder \(AUROC")).first.wait_for(timeout=300_000)
+        return {"first_figures_seconds": round(first, 1),
+                "every_detector_seconds": round(time.perf_counter() - started, 1)}
 
 
 def first_paint(cache_dir: str) -> float:
@@ -124,8 +128,8 @@ def main() -> None:
             result["first_paint_seconds"] = first_paint(cache)
             result["cold_start_seconds_empty_demo_cache"] = cold_start(cache)
             result["cold_start_seconds_warm_demo_cache"] = cold_start(cache)
-            result["compare_first_visit_seconds"] = compare_first_visit(cache)
-            result["compare_first_visit_after_a_restart_seconds"] = compare_first_visit(cache)
+            result["compare_first_visit"] = compare_first_visit(cache)
+            result["compare_first_visit_after_a_restart"] = compare_first_visit(cache)
             result["switch_memory_bank_to_padim"] = detector_switch(cache)
             result["export_inspector_seconds"] = export_seconds(cache)
     print(json.dumps(result, indent=2))

@@ -30,18 +30,24 @@ def saved_comparison_path(bank_key: resources.DetectorKey):
     return resources.RUNS_ROOT / "cache" / "compare" / f"{hashlib.sha256(identity.encode()).hexdigest()}.json"
 
 
+def saved_quick_comparison(bank_key: resources.DetectorKey) -> dict | None:
+    """The copy on disk when there is a sound one (only the names this page gives its rows: a file edited on disk
+    cannot put its own text in the legend), else None."""
+    try:
+        saved = fitted_comparison_from_json(json.loads(saved_comparison_path(bank_key).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):   # missing, unreadable or damaged: computed again
+        return None
+    return saved if set(saved["figures"]) <= known_row_names() else None
+
+
 @st.cache_data(show_spinner=False, max_entries=8)  # the page's progress box says what is happening
 def quick_comparison(bank_key: resources.DetectorKey):
     """From the copy on disk when there is a sound one, else computed and kept."""
-    path = saved_comparison_path(bank_key)
-    try:
-        saved = fitted_comparison_from_json(json.loads(path.read_text(encoding="utf-8")))
-        # only the names this page gives its rows: a file edited on disk cannot put its own text in the legend
-        if set(saved["figures"]) <= known_row_names():
-            return saved
-    except (OSError, ValueError, KeyError, TypeError):   # missing, unreadable or damaged: computed again
-        pass
+    saved = saved_quick_comparison(bank_key)
+    if saved is not None:
+        return saved
     comparison = _compare_now(bank_key)
+    path = saved_comparison_path(bank_key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, fitted_comparison_to_json(comparison))
@@ -53,16 +59,46 @@ def quick_comparison(bank_key: resources.DetectorKey):
     return comparison
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def model_comparison(bank_key: resources.DetectorKey):
+    """The model as it is and the supervised reference on its residual statistics, without the memory bank: what
+    the page shows while the bank is built (the quick comparison's rows but one)."""
+    run, test = _run_and_test_images(bank_key)
+    return compare_fitted({_model_row(run): (run, _model_column(run))}, test)
+
+
 def known_row_names() -> set[str]:
     return set(DETECTOR_LABELS.values()) | {f"{label(kind)} run" for kind in DETECTOR_NAMES}
 
 
-def _compare_now(bank_key: resources.DetectorKey):
+@st.cache_resource(show_spinner=False, max_entries=4)   # read by both steps of a first visit
+def _run_and_test_images(bank_key: resources.DetectorKey):
     run = resources.load_detector(bank_key.bundle_path, bank_key.model_sha256)
-    test = load_test_images(resources.load_dataset(bank_key.data_kind, bank_key.data_location), int(run.input_size),
-                            run.channels)
-    if not lends_its_encoder(run.kind, getattr(run, "patch_size", None), run.channels):
-        return compare_fitted({f"{label(run.kind)} run": (run, run.primary_score)}, test)
+    return run, load_test_images(resources.load_dataset(bank_key.data_kind, bank_key.data_location),
+                                 int(run.input_size), run.channels)
+
+
+def _lends_its_encoder(run) -> bool:
+    return lends_its_encoder(run.kind, getattr(run, "patch_size", None), run.channels)
+
+
+def _model_row(run) -> str:
+    return DETECTOR_LABELS[run.model] if _lends_its_encoder(run) else f"{label(run.kind)} run"
+
+
+def _model_column(run) -> str:
+    return AUTOENCODER_SCORE_COLUMN if _lends_its_encoder(run) else run.primary_score
+
+
+def _compare_now(bank_key: resources.DetectorKey):
+    run, test = _run_and_test_images(bank_key)
+    if not _lends_its_encoder(run):
+        return compare_fitted({_model_row(run): (run, _model_column(run))}, test)
+    own = model_comparison(bank_key)
     bank = resources.active_detector(bank_key)
-    return compare_fitted({DETECTOR_LABELS[run.model]: (run, AUTOENCODER_SCORE_COLUMN),
-                           DETECTOR_LABELS[f"memory_bank_{run.model}"]: (bank, MEMORY_BANK_COLUMN)}, test)
+    banked = compare_fitted({DETECTOR_LABELS[f"memory_bank_{run.model}"]: (bank, MEMORY_BANK_COLUMN)}, test)
+    # the model's row first, then the bank's, then the supervised reference, as one comparison of all of them
+    order = [_model_row(run), *banked["figures"], *(name for name in own["figures"] if name != _model_row(run))]
+    figures, curves = own["figures"] | banked["figures"], own["curves"] | banked["curves"]
+    return {"figures": {name: figures[name] for name in order}, "curves": {name: curves[name] for name in order},
+            "folds": own["folds"]}

@@ -5,13 +5,13 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core.evaluation.compare import AUTOENCODER_SCORE_COLUMN, comparison_rows
+from core.evaluation.compare import AUTOENCODER_SCORE_COLUMN, DETECTOR_LABELS, comparison_rows
 from core.detectors import lends_its_encoder
 from core.defaults import DEFAULT_EPOCHS
 from core.errors import InputError
 from core.evaluation.supervised import SUPERVISED_WARNING
 from dashboard import figures, jobs, resources, session, workspace
-from dashboard.comparison import BANK_ON_ENCODER, quick_comparison, saved_comparison_path
+from dashboard.comparison import BANK_ON_ENCODER, model_comparison, quick_comparison, saved_quick_comparison
 from dashboard.words import as_text, with_dashes
 
 FIGURE_COLUMNS = {"image_auroc": "image AUROC", "image_auprc": "AUPRC", "best_f1": "best F1",
@@ -38,42 +38,67 @@ else:
                "encoder and the supervised reference need an autoencoder run trained on whole grey images; the comparison "
                "below trains them all.")
 data, model = session.data_choice(), session.model_choice()
-# each step says what it does; both results are cached per data set and model, so only a first visit waits
-with st.status("Comparing the detectors on this data…") as progress:
-    try:
-        if is_autoencoder and not saved_comparison_path(space.map_key(BANK_ON_ENCODER)).is_file():
-            progress.update(label="Step 1 of 2: building the memory bank from the good training images "
-                                  "(once per data set and model)…")
-            resources.active_detector(space.map_key(BANK_ON_ENCODER))
-        progress.update(label="Step 2 of 2: scoring the test images with each detector and cross-validating the "
-                              "supervised reference…" if is_autoencoder else "Scoring the test images…")
-        quick = quick_comparison(space.map_key(BANK_ON_ENCODER))
-    except (ValueError, InputError) as error:
-        progress.update(label="The comparison could not be made", state="error")
-        st.error(as_text(error))
-        st.stop()
-    progress.update(label="Comparison ready: every detector on the same test images", state="complete",
-                    expanded=False)
-rows = pd.DataFrame([{"detector": name, **{label: values.get(key) for key, label in FIGURE_COLUMNS.items()}}
-                     for name, values in quick["figures"].items()])
-# "—" where a figure does not exist (the supervised reference has no pixel maps), never "None"
-formats = {label: "{:.4f}" for label in FIGURE_COLUMNS.values()} | {"images/s": "{:.0f}"}
-rows = with_dashes(rows, formats)
-st.dataframe(rows.style.format({label: form for label, form in formats.items() if rows[label].dtype != object}),
-             hide_index=True, width="stretch", column_config={
-    "pixel AUROC": st.column_config.Column(help="How well the anomaly map marks the defective pixels themselves."),
-    "AUPRO": st.column_config.Column(help="Area under the per-region overlap curve up to 30 % false-positive "
-                                          "pixels: each defect region counts equally, small or large."),
-    "images/s": st.column_config.Column(help="Scoring speed on this machine.")})
-st.plotly_chart(figures.roc_comparison(quick["curves"]), width="stretch", key="compare_roc")
-if quick["folds"]:
-    st.warning(SUPERVISED_WARNING, icon=":material/warning:")
-    with st.expander("Supervised reference: F1 and accuracy per fold"):
-        for name, folds in quick["folds"].items():
-            st.markdown(f"**{name}**")
-            st.dataframe(folds, hide_index=True, column_config={
-                "f1": st.column_config.NumberColumn("F1", format="%.3f"),
-                "accuracy": st.column_config.NumberColumn(format="%.3f")})
+bank_key = space.map_key(BANK_ON_ENCODER)
+
+
+def show(comparison: dict, results, pending: str | None = None) -> None:
+    """The comparison's table, ROC curves and folds in ``results`` (replacing what was there); ``pending`` names a
+    row still being computed."""
+    with results.container():
+        rows = pd.DataFrame([{"detector": name, **{label: values.get(key) for key, label in FIGURE_COLUMNS.items()}}
+                             for name, values in comparison["figures"].items()])
+        # "—" where a figure does not exist (the supervised reference has no pixel maps), never "None"
+        formats = {label: "{:.4f}" for label in FIGURE_COLUMNS.values()} | {"images/s": "{:.0f}"}
+        rows = with_dashes(rows, formats)
+        st.dataframe(rows.style.format({label: form for label, form in formats.items() if rows[label].dtype != object}),
+                     hide_index=True, width="stretch", column_config={
+            "pixel AUROC": st.column_config.Column(help="How well the anomaly map marks the defective pixels "
+                                                        "themselves."),
+            "AUPRO": st.column_config.Column(help="Area under the per-region overlap curve up to 30 % false-positive "
+                                                  "pixels: each defect region counts equally, small or large."),
+            "images/s": st.column_config.Column(help="Scoring speed on this machine.")})
+        if pending:
+            st.info(f"{pending}: being built from the good training images (once per data set and model); its row "
+                    "and curve follow.", icon=":material/hourglass_top:")
+        # a key only for the finished chart: the one shown meanwhile is replaced in the same run
+        st.plotly_chart(figures.roc_comparison(comparison["curves"]), width="stretch",
+                        key=None if pending else "compare_roc")
+        if comparison["folds"]:
+            st.warning(SUPERVISED_WARNING, icon=":material/warning:")
+            with st.expander("Supervised reference: F1 and accuracy per fold"):
+                for name, folds in comparison["folds"].items():
+                    st.markdown(f"**{name}**")
+                    st.dataframe(folds, hide_index=True, column_config={
+                        "f1": st.column_config.NumberColumn("F1", format="%.3f"),
+                        "accuracy": st.column_config.NumberColumn(format="%.3f")})
+
+
+# each step says what it does; the result is kept per data set and model (on disk too), so only a first visit waits,
+# and on that visit the model's figures come first while the memory bank on its encoder is built
+progress = st.status("Comparing the detectors on this data…")
+results = st.empty()
+partial = False
+try:
+    if is_autoencoder and saved_quick_comparison(bank_key) is None:
+        progress.update(label="Step 1 of 2: scoring the test images with the model and cross-validating the "
+                              "supervised reference…")
+        show(model_comparison(bank_key), results, pending=DETECTOR_LABELS[f"memory_bank_{space.manifest['model_kind']}"])
+        partial = True
+        progress.update(label="Step 2 of 2: building the memory bank from the good training images (once per data "
+                              "set and model) and scoring the test images with it…")
+    elif not is_autoencoder:
+        progress.update(label="Scoring the test images…")
+    quick = quick_comparison(bank_key)
+except (ValueError, InputError) as error:
+    # the model's figures, when shown, stay: only the memory bank's row is missing
+    progress.update(label="The memory bank could not be built" if partial else "The comparison could not be made",
+                    state="error")
+    if not partial:
+        results.empty()
+    st.error(as_text(error))
+    st.stop()
+progress.update(label="Comparison ready: every detector on the same test images", state="complete", expanded=False)
+show(quick, results)
 
 st.subheader("Trained from scratch, several seeds")
 st.caption("Trains or fits every detector for every seed — the NCAE and the CAE with the same settings, a memory "

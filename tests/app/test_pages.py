@@ -296,6 +296,29 @@ def test_compare_page_agrees_with_the_core_and_keeps_its_figures_across_a_restar
     assert "javascript" not in again.get("plotly_chart")[0].proto.spec and "javascript" not in saved.read_text()
 
 
+def test_compare_shows_the_models_figures_while_the_bank_is_built_and_keeps_them_if_it_fails(monkeypatch):
+    """On a first visit the model's row and the supervised reference come first (the memory bank on the encoder takes
+    seconds to build); a bank that cannot be built costs its row, with the reason, not the figures already shown."""
+    import dashboard.resources
+    from core.errors import InputError
+    from dashboard import comparison
+
+    comparison.quick_comparison.clear()
+    comparison.model_comparison.clear()
+    monkeypatch.setattr(comparison, "saved_quick_comparison", lambda key: None)   # as on a first visit
+
+    def no_bank(key):
+        raise InputError("The disk is full.")
+
+    monkeypatch.setattr(dashboard.resources, "fit_on_good_images", no_bank)
+    app = open_page("compare")
+    assert list(app.dataframe[0].value["detector"]) == ["NCAE residual (map_max)", "Supervised: logistic regression",
+                                                        "Supervised: gradient boosting"]
+    assert any("The disk is full" in error.value for error in app.error)
+    assert any("being built" in info.value for info in app.info)
+    assert app.get("plotly_chart")[0].proto.spec.count('"name":') >= 4   # chance line and three curves
+
+
 def test_the_training_form_offers_the_lattice_detector_at_its_own_resolution():
     app = open_page()
     app.radio(key="detector_kind").set_value("lattice").run()
