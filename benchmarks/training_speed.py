@@ -25,21 +25,25 @@ RECORDED = Path(__file__).resolve().parent / "recorded" / "training_speed.json"
 SETS = ("casting", "texture", "object", "real:brick", "real:walnut")
 # schedule name -> the detector parameters it changes
 SCHEDULES = {
-    "today": {},
+    "today": {},   # train's defaults as they are when the benchmark runs
     "24 epochs": {"epochs": 24},
     "16 epochs": {"epochs": 16},
     "48 epochs of 1024 patches": {"epochs": 48, "patches_per_epoch": 1024},
     "24 epochs at learning rate 4e-3": {"epochs": 24, "learning_rate": 4e-3},
+    "24 epochs with cosine decay from 4e-3": {"epochs": 24, "learning_rate": 4e-3, "learning_rate_decay": "cosine"},
+    "20 epochs with cosine decay from 4e-3": {"epochs": 20, "learning_rate": 4e-3, "learning_rate_decay": "cosine"},
+    "24 epochs with cosine decay from 2e-3": {"epochs": 24, "learning_rate_decay": "cosine"},
 }
 
 
-def measure(root: Path, changes: dict) -> dict:
+def measure(root: Path, changes: dict, image_size: int | None = None, seed: int = 0) -> dict:
     from core.data.datasets import open_dataset
     from core.detectors import detector_for_images
     from core.evaluation.evaluate import evaluate_detector, load_test_images
 
     with open_dataset(root) as data:
-        detector = detector_for_images("ncae", [sample.path for sample in data.train_good], seed=0)
+        detector = detector_for_images("ncae", [sample.path for sample in data.train_good], seed=seed,
+                                       image_size=image_size)
         detector.set_params(**changes)
         good = data.load(data.train_good, detector.input_size, detector.channels)
         test = load_test_images(data, detector.input_size, detector.channels)
@@ -55,11 +59,32 @@ def measure(root: Path, changes: dict) -> dict:
             "held_out_loss": [float(f"{value:.5g}") for value in detector.history_.get("val_loss", [])]}
 
 
+def mean_over_sets(sets: dict) -> dict:
+    """Each schedule measured on every set (seed 0): mean training seconds and image AUROC."""
+    base = {name: schedules for name, schedules in sets.items() if " (seed " not in name}
+    return {schedule: {key: round(sum(base[name][schedule][key] for name in base) / len(base), 4)
+                       for key in ("training_seconds", "image_auroc")}
+            for schedule in SCHEDULES if all(schedule in measured for measured in base.values())}
+
+
+def over_seeds(sets: dict) -> dict:
+    """For a set measured with more seeds: each schedule's image AUROC per seed and its mean."""
+    summary = {}
+    for name in {name.split(" (seed ")[0] for name in sets if " (seed " in name}:
+        seeds = [sets[name]] + [schedules for other, schedules in sorted(sets.items())
+                                if other.startswith(f"{name} (seed ")]
+        summary[name] = {schedule: {"image_auroc": [entry[schedule]["image_auroc"] for entry in seeds],
+                                    "mean": round(sum(entry[schedule]["image_auroc"] for entry in seeds) / len(seeds), 4)}
+                         for schedule in SCHEDULES if all(schedule in entry for entry in seeds)}
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--schedules", default=",".join(SCHEDULES))
     parser.add_argument("--out", type=Path, default=RECORDED)
+    parser.add_argument("--seed", type=int, default=0, help="recorded as 'SET (seed N)' unless 0")
     arguments = parser.parse_args()
     import_tensorflow_quietly()
     from benchmarks.real_photos import every_image_set
@@ -70,14 +95,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         sets = every_image_set(Path(scratch))
         for name in arguments.sets.split(","):
-            result["sets"].setdefault(name, {})
+            recorded_as = name if arguments.seed == 0 else f"{name} (seed {arguments.seed})"
+            result["sets"].setdefault(recorded_as, {})
             for schedule in arguments.schedules.split(","):
-                result["sets"][name][schedule] = measure(sets[name], SCHEDULES[schedule])
-                print(json.dumps({name: {schedule: result["sets"][name][schedule]}}), flush=True)
-    result["mean_over_sets"] = {
-        schedule: {key: round(sum(result["sets"][name][schedule][key] for name in result["sets"]) / len(result["sets"]),
-                              4) for key in ("training_seconds", "image_auroc")}
-        for schedule in SCHEDULES if all(schedule in measured for measured in result["sets"].values())}
+                # "set@64": the same images as whole images at 64 px (no patches), as `train --image-size 64` trains
+                base, _, size = name.partition("@")
+                result["sets"][recorded_as][schedule] = measure(sets[base], SCHEDULES[schedule],
+                                                                int(size) if size else None, arguments.seed)
+                print(json.dumps({recorded_as: {schedule: result["sets"][recorded_as][schedule]}}), flush=True)
+    result["mean_over_sets"] = mean_over_sets(result["sets"])
+    result["over_seeds"] = over_seeds(result["sets"])
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(json.dumps(result, indent=1) + "\n")
 

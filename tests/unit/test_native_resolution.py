@@ -167,6 +167,21 @@ def test_train_on_a_high_resolution_set_from_the_command_line(fine_defects, tmp_
     assert len(scores.read_text().splitlines()) == 11
 
 
+def test_a_cosine_schedule_ends_at_a_rate_of_zero_and_the_default_stays_constant():
+    """The learning-rate decay the training benchmark measures (benchmarks/training_speed.py): the rate falls from its
+    start to zero over the epochs asked for; without it the rate never moves."""
+    images = np.random.default_rng(0).uniform(0.3, 0.7, (12, 64, 64)).astype(np.float32)
+    quick = dict(input_size=64, patch_size=32, patches_per_epoch=64, batch_size=32, widths=(8, 16), epochs=2,
+                 patience=5, learning_rate=4e-3)
+    decayed = ResidualDetector(**quick, learning_rate_decay="cosine").fit(images)
+    constant = ResidualDetector(**quick).fit(images)
+    assert float(decayed.model_.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+    assert float(constant.model_.optimizer.learning_rate) == pytest.approx(4e-3)
+    assert ResidualDetector().learning_rate_decay == "constant"
+    with pytest.raises(ValueError, match="learning_rate_decay"):
+        ResidualDetector(**quick, learning_rate_decay="step").fit(images)
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["--model", "padim", "--patch-size", "32"], "--patch-size applies to --model ncae and cae only"),
     (["--patch-size", "40"], "multiple of 16"),

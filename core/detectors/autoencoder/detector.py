@@ -40,6 +40,11 @@ from core.detectors.base import (BaseDetector, ScoreResult, TrainingCancelled, T
 from core.detectors.common.residuals import SCORE_COLUMNS, STATISTIC_NAMES, residual_maps, residual_statistics
 from core.detectors.autoencoder.stat_distance import StatDistance
 
+# how the learning rate moves over training: "constant" (the default), or "cosine" (to zero by the last epoch). A
+# shorter cosine schedule was measured as train's default on patches and not taken: it lost on a real photograph
+# set (benchmarks/recorded/training_speed.json)
+LEARNING_RATE_DECAYS = ("constant", "cosine")
+
 
 class ResidualDetector(BaseDetector):
     """Anomaly detector over autoencoder residuals.
@@ -56,7 +61,7 @@ class ResidualDetector(BaseDetector):
                  bottleneck=DEFAULT_BOTTLENECK, epochs=DEFAULT_EPOCHS, batch_size=32, learning_rate=2e-3,
                  validation_fraction=0.10, patience=8, noise_std=DEFAULT_NOISE_STD, loss=DEFAULT_LOSS,
                  map_sigma=DEFAULT_MAP_SIGMA, seed=0, channels=1, patch_size=None,
-                 patches_per_epoch=DEFAULT_PATCHES_PER_EPOCH):
+                 patches_per_epoch=DEFAULT_PATCHES_PER_EPOCH, learning_rate_decay="constant"):
         self.model = model
         self.input_size = input_size
         self.widths = widths
@@ -73,6 +78,7 @@ class ResidualDetector(BaseDetector):
         self.channels = channels
         self.patch_size = patch_size
         self.patches_per_epoch = patches_per_epoch
+        self.learning_rate_decay = learning_rate_decay
         self._inference_lock = threading.Lock()
 
     @property
@@ -112,6 +118,9 @@ class ResidualDetector(BaseDetector):
                              f"got {self.validation_fraction!r}.")
         if int(self.epochs) < 1:
             raise ValueError(f"`epochs` must be at least 1, got {self.epochs!r}.")
+        if self.learning_rate_decay not in LEARNING_RATE_DECAYS:
+            raise ValueError(f"`learning_rate_decay` must be one of {', '.join(LEARNING_RATE_DECAYS)}, "
+                             f"got {self.learning_rate_decay!r}.")
 
         # seeds Python, NumPy and the backend for the whole process: callers that train in threads
         # serialise fit() (dashboard/jobs.py does), or two trainings would disturb each other's draws
@@ -133,7 +142,8 @@ class ResidualDetector(BaseDetector):
         network = build_autoencoder(self.model, int(self.patch_size or self.input_size), self.widths,
                                     int(self.bottleneck), float(self.noise_std), int(self.channels),
                                     any_size=self.trains_on_patches)
-        network.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss=training_loss(self.loss))
+        network.compile(optimizer=keras.optimizers.Adam(self._learning_rate(len(training))),
+                        loss=training_loss(self.loss))
         callbacks = [
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(self.patience), restore_best_weights=True),
             _ProgressCallback(int(self.epochs), progress, should_stop),
@@ -164,6 +174,16 @@ class ResidualDetector(BaseDetector):
         calibrated = self.score(calibration, with_maps=True)
         self._calibrate(images, image_sizes, calibrated.table[self.primary_score], calibrated.residuals)
         return self
+
+    def _learning_rate(self, count_training: int):
+        """Adam's learning rate: constant, or (``"cosine"``) falling from ``learning_rate`` to zero along a cosine
+        over every step of ``epochs`` epochs, so the last epochs settle (early stopping may end training sooner)."""
+        if self.learning_rate_decay == "constant":
+            return float(self.learning_rate)
+        steps_per_epoch = (max(1, int(self.patches_per_epoch) // int(self.batch_size)) if self.trains_on_patches
+                           else -(-count_training // int(self.batch_size)))
+        return keras.optimizers.schedules.CosineDecay(float(self.learning_rate),
+                                                      decay_steps=steps_per_epoch * int(self.epochs))
 
     def reconstruct(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Reconstructions, the same shape as ``as_image_batch(images)``."""
