@@ -226,11 +226,10 @@ def test_kept_outputs_spare_the_network_a_second_run_and_change_no_score(keras_h
         good = data.load(data.train_good, 224, 3).images
         test = data.load(data.test, 224, 3).images
     monkeypatch.setattr(patch_features, "_KEPT_OUTPUTS", patch_features._KeptOutputs())   # as in a command
-    computed = PadimDetector().fit(good).score(test).table[PADIM_COLUMN]
-    assert patch_features._KEPT_OUTPUTS.bytes == 0
+    assert patch_features._KEPT_OUTPUTS.limit_bytes == 0
     patch_features.keep_backbone_outputs(64 * 2**20)
-    first = PadimDetector(regularisation=0.02).fit(good)
-    first.score(test)
+    first = PadimDetector().fit(good)   # the network runs, and its outputs are kept
+    computed = first.score(test).table[PADIM_COLUMN]
     runs = []
     network, run = first.extractor_.network, first.extractor_.network.predict_on_batch
     monkeypatch.setattr(network, "predict_on_batch", lambda *args, **kwargs: runs.append(1) or run(*args, **kwargs))
