@@ -1,5 +1,7 @@
 """Compare's quick comparison: the chosen model and a memory bank on its encoder, on the test images, kept on disk
-across restarts of the server (``runs/cache/compare/``), since the bank alone takes seconds to build."""
+across restarts of the server (``runs/cache/compare/``), since the bank alone takes seconds to build. The model's
+part (:func:`model_comparison`, with the supervised reference) is ready first, so a first visit shows it while the
+bank is built."""
 
 import hashlib
 import json
