@@ -10,10 +10,10 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 # pip compiles what it installs on one core; compileall does it on every core, in about half the time. Compiled
 # files must exist before the first run: where PYTHONDONTWRITEBYTECODE is set (as in many container images) Python
 # never writes them itself, and every process compiled TensorFlow's sources anew (13 s before the first page).
-# The packages' own test folders and pip are never imported by the app or the suite: not compiling their 3,300 files
+# The packages' own tests folders and pip are never imported by the app or the suite: not compiling their 3,300 files
 # saves about 5 s of the 20.
 PIP_INSTALL := $(VENV_PYTHON) -m pip install --quiet --no-compile
-COMPILE_INSTALLED := $(VENV_PYTHON) -m compileall -q -j 0 -x '/(tests?|pip)/' $(VENV)/lib
+COMPILE_INSTALLED := $(VENV_PYTHON) -m compileall -q -j 0 -x '/(tests|pip)/' $(VENV)/lib
 
 $(VENV_PYTHON):
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ $(VENV)/.runtime-installed: requirements.txt pyproject.toml | $(VENV_PYTHON)
 $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
 	$(PIP_INSTALL) -r requirements-dev.txt
 	find $(VENV)/lib/python*/site-packages -mindepth 1 -maxdepth 1 -newer $(VENV)/.runtime-installed \
-		-exec $(VENV_PYTHON) -m compileall -q -j 0 -x '/(tests?|pip)/' {} +
+		-exec $(VENV_PYTHON) -m compileall -q -j 0 -x '/(tests|pip)/' {} +
 	touch $@
 
 run: $(VENV)/.runtime-installed
