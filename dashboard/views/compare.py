@@ -82,7 +82,8 @@ try:
     if is_autoencoder and saved_quick_comparison(bank_key) is None:
         progress.update(label="Step 1 of 2: scoring the test images with the model and cross-validating the "
                               "supervised reference…")
-        show(model_comparison(bank_key), results, pending=DETECTOR_LABELS[f"memory_bank_{space.manifest['model_kind']}"])
+        bank_row = DETECTOR_LABELS[f"memory_bank_{space.manifest['model_kind']}"]
+        show(model_comparison(bank_key), results, pending=bank_row)
         partial = True
         progress.update(label="Step 2 of 2: building the memory bank from the good training images (once per data "
                               "set and model) and scoring the test images with it…")
@@ -93,7 +94,9 @@ except (ValueError, InputError) as error:
     # the model's figures, when shown, stay: only the memory bank's row is missing
     progress.update(label="The memory bank could not be built" if partial else "The comparison could not be made",
                     state="error")
-    if not partial:
+    if partial:   # no longer "being built"
+        show(model_comparison(bank_key), results)
+    else:
         results.empty()
     st.error(as_text(error))
     st.stop()

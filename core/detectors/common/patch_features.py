@@ -151,7 +151,6 @@ class PatchFeatures:
             aggregated.append(pooled)
         return np.concatenate(aggregated, axis=-1)
 
-
     def _forward(self, batch: np.ndarray) -> list:
         """The network's outputs for ``batch``: those kept from the same batch run before, when this is the shared
         network and the process keeps them, else computed (the same operations on the same batch: the same
