@@ -156,18 +156,19 @@ class PatchFeatures:
         network and the process keeps them, else computed (the same operations on the same batch: the same
         values)."""
         if not (self.shares_outputs and _KEPT_OUTPUTS.limit_bytes):
-            outputs = self.network.predict_on_batch(batch)
-            return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+            return self._run(batch)
         batch = np.ascontiguousarray(batch)
         key = (self.outputs_token, batch.shape, batch.dtype.str,
                hashlib.blake2b(batch.data, digest_size=20).digest())
         outputs = _KEPT_OUTPUTS.get(key)
         if outputs is None:
-            computed = self.network.predict_on_batch(batch)
-            outputs = [np.asarray(output, np.float32) for output in
-                       (computed if isinstance(computed, (list, tuple)) else [computed])]
+            outputs = [np.asarray(output, np.float32) for output in self._run(batch)]
             _KEPT_OUTPUTS.put(key, outputs)
         return outputs
+
+    def _run(self, batch: np.ndarray) -> list:
+        outputs = self.network.predict_on_batch(batch)
+        return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
 class _KeptOutputs:
