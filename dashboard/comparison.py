@@ -32,24 +32,18 @@ def saved_comparison_path(bank_key: resources.DetectorKey):
     return resources.RUNS_ROOT / "cache" / "compare" / f"{hashlib.sha256(identity.encode()).hexdigest()}.json"
 
 
-def saved_quick_comparison(bank_key: resources.DetectorKey) -> dict | None:
-    """The copy on disk when there is a sound one (only the names this page gives its rows: a file edited on disk
-    cannot put its own text in the legend), else None."""
-    try:
-        saved = fitted_comparison_from_json(json.loads(saved_comparison_path(bank_key).read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError):   # missing, unreadable or damaged: computed again
-        return None
-    return saved if set(saved["figures"]) <= known_row_names() else None
-
-
 @st.cache_data(show_spinner=False, max_entries=8)  # the page's progress box says what is happening
 def quick_comparison(bank_key: resources.DetectorKey):
     """From the copy on disk when there is a sound one, else computed and kept."""
-    saved = saved_quick_comparison(bank_key)
-    if saved is not None:
-        return saved
-    comparison = _compare_now(bank_key)
     path = saved_comparison_path(bank_key)
+    try:
+        saved = fitted_comparison_from_json(json.loads(path.read_text(encoding="utf-8")))
+        # only the names this page gives its rows: a file edited on disk cannot put its own text in the legend
+        if set(saved["figures"]) <= known_row_names():
+            return saved
+    except (OSError, ValueError, KeyError, TypeError):   # missing, unreadable or damaged: computed again
+        pass
+    comparison = _compare_now(bank_key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, fitted_comparison_to_json(comparison))
@@ -96,11 +90,11 @@ def _compare_now(bank_key: resources.DetectorKey):
     run, test = _run_and_test_images(bank_key)
     if not _lends_its_encoder(run):
         return compare_fitted({_model_row(run): (run, _model_column(run))}, test)
-    own = model_comparison(bank_key)
+    own, model_row = model_comparison(bank_key), _model_row(run)
     bank = resources.active_detector(bank_key)
     banked = compare_fitted({DETECTOR_LABELS[f"memory_bank_{run.model}"]: (bank, MEMORY_BANK_COLUMN)}, test)
     # the model's row first, then the bank's, then the supervised reference, as one comparison of all of them
-    order = [_model_row(run), *banked["figures"], *(name for name in own["figures"] if name != _model_row(run))]
+    order = [model_row, *banked["figures"], *(name for name in own["figures"] if name != model_row)]
     figures, curves = own["figures"] | banked["figures"], own["curves"] | banked["curves"]
     return {"figures": {name: figures[name] for name in order}, "curves": {name: curves[name] for name in order},
             "folds": own["folds"]}

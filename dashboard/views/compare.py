@@ -11,7 +11,7 @@ from core.defaults import DEFAULT_EPOCHS
 from core.errors import InputError
 from core.evaluation.supervised import SUPERVISED_WARNING
 from dashboard import figures, jobs, resources, session, workspace
-from dashboard.comparison import BANK_ON_ENCODER, model_comparison, quick_comparison, saved_quick_comparison
+from dashboard.comparison import BANK_ON_ENCODER, model_comparison, quick_comparison, saved_comparison_path
 from dashboard.words import as_text, with_dashes
 
 FIGURE_COLUMNS = {"image_auroc": "image AUROC", "image_auprc": "AUPRC", "best_f1": "best F1",
@@ -79,7 +79,7 @@ progress = st.status("Comparing the detectors on this data…")
 results = st.empty()
 partial = False
 try:
-    if is_autoencoder and saved_quick_comparison(bank_key) is None:
+    if is_autoencoder and not saved_comparison_path(bank_key).is_file():
         progress.update(label="Step 1 of 2: scoring the test images with the model and cross-validating the "
                               "supervised reference…")
         bank_row = DETECTOR_LABELS[f"memory_bank_{space.manifest['model_kind']}"]

@@ -305,7 +305,7 @@ def test_compare_shows_the_models_figures_while_the_bank_is_built_and_keeps_them
 
     comparison.quick_comparison.clear()
     comparison.model_comparison.clear()
-    monkeypatch.setattr(comparison, "saved_quick_comparison", lambda key: None)   # as on a first visit
+    # nothing saved in this test's own runs folder: a first visit
 
     def no_bank(key):
         raise InputError("The disk is full.")
