@@ -36,14 +36,13 @@ SCHEDULES = {
 }
 
 
-def measure(root: Path, changes: dict, image_size: int | None = None, seed: int = 0) -> dict:
+def measure(root: Path, changes: dict, seed: int = 0) -> dict:
     from core.data.datasets import open_dataset
     from core.detectors import detector_for_images
     from core.evaluation.evaluate import evaluate_detector, load_test_images
 
     with open_dataset(root) as data:
-        detector = detector_for_images("ncae", [sample.path for sample in data.train_good], seed=seed,
-                                       image_size=image_size)
+        detector = detector_for_images("ncae", [sample.path for sample in data.train_good], seed=seed)
         detector.set_params(**changes)
         good = data.load(data.train_good, detector.input_size, detector.channels)
         test = load_test_images(data, detector.input_size, detector.channels)
@@ -98,10 +97,7 @@ def main() -> None:
             recorded_as = name if arguments.seed == 0 else f"{name} (seed {arguments.seed})"
             result["sets"].setdefault(recorded_as, {})
             for schedule in arguments.schedules.split(","):
-                # "set@64": the same images as whole images at 64 px (no patches), as `train --image-size 64` trains
-                base, _, size = name.partition("@")
-                result["sets"][recorded_as][schedule] = measure(sets[base], SCHEDULES[schedule],
-                                                                int(size) if size else None, arguments.seed)
+                result["sets"][recorded_as][schedule] = measure(sets[name], SCHEDULES[schedule], arguments.seed)
                 print(json.dumps({recorded_as: {schedule: result["sets"][recorded_as][schedule]}}), flush=True)
     result["mean_over_sets"] = mean_over_sets(result["sets"])
     result["over_seeds"] = over_seeds(result["sets"])
