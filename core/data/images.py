@@ -208,19 +208,31 @@ def _read_capped(source) -> bytes:
     return read_regular_file(source, MAX_IMAGE_BYTES + 1)
 
 
+READ_CHUNK = 4 * 2**20
+
+
 def read_regular_file(path, limit: int | None = None) -> bytes:
     """The bytes of ``path`` (at most ``limit``), which must be a regular file: a FIFO, a device or a socket
     could block a batch forever or never end, so it is refused (``OSError``) before anything is read. The
     file is opened without blocking and checked on its descriptor, so a path swapped for a FIFO between a
     check and the open is caught too."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    # Read on the descriptor and close it in one place, once. Handing it to a file object first left an instant in
+    # which a SIGTERM (raised as an exception where the process is) made it closed twice: the second close's
+    # "Bad file descriptor" replaced the termination, and `score` went on to the end of the list with exit 0.
+    descriptor = None
     try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             raise OSError(errno.EINVAL, "not a regular file (a pipe, device or socket is never read)")
         os.set_blocking(descriptor, True)
-        with os.fdopen(descriptor, "rb") as handle:
-            descriptor = None
-            return handle.read() if limit is None else handle.read(limit)
+        chunks, remaining = [], limit
+        while remaining is None or remaining > 0:
+            chunk = os.read(descriptor, READ_CHUNK if remaining is None else min(READ_CHUNK, remaining))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining = None if remaining is None else remaining - len(chunk)
+        return b"".join(chunks)
     finally:
         if descriptor is not None:
             os.close(descriptor)

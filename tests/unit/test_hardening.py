@@ -129,6 +129,56 @@ def test_a_threshold_file_is_read_whole_only_when_small(tmp_path):
         read_threshold_file(huge)
 
 
+class _Interrupt(BaseException):
+    """What a SIGTERM becomes in `score` (raised where the process is, see core.cli)."""
+
+
+def test_an_interrupt_anywhere_in_reading_a_file_stops_the_read_and_leaves_no_descriptor(tmp_path):
+    """A SIGTERM that lands while an image is read must stop the command: once it landed just after the file was
+    handed to a file object, the descriptor was closed twice, "Bad file descriptor" replaced the termination, the
+    image became an INVALID row and `score` scored the rest of a 20,000-image list with exit 0."""
+    import inspect
+    import sys
+
+    from core.data.images import read_regular_file
+
+    path = tmp_path / "part.png"
+    path.write_bytes(b"\x89PNG" + bytes(range(256)) * 64)
+    code = read_regular_file.__code__
+    source, first_line = inspect.getsourcelines(read_regular_file)
+    cleanup_from = first_line + next(index for index, line in enumerate(source) if line.strip() == "finally:")
+    open_before = len(os.listdir("/proc/self/fd"))
+    interrupted_at = set()
+    for line_event in range(1, 40):
+        seen = 0
+
+        def interrupt_at_the_chosen_line(frame, event, argument):
+            nonlocal seen
+            if frame.f_code is not code:
+                return None
+            if event == "line":
+                seen += 1
+                if seen == line_event:
+                    interrupted_at.add(frame.f_lineno)
+                    raise _Interrupt()
+            return interrupt_at_the_chosen_line
+
+        sys.settrace(interrupt_at_the_chosen_line)
+        try:
+            data = read_regular_file(path)
+        except _Interrupt:
+            pass
+        else:
+            assert data == path.read_bytes()
+            break
+        finally:
+            sys.settrace(None)
+        # (an interrupt inside the cleanup itself may leave the descriptor to the process's exit)
+        if max(interrupted_at) < cleanup_from:
+            assert len(os.listdir("/proc/self/fd")) <= open_before, f"left open (line {max(interrupted_at)})"
+    assert len(interrupted_at) >= 5   # every line of the function was a place to land
+
+
 def test_sigterm_removes_the_partial_file(tmp_path):
     """Ctrl-C already cleaned up; a SIGTERM (a service manager stopping the job) left .partial files behind."""
     import signal
