@@ -38,6 +38,7 @@ from core.detectors.autoencoder.models import build_autoencoder
 from core.detectors.base import (BaseDetector, ScoreResult, TrainingCancelled, TrainingProgress,  # noqa: F401
                                  as_image_batch, saved_parameters, smoothed_maps)
 from core.detectors.common.residuals import SCORE_COLUMNS, STATISTIC_NAMES, residual_maps, residual_statistics
+from core.detectors.common.training import build_training_state
 from core.detectors.autoencoder.stat_distance import StatDistance
 
 # how the learning rate moves over training: "constant" (the default), or "cosine" (to zero by the last epoch). A
@@ -155,11 +156,13 @@ class ResidualDetector(BaseDetector):
             # the held-out loss is measured on fixed crops, so epochs are compared on the same pixels
             held_out_patches = RandomPatches(held_out, int(self.patch_size), len(held_out) * 8, 1,
                                              int(self.seed) + 1).fixed_crops()
+            build_training_state(network, patches[0])
             history = network.fit(patches, validation_data=(held_out_patches, held_out_patches),
                                   epochs=int(self.epochs), callbacks=callbacks, verbose=0)
         else:
             stacked, held_out_stacked = (training[..., None], held_out[..., None]) if self.channels == 1 else (
                 training, held_out)
+            build_training_state(network, (stacked[:1], stacked[:1]))
             history = network.fit(stacked, stacked, validation_data=(held_out_stacked, held_out_stacked),
                                   epochs=int(self.epochs),
                                   batch_size=int(self.batch_size), shuffle=True, callbacks=callbacks, verbose=0)

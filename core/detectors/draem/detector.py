@@ -31,6 +31,7 @@ import pandas as pd
 from core.defaults import DEFAULT_BOTTLENECK, DEFAULT_WIDTHS, MIN_TRAINING_IMAGES
 from core.detectors.draem import DEFAULT_DRAEM_EPOCHS, DEFAULT_DRAEM_INPUT_SIZE
 from core.detectors.common.residuals import residual_maps
+from core.detectors.common.training import build_training_state
 from core.detectors.base import (BaseDetector, ScoreResult, TrainingCancelled, TrainingProgress, as_image_batch,
                                  saved_parameters, smoothed_maps)
 
@@ -147,6 +148,7 @@ class DraemDetector(BaseDetector):
         stack = _with_channel_axis   # (n, s, s) grey stacks get the network's channel axis
         network.compile(optimizer=keras.optimizers.Adam(float(self.learning_rate)),
                         loss=["mse", keras.losses.BinaryFocalCrossentropy(gamma=2.0)])
+        build_training_state(network, (stack(training[:1]), [stack(training[:1]), stack(training[:1])[..., :1]]))
         # an epoch sees at least 256 samples, so small sets still get enough anomalies per epoch
         per_epoch = max(len(training), 256)
         history, best, best_weights, waited = {"loss": [], "val_loss": []}, math.inf, None, 0

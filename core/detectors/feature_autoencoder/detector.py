@@ -33,6 +33,7 @@ from core.detectors.base import BaseDetector, ScoreResult, TrainingCancelled, sa
 from core.detectors.common.patch_features import (PACKAGED_BACKBONE, backbone_weights_digest, check_backbone_weights,
                                                   imagenet_features, upsample_maps)
 from core.detectors.common.residuals import SCORE_COLUMNS, residual_maps, residual_statistics
+from core.detectors.common.training import build_training_state
 
 FEATURE_LAYERS = ("block_2_out", "block_4_out")   # stages 2 and 3, as the memory bank
 GRID = "coarsest"                                   # the stride-8 grid: 28 × 28 at 224 px
@@ -104,6 +105,7 @@ class FeatureResidualDetector(BaseDetector):
                                                    restore_best_weights=True),
                      _ProgressCallback(int(self.epochs), progress, should_stop)]
         started = time.perf_counter()
+        build_training_state(network, (standard[:1], standard[:1]))
         history = network.fit(standard[split.training], standard[split.training],
                               validation_data=(standard[split.stopping], standard[split.stopping]),
                               epochs=int(self.epochs), batch_size=int(self.batch_size), shuffle=True,
