@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from core.errors import InputError
+from core.errors import InputError, Terminated
 from core.files import STORAGE_ERRORS
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -171,14 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Terminated(BaseException):
-    """SIGTERM, raised where the process is, so every atomic writer on the way out removes its partial file."""
-
-
 def _on_sigterm(signal_number, frame) -> None:
-    raise _Terminated()
-
-
+    raise Terminated()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if on_main_thread else None
     try:
         return _run(argv)
-    except _Terminated:
+    except Terminated:
         print("error: terminated; no partial file is left.", file=sys.stderr)
         return 143
     finally:

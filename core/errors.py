@@ -15,3 +15,9 @@ class DatasetError(InputError):
 
 class BundleError(InputError):
     """A saved model bundle is missing, altered or unreadable."""
+
+
+class Terminated(BaseException):
+    """SIGTERM (a service manager or ``kill`` stopping a command), raised by the command line where the process is,
+    so that every atomic writer on the way out removes its partial file and a training's run says it was stopped.
+    A BaseException, like KeyboardInterrupt: no ``except Exception`` may take it for an error and carry on."""

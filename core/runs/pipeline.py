@@ -12,7 +12,7 @@ from typing import Callable
 from core.data.datasets import Dataset, ScoreItem
 from core.decision import Decision
 from core.detectors.base import BaseDetector, TrainingCancelled, TrainingProgress
-from core.errors import DatasetError
+from core.errors import DatasetError, Terminated
 from core.evaluation.scoring import UNREADABLE, stream_judged_rows
 from core.runs.bundles import save_bundle
 from core.runs.store import owner_fields, scores_csv, write_status
@@ -56,6 +56,9 @@ def train_run(dataset: Dataset, run_dir: str | Path, detector: BaseDetector,
         raise
     except KeyboardInterrupt:
         write_status(run_dir, state="cancelled", message="Training was interrupted (Ctrl-C).")
+        raise
+    except Terminated:
+        write_status(run_dir, state="cancelled", message="Training was stopped: the process was terminated (SIGTERM).")
         raise
     except BaseException as error:
         write_status(run_dir, state="failed", message=str(error) or type(error).__name__,

@@ -302,6 +302,26 @@ def test_ctrl_c_during_training_leaves_a_cancelled_run(small_demo_dir, tmp_path)
     assert not run.usable and not run.interrupted
 
 
+def test_sigterm_during_training_leaves_a_run_that_says_it_was_stopped(small_demo_dir, tmp_path, monkeypatch):
+    """A service manager stopping `train` (SIGTERM): exit 143, and a run that says it was stopped, not one that
+    "failed" with an internal class name as its message."""
+    import signal
+
+    from core.detectors.autoencoder.detector import ResidualDetector
+    from core.runs.store import inspect_run, read_status
+
+    def terminated_while_fitting(self, *arguments, **keywords):
+        signal.raise_signal(signal.SIGTERM)   # the command's own handler runs, as for a real signal
+
+    monkeypatch.setattr(ResidualDetector, "fit", terminated_while_fitting)
+    out = tmp_path / "stopped"
+    result = run_cli("train", "--data", small_demo_dir, "--out", out, *TINY_TRAIN)
+    assert result.returncode == 143 and "terminated" in result.stderr
+    status = read_status(out)
+    assert status["state"] == "cancelled" and "terminated" in status["message"], status
+    assert not inspect_run(out).usable
+
+
 def test_demo_data_on_a_failing_disk_leaves_nothing_that_loads(tmp_path, monkeypatch):
     import errno
 
