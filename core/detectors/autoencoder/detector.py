@@ -143,16 +143,17 @@ class ResidualDetector(BaseDetector):
         network = build_autoencoder(self.model, int(self.patch_size or self.input_size), self.widths,
                                     int(self.bottleneck), float(self.noise_std), int(self.channels),
                                     any_size=self.trains_on_patches)
-        network.compile(optimizer=keras.optimizers.Adam(self._learning_rate(len(training))),
+        patches = RandomPatches(training, int(self.patch_size), int(self.patches_per_epoch), int(self.batch_size),
+                                int(self.seed)) if self.trains_on_patches else None
+        steps_per_epoch = len(patches) if patches is not None else -(-len(training) // int(self.batch_size))
+        network.compile(optimizer=keras.optimizers.Adam(self._learning_rate(steps_per_epoch)),
                         loss=training_loss(self.loss))
         callbacks = [
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(self.patience), restore_best_weights=True),
             _ProgressCallback(int(self.epochs), progress, should_stop),
         ]
         started = time.perf_counter()
-        if self.trains_on_patches:
-            patches = RandomPatches(training, int(self.patch_size), int(self.patches_per_epoch),
-                                    int(self.batch_size), int(self.seed))
+        if patches is not None:
             # the held-out loss is measured on fixed crops, so epochs are compared on the same pixels
             held_out_patches = RandomPatches(held_out, int(self.patch_size), len(held_out) * 8, 1,
                                              int(self.seed) + 1).fixed_crops()
@@ -178,13 +179,11 @@ class ResidualDetector(BaseDetector):
         self._calibrate(images, image_sizes, calibrated.table[self.primary_score], calibrated.residuals)
         return self
 
-    def _learning_rate(self, count_training: int):
+    def _learning_rate(self, steps_per_epoch: int):
         """Adam's learning rate: constant, or (``"cosine"``) falling from ``learning_rate`` to zero along a cosine
         over every step of ``epochs`` epochs, so the last epochs settle (early stopping may end training sooner)."""
         if self.learning_rate_decay == "constant":
             return float(self.learning_rate)
-        steps_per_epoch = (max(1, int(self.patches_per_epoch) // int(self.batch_size)) if self.trains_on_patches
-                           else -(-count_training // int(self.batch_size)))
         return keras.optimizers.schedules.CosineDecay(float(self.learning_rate),
                                                       decay_steps=steps_per_epoch * int(self.epochs))
 
