@@ -33,7 +33,7 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
 	touch $@
 
 run: $(VENV)/.runtime-installed
-	$(VENV_PYTHON) -m streamlit run dashboard/app.py
+	$(VENV_PYTHON) -m streamlit run dashboard/server.py
 
 # Three test processes on two cores: while one waits on a browser, a server or a subprocess, the others compute
 # (with two, a core stood idle a fifth of the run). Each test module stays on one process (its module-scoped

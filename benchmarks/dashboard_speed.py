@@ -33,7 +33,7 @@ def _dashboard(cache_dir: str):
     """A fresh ``streamlit run`` of the dashboard on a free port with its own demo cache and runs folder."""
     from benchmarks.live_threshold import streamlit_server
 
-    return streamlit_server(ROOT / "dashboard" / "app.py", {"RESIDUAL_LAB_CACHE": cache_dir,
+    return streamlit_server(ROOT / "dashboard" / "server.py", {"RESIDUAL_LAB_CACHE": cache_dir,
                                                             "RESIDUAL_LAB_RUNS": str(Path(cache_dir) / "runs")})
 
 

@@ -118,7 +118,7 @@ def main() -> None:
     with streamlit_server(ROOT / "benchmarks" / "live_threshold_app.py", {"LIVE_SCORES": "100000"}) as url:
         measure(url)   # the first visit builds and caches the payload; the figures are for a page opened after
         report["scores_100000"] = measure(url)
-    with streamlit_server(ROOT / "dashboard" / "app.py") as url:
+    with streamlit_server(ROOT / "dashboard" / "server.py") as url:
         measure(url, "threshold")
         report["demo_threshold_page"] = measure(url, "threshold")
     report["note"] = ("numbers: input event to every number written on the page; painted: to the next frame. "

@@ -26,17 +26,17 @@ with st.sidebar:
     st.caption("Residual Lab — NCAE anomaly detection. Higher score = more anomalous; "
                "a part is rejected when score ≥ threshold.")
 
-if "tensorflow" not in sys.modules:
-    # the first visit to a fresh server imports TensorFlow (several seconds): the title, the pages and what is
-    # loading are on the screen first, never a blank page
+from dashboard.startup import engine_loaded, wait_for_the_engine  # noqa: E402 (needs the path above)
+
+if not engine_loaded():
+    # the first visit to a fresh server waits for TensorFlow's import (several seconds, begun when the server started
+    # under dashboard/server.py): the title, the pages and what is loading are on the screen first, never a blank page
     loading = st.empty()
     with loading.container():
         st.title("Residual Lab")
         st.info("Starting the detection engine (TensorFlow and the model)… the first visit to a new server takes a "
                 "few seconds.", icon=":material/hourglass_top:")
-    from core.quiet import import_tensorflow_quietly
-
-    import_tensorflow_quietly()
+    wait_for_the_engine()
     loading.empty()
 from dashboard import resources  # noqa: E402 (after the title is on the screen)
 

@@ -71,12 +71,7 @@ def current() -> Workspace | None:
     """The scored current selection, or ``None`` after telling the user what is wrong."""
     try:
         data, model, choice = data_choice(), model_choice(), session.detector_choice()
-        manifest = read_manifest(model.path, reuse_digests=True)
-        dataset = resources.load_dataset(data.kind, data.location)
-        key = resources.detector_key(model.path, manifest["model_sha256"], data.kind, data.location,
-                                     resources.fingerprint(dataset), choice)
-        detector = resources.active_detector(key)
-        table, errors = resources.score_table(key)
+        dataset, manifest, key, detector, (table, errors) = _scored(data, model, choice)
     except InputError as error:
         st.error(f"{as_text(error)} Choose another data set, model or detector on the Data & Model page.")
         return None
@@ -95,6 +90,26 @@ def current() -> Workspace | None:
         st.warning("None of the test images could be read. Choose another data set on the Data & Model page.")
         return None
     return Workspace(dataset, detector, manifest, table, errors, choice, key.fingerprint, corrections)
+
+
+def _scored(data, model, choice):
+    """The data set, the run's manifest, the detector's key, the detector and its score table (all kept by the
+    server's caches)."""
+    manifest = read_manifest(model.path, reuse_digests=True)
+    dataset = resources.load_dataset(data.kind, data.location)
+    key = resources.detector_key(model.path, manifest["model_sha256"], data.kind, data.location,
+                                 resources.fingerprint(dataset), choice)
+    return dataset, manifest, key, resources.active_detector(key), resources.score_table(key)
+
+
+def open_the_demo() -> None:
+    """What the first page run of a fresh server shows, prepared ahead of it (:mod:`dashboard.startup`): the demo set
+    (generated when this machine has none yet) scored by the demo model, in the server's caches. Not being able to is
+    only a missed head start: the page itself says what is wrong."""
+    try:
+        _scored(session.DEMO_DATA, session.DEMO_MODEL, RUN_ITSELF)
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def current_corrections(data, model) -> Corrections:

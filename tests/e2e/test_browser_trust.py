@@ -9,6 +9,7 @@ import io
 import json
 import re
 import shutil
+import time
 import zipfile
 
 import pytest
@@ -388,6 +389,27 @@ def test_the_decision_actions_sit_above_the_pictures_and_a_reload_keeps_the_deci
     expect(page.get_by_text(re.compile(r"^Released at 0\.13\b"))).to_be_visible(timeout=60_000)
     assert float(frame.locator("#threshold-value").get_attribute("data-value")) == 0.13
     whole_page_screenshot(page, ARTIFACTS / "threshold-decision.png")
+
+
+def _maps_tensorflow(pid: int) -> bool:
+    with open(f"/proc/{pid}/maps", encoding="utf-8") as maps:
+        return "libtensorflow" in maps.read()
+
+
+def test_the_server_loads_the_engine_before_anyone_visits(tmp_path):
+    """``make run``'s server (dashboard/server.py) begins importing TensorFlow when it starts, so a first visitor
+    waits only for what is left of it: with no page requested at all, TensorFlow's library is loaded in the server
+    process. (A plain ``streamlit run dashboard/app.py`` imports it only when a page first runs.)"""
+    process, _ = start_server({"RESIDUAL_LAB_RUNS": str(tmp_path / "runs")})
+    try:
+        deadline = time.monotonic() + 120
+        while not _maps_tensorflow(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _maps_tensorflow(process.pid)
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
 
 
 def test_the_first_visit_shows_the_title_and_what_is_loading_at_once(context, tmp_path):
