@@ -33,7 +33,9 @@ def _dashboard(cache_dir: str):
     """A fresh ``streamlit run`` of the dashboard on a free port with its own demo cache and runs folder."""
     from benchmarks.live_threshold import streamlit_server
 
-    return streamlit_server(ROOT / "dashboard" / "server.py", {"RESIDUAL_LAB_CACHE": cache_dir,
+    # what `make run` serves: dashboard/server.py, or app.py in a release that has no server.py (compared before/after)
+    served = ROOT / "dashboard" / ("server.py" if (ROOT / "dashboard" / "server.py").is_file() else "app.py")
+    return streamlit_server(served, {"RESIDUAL_LAB_CACHE": cache_dir,
                                                             "RESIDUAL_LAB_RUNS": str(Path(cache_dir) / "runs")})
 
 
