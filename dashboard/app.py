@@ -30,10 +30,10 @@ from dashboard.startup import engine_loaded, wait_for_the_engine  # noqa: E402 (
 
 
 def _fetch_the_chart_and_table_code() -> None:
-    """An empty chart and table, one pixel high, so the browser fetches and starts Plotly's and the data grid's code
-    (several megabytes, loaded at their first use; Plotly's smallest figure is 10 px high, inside a 1 px container) while the server is still importing TensorFlow, instead of
-    after it when the first page with a chart arrives: on a first visit to Compare its first figures showed
-    1.5 s sooner here. They go with the loading message."""
+    """An empty chart and table in a container one pixel high, so that the browser fetches and starts Plotly's and
+    the data grid's code (several megabytes, loaded at their first use) while the server is still importing
+    TensorFlow, instead of after it, when the first page with a chart arrives: on a first visit to Compare its first
+    figures showed 1.5 s sooner here. They go with the loading message. (Plotly's smallest figure is 10 px high.)"""
     import pandas as pd
     import plotly.graph_objects as go
 

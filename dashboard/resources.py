@@ -136,7 +136,27 @@ def fit_on_good_images(key: DetectorKey):
         detector = MemoryBankDetector(None, backbone=key.choice.backbone, coreset_ratio=key.choice.coreset_ratio)
     if not dataset.train_good:
         raise InputError(f"{dataset.root}: this detector needs good training images, and this data set has none.")
+    from core.detectors.common.patch_features import PACKAGED_BACKBONE
+
+    if key.choice.kind == "padim" or key.choice.backbone == PACKAGED_BACKBONE:
+        _build_packaged_network_meanwhile()
     return detector.fit(dataset.load(dataset.train_good, detector.input_size, detector.channels).images)
+
+
+def _build_packaged_network_meanwhile() -> None:
+    """The shared ImageNet network built in a background thread while the training images are decoded (Pillow leaves
+    Python's lock free; building the network needs it): when the background warm-up below has not had its quiet
+    moment yet, PaDiM chosen right after the memory bank was shown waited for both one after the other. The fit
+    waits for the network under its lock; a failure here is reported by the fit itself."""
+    from core.detectors.common.patch_features import warm_packaged_network
+
+    def build() -> None:
+        try:
+            warm_packaged_network()
+        except Exception:  # noqa: BLE001
+            pass
+
+    threading.Thread(target=build, name="build-packaged-network", daemon=True).start()
 
 
 # The shared ImageNet network's outputs kept by the server (core.detectors.common.patch_features): enough for the

@@ -16,12 +16,14 @@ One rule per pixel type, whatever the content (so two near-identical frames alwa
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
 import stat
 import re
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -106,7 +108,9 @@ def decode_frame(source: ImageSource, size: int | None = None, *, name: str | No
             raise ImageDecodeError(f"{label}: floating-point image has pixels outside [0, 1] "
                                    f"({array.min():.4g} to {array.max():.4g}); save it scaled to [0, 1].")
         return np.clip(array, 0.0, 1.0), original_size
-    return np.clip(array / scale, 0.0, 1.0), original_size
+    # in place: the same values as np.clip(array / scale, 0, 1), without two more image-sized arrays per file
+    np.divide(array, scale, out=array)
+    return np.clip(array, 0.0, 1.0, out=array), original_size
 
 
 def fitted_size(original: tuple[int, int], size: int) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
@@ -145,25 +149,61 @@ def decode_many(sources: Sequence[ImageSource], size: int, names: Sequence[str] 
     the rest still load."""
     arrays, kept, errors, sizes = [], [], {}, []
     fetched = _fetch_remote(sources)
-    for index, source in enumerate(sources):
-        name = names[index] if names is not None else None
+
+    def decode(index: int):
+        source, name = sources[index], names[index] if names is not None else None
         try:
             if isinstance(source, str) and source in fetched:   # read beforehand, with the batch's other URIs
                 if isinstance(fetched[source], OSError):
                     error = fetched[source]
                     raise ImageDecodeError(f"{name or source}: cannot read the file ({error.strerror or error}).")
-                array, original_size = decode_frame(fetched[source], size, name=name or source, channels=channels)
-            else:
-                array, original_size = decode_frame(source, size, name=name, channels=channels)
+                return decode_frame(fetched[source], size, name=name or source, channels=channels)
+            return decode_frame(source, size, name=name, channels=channels)
         except ImageDecodeError as error:
-            errors[index] = str(error)
-            continue
-        arrays.append(array)
-        kept.append(index)
-        sizes.append(original_size)
+            return error
+
+    # Pillow decodes and resizes without holding Python's lock, so a second thread keeps the other core busy: the
+    # demo's 380 files at 224 px in colour (PaDiM's and the memory bank's size) in 0.30 s instead of 0.38-0.44 s.
+    # Results come back in the files' order.
+    threaded = size is None or size * size * channels >= THREADED_DECODING_PIXELS
+    with _decoding_pool(len(sources) if threaded else 1) as pool:
+        for index, decoded in enumerate(pool.map(decode, range(len(sources)))):
+            if isinstance(decoded, ImageDecodeError):
+                errors[index] = str(decoded)
+                continue
+            arrays.append(decoded[0])
+            kept.append(index)
+            sizes.append(decoded[1])
     empty = np.zeros((0, size, size) if channels == 1 else (0, size, size, 3), dtype=np.float32)
     stacked = np.stack(arrays) if arrays else empty
     return DecodedBatch(stacked, kept, errors, sizes)
+
+
+DECODING_THREADS = 2
+# below this many values per decoded image, Python's own work per file outweighs Pillow's and a second thread only
+# contends for Python's lock (the demo's files at 64 px grey: 0.11 s in one thread, 0.14 s in two)
+THREADED_DECODING_PIXELS = 128 * 128 * 3
+
+
+@contextlib.contextmanager
+def _decoding_pool(count: int):
+    """Threads for a batch of ``count`` files; one file is decoded in the caller's thread."""
+    if count < 2:
+        yield _InThisThread()
+        return
+    pool = ThreadPoolExecutor(max_workers=DECODING_THREADS, thread_name_prefix="decode")
+    try:
+        yield pool
+    finally:
+        # a SIGTERM or Ctrl+C in the caller's thread stops the batch: the files not yet started are dropped, not
+        # decoded while the process waits to exit (signals reach only the main thread, never a decoding one)
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _InThisThread:
+    @staticmethod
+    def map(function, items):
+        return map(function, items)
 
 
 def _fetch_remote(sources) -> dict:
