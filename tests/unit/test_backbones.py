@@ -48,6 +48,23 @@ def test_converted_network_names_known_photographs_in_its_top_five(classifier, p
     assert int(np.argmax(logits)) in expected
 
 
+def test_the_features_network_folds_its_batch_norms_and_gives_the_classifiers_features(classifier):
+    """What the detectors read (the network without its top) has no batch norm left, and its features are the
+    full network's, layer by layer, to float32 round-off: on a photograph and on a flat grey frame."""
+    import keras
+
+    features = efficientnet_lite.efficientnet_lite0(include_top=False)
+    assert not [layer for layer in features.layers if layer.__class__.__name__ == "BatchNormalization"]
+    names = ("block_2_out", "block_4_out", "bn1_relu6")
+    folded = keras.Model(features.input, [features.get_layer(name).output for name in names])
+    unfolded = keras.Model(classifier.input, [classifier.get_layer(name).output for name in names])
+    photo = _centre_crop(skimage_data.chelsea())[None]
+    for batch in (photo, np.full((1, 96, 128, 3), 0.5, np.float32)):
+        for ours, theirs in zip(folded.predict_on_batch(batch), unfolded.predict_on_batch(batch)):
+            theirs = np.asarray(theirs)
+            assert np.abs(np.asarray(ours) - theirs).max() <= 1e-5 * np.abs(theirs).max()
+
+
 def test_conversion_is_cached_by_the_source_files_hash_and_reloads_the_same(classifier, own_keras_home):
     cached = efficientnet_lite.converted_weights_path(efficientnet_lite.source_weights_path())
     assert cached.parent == own_keras_home / "models" and cached.is_file()
