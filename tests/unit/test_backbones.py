@@ -48,13 +48,9 @@ def test_converted_network_names_known_photographs_in_its_top_five(classifier, p
     assert int(np.argmax(logits)) in expected
 
 
-def test_the_features_network_folds_its_batch_norms_and_gives_the_classifiers_features(classifier):
-    """What the detectors read (the network without its top) has no batch norm left, and its features are the
-    full network's, layer by layer, to float32 round-off: on a photograph and on a flat grey frame."""
+def _assert_gives_the_classifiers_features(features, classifier):
     import keras
 
-    features = efficientnet_lite.efficientnet_lite0(include_top=False)
-    assert not [layer for layer in features.layers if layer.__class__.__name__ == "BatchNormalization"]
     names = ("block_2_out", "block_4_out", "bn1_relu6")
     folded = keras.Model(features.input, [features.get_layer(name).output for name in names])
     unfolded = keras.Model(classifier.input, [classifier.get_layer(name).output for name in names])
@@ -65,10 +61,33 @@ def test_the_features_network_folds_its_batch_norms_and_gives_the_classifiers_fe
             assert np.abs(np.asarray(ours) - theirs).max() <= 1e-5 * np.abs(theirs).max()
 
 
+def test_the_features_network_folds_its_batch_norms_and_gives_the_classifiers_features(classifier):
+    """What the detectors read (the network without its top) has no batch norm left, and its features are the
+    full network's, layer by layer, to float32 round-off: on a photograph and on a flat grey frame; folded anew
+    and read back from the folded copy it keeps."""
+    folded = efficientnet_lite.folded_weights_path(efficientnet_lite.source_weights_path())
+    folded.unlink(missing_ok=True)
+    features = efficientnet_lite.efficientnet_lite0(include_top=False)
+    assert not [layer for layer in features.layers if layer.__class__.__name__ == "BatchNormalization"]
+    assert folded.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+    _assert_gives_the_classifiers_features(features, classifier)
+    _assert_gives_the_classifiers_features(efficientnet_lite.efficientnet_lite0(include_top=False), classifier)
+
+
+def test_a_damaged_folded_copy_is_folded_again(classifier):
+    folded = efficientnet_lite.folded_weights_path(efficientnet_lite.source_weights_path())
+    efficientnet_lite.efficientnet_lite0(include_top=False)
+    folded.write_bytes(b"not an HDF5 file")
+    _assert_gives_the_classifiers_features(efficientnet_lite.efficientnet_lite0(include_top=False), classifier)
+    assert folded.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+
+
 def test_conversion_is_cached_by_the_source_files_hash_and_reloads_the_same(classifier, own_keras_home):
     cached = efficientnet_lite.converted_weights_path(efficientnet_lite.source_weights_path())
+    folded = efficientnet_lite.folded_weights_path(efficientnet_lite.source_weights_path())
     assert cached.parent == own_keras_home / "models" and cached.is_file()
-    assert [path.name for path in cached.parent.iterdir()] == [cached.name]   # no temporary left behind
+    # no temporary left behind: the conversion, and the folded features network once it was asked for
+    assert {path.name for path in cached.parent.iterdir()} <= {cached.name, folded.name}
     again = efficientnet_lite.efficientnet_lite0(include_top=True)
     probe = np.random.default_rng(0).uniform(0, 1, (1, 96, 96, 3)).astype(np.float32)
     np.testing.assert_allclose(again.predict_on_batch(probe), classifier.predict_on_batch(probe), rtol=1e-5, atol=1e-5)

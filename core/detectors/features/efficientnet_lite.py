@@ -25,6 +25,8 @@ BN_EPSILON = 1e-3
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NATIVE_INPUT_SIZE = 224
+# in the folded weights' file name: bumped if the folding ever changes, so no older fold is read
+FOLDING_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -175,10 +177,38 @@ def _torch_key(layer_name: str) -> str:
 
 def efficientnet_lite0(include_top: bool = False):
     """The ImageNet-trained network, converted from the package's file on first use and cached. Without the top
-    (the features every detector reads), its batch norms are folded into the convolutions (:func:`fold_batch_norms`)."""
+    (the features every detector reads), its batch norms are folded into the convolutions (:func:`fold_batch_norms`),
+    and that form is cached too: building and loading it alone takes 0.3 s, against 1.4 s for building the whole
+    network, loading it and folding."""
+    source = source_weights_path()
+    if include_top:
+        return _classifier(source)
+    features = build_efficientnet_lite0(include_top=False, fold_batch_norm=True)
+    folded = folded_weights_path(source)
+    if folded.is_file():
+        try:
+            features.load_weights(folded)
+            return features
+        except Exception:  # a damaged cache file: fold again below
+            folded.unlink(missing_ok=True)
+    fold_batch_norms(_classifier(source), features)
+    try:
+        _save_atomically(features, folded)
+    except OSError:  # a read-only cache: fold again next time
+        pass
+    return features
+
+
+def folded_weights_path(source: Path) -> Path:
+    """Where the folded features network's weights live: beside the conversion, with the folding's version."""
+    converted = converted_weights_path(source)
+    return converted.with_name(converted.name.replace(".weights.h5", f"_folded_v{FOLDING_VERSION}.weights.h5"))
+
+
+def _classifier(source: Path):
+    """The whole network with its ImageNet weights: from the conversion in the Keras cache, or converted now."""
     from core.detectors.features.torch_weights import DamagedWeightsFile, UnsafeWeightsFile, read_legacy_state_dict
 
-    source = source_weights_path()
     cached = converted_weights_path(source)
     full = build_efficientnet_lite0(include_top=True)
     if cached.is_file():
@@ -195,11 +225,7 @@ def efficientnet_lite0(include_top: bool = False):
             _save_atomically(full, cached)
         except OSError:  # a read-only cache: use the converted weights in memory, convert again next time
             pass
-    if include_top:
-        return full
-    features = build_efficientnet_lite0(include_top=False, fold_batch_norm=True)
-    fold_batch_norms(full, features)
-    return features
+    return full
 
 
 def _save_atomically(model, path: Path) -> None:
