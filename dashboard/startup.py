@@ -65,9 +65,12 @@ def engine_loaded() -> bool:
 def wait_for_the_engine() -> None:
     """Return once the engine is imported: wait for the background import if one started (two threads importing the
     same packages at once can each see the other's modules half made), then import in this thread, which is
-    immediate after a background import that succeeded and raises here, where the page shows it, if it failed."""
+    immediate after a background import that succeeded and raises here, where the page shows it, if it failed.
+    The demo the loading thread opens next is not waited for here: a page that needs it waits in the cache."""
     if _LOADER:
-        _LOADER[0].join()
+        loader = _LOADER[0]
+        while loader.is_alive() and not _LOADED.wait(0.05):
+            pass
     from core.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()

@@ -36,7 +36,8 @@ def test_a_run_saved_before_scores_as_it_did_then(name, tmp_path):
                                    err_msg=f"{name}: {column}")
     assert now["verdict"].tolist() == then["verdict"].tolist()
     # the reasons say the same, and the scores they print (six digits) agree but for the last one's round-off
-    assert [NUMBER.sub("#", reason) for reason in now["reason"]] == [NUMBER.sub("#", reason) for reason in then["reason"]]
+    words_now, words_then = ([NUMBER.sub("#", reason) for reason in table["reason"]] for table in (now, then))
+    assert words_now == words_then
     printed_now, printed_then = ([float(value) for reason in table["reason"] for value in NUMBER.findall(reason)]
                                  for table in (now, then))
     np.testing.assert_allclose(printed_now, printed_then, rtol=1e-5, err_msg=f"{name}: reason")
