@@ -26,7 +26,7 @@ with st.sidebar:
     st.caption("Residual Lab — NCAE anomaly detection. Higher score = more anomalous; "
                "a part is rejected when score ≥ threshold.")
 
-from dashboard.startup import engine_loaded, wait_for_the_engine  # noqa: E402 (needs the path above)
+from dashboard.startup import a_page_started, engine_loaded, wait_for_the_engine  # noqa: E402 (needs the path above)
 
 
 def _fetch_the_chart_and_table_code() -> None:
@@ -43,6 +43,7 @@ def _fetch_the_chart_and_table_code() -> None:
         st.dataframe(pd.DataFrame({"": []}), hide_index=True, key="fetch_table_code")
 
 
+a_page_started()
 if not engine_loaded():
     # the first visit to a fresh server waits for TensorFlow's import (several seconds, begun when the server started
     # under dashboard/server.py): the title, the pages and what is loading are on the screen first, never a blank page

@@ -1,8 +1,10 @@
 """Loading the detection engine (TensorFlow, Keras and the dashboard's modules) as soon as the server starts.
 
 Importing TensorFlow takes several seconds. Under ``dashboard/server.py`` (what ``make run`` serves) the import starts
-in a background thread when the server starts, so it runs while the browser loads the page and the first visitor's
-page waits only for what is left of it. Under a plain ``streamlit run dashboard/app.py`` (and in ``AppTest``) nothing
+in a background thread two seconds after the server started, when no page has been asked for by then, so a visitor
+who comes later finds the engine loaded or loading; a visitor who comes sooner gets the title at once and the page
+imports the engine itself (an import running while the browser loads the page slowed its first paint from 1 s to
+2-3 s on two cores). Under a plain ``streamlit run dashboard/app.py`` (and in ``AppTest``) nothing
 starts early and the first page run imports the engine itself, as before. Either way the page shows its title and
 what is loading first (``app.py``).
 
@@ -16,9 +18,13 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 
 LOADER_THREAD = "engine-loading"
+# how long after the server starts it begins importing the engine when no page has been asked for
+QUIET_START_SECONDS = 2.0
 _LOADED = threading.Event()
+_VISITED = threading.Event()
 _LOADER: list[threading.Thread] = []
 _LOADER_LOCK = threading.Lock()
 
@@ -48,14 +54,58 @@ class _NoPageWarningsFromHere(logging.Filter):
         return record.threadName != LOADER_THREAD
 
 
-def start_loading_the_engine() -> None:
-    """Start importing the engine in a background thread (once per process)."""
-    with _LOADER_LOCK:
-        if _LOADER:
-            return
-        loader = threading.Thread(target=_load, name=LOADER_THREAD, daemon=True)
-        _LOADER.append(loader)
-        loader.start()
+def load_what_holds_pythons_lock_longest() -> None:
+    """Before the server listens: the two parts of TensorFlow's import that hold Python's lock longest in one piece,
+    so that no page request waits on them while the rest of the import runs in the background. ``ml_dtypes``'s
+    extension initialises for 0.6 s, and TensorFlow's C++ library (loaded here by path, so the ``tensorflow``
+    package itself is not imported yet) runs its static initialisers for 0.3 s; the rest of the import holds the lock
+    for at most 0.15 s at a time (the server's own requests waited up to 0.56 s otherwise, and a first visit to a
+    fresh server painted its title in 2.3-3.0 s instead of 1). Nothing here is needed for correctness: a library
+    that is missing or cannot be loaded is left to the import."""
+    import ctypes
+    import importlib.util
+    from pathlib import Path
+
+    try:
+        import ml_dtypes  # noqa: F401
+    except ImportError:
+        pass
+    try:
+        spec = importlib.util.find_spec("tensorflow")
+    except (ImportError, ValueError):
+        return
+    if spec is None or not spec.origin:
+        return
+    for library in ("libtensorflow_framework.so.2", "libtensorflow_cc.so.2"):
+        path = Path(spec.origin).parent / library
+        if path.is_file():
+            try:
+                ctypes.CDLL(str(path))
+            except OSError:
+                return
+
+
+def start_loading_the_engine_unless_visited(after_seconds: float = QUIET_START_SECONDS) -> None:
+    """In ``after_seconds``, start importing the engine in a background thread, unless a page has started running by
+    then: that page imports the engine itself, after its title (an import running while a browser loads the page
+    slows its first paint, on two cores, from 1 s to 2-3 s)."""
+    def start_when_quiet() -> None:
+        time.sleep(after_seconds)
+        with _LOADER_LOCK:
+            if _VISITED.is_set() or _LOADER:
+                return
+            loader = threading.Thread(target=_load, name=LOADER_THREAD, daemon=True)
+            _LOADER.append(loader)
+            loader.start()
+
+    threading.Thread(target=start_when_quiet, name="engine-loading-timer", daemon=True).start()
+
+
+def a_page_started() -> None:
+    """Called by every page run: from now on the pages import the engine themselves when it is not loaded."""
+    if not _VISITED.is_set():
+        with _LOADER_LOCK:
+            _VISITED.set()
 
 
 def engine_loaded() -> bool:

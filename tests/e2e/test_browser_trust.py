@@ -397,9 +397,10 @@ def _maps_tensorflow(pid: int) -> bool:
 
 
 def test_the_server_loads_the_engine_before_anyone_visits(tmp_path):
-    """``make run``'s server (dashboard/server.py) begins importing TensorFlow when it starts, so a first visitor
-    waits only for what is left of it: with no page requested at all, TensorFlow's library is loaded in the server
-    process. (A plain ``streamlit run dashboard/app.py`` imports it only when a page first runs.)"""
+    """``make run``'s server (dashboard/server.py) loads the engine when no visitor has come within its first
+    seconds, so a later visitor does not wait for it: with no page requested at all, TensorFlow is loaded in the
+    server process. (A plain ``streamlit run dashboard/app.py`` imports it only when a page first runs; a visitor
+    who comes at once gets the title first, the next test.)"""
     process, _ = start_server({"RESIDUAL_LAB_RUNS": str(tmp_path / "runs")})
     try:
         deadline = time.monotonic() + 120
