@@ -7,19 +7,31 @@ stderr, so the descriptor is pointed at /dev/null for the length of the import o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
 
-def import_tensorflow_quietly() -> None:
-    if "tensorflow" in sys.modules:
-        return
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """File descriptor 2 pointed at /dev/null meanwhile (TensorFlow's C++ code writes there directly)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow_quietly() -> None:
+    if "tensorflow" in sys.modules:
+        return
+    with native_stderr_silenced():
         import keras  # noqa: F401  (imported here, silenced, for the callers that use it next)
         import tensorflow
 
@@ -27,7 +39,3 @@ def import_tensorflow_quietly() -> None:
         # Python-side warnings such as "triggered tf.function retracing" (a last, smaller batch) are hints for
         # TensorFlow developers, not for someone reading a command's one-line messages
         tensorflow.get_logger().setLevel("ERROR")
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)

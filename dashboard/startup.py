@@ -66,6 +66,8 @@ def load_what_holds_pythons_lock_longest() -> None:
     import importlib.util
     from pathlib import Path
 
+    from core.quiet import native_stderr_silenced
+
     try:
         import ml_dtypes  # noqa: F401
     except ImportError:
@@ -76,13 +78,15 @@ def load_what_holds_pythons_lock_longest() -> None:
         return
     if spec is None or not spec.origin:
         return
-    for library in ("libtensorflow_framework.so.2", "libtensorflow_cc.so.2"):
-        path = Path(spec.origin).parent / library
-        if path.is_file():
-            try:
-                ctypes.CDLL(str(path))
-            except OSError:
-                return
+    # its static initialisers log start-up notices straight to file descriptor 2, as the import would
+    with native_stderr_silenced():
+        for library in ("libtensorflow_framework.so.2", "libtensorflow_cc.so.2"):
+            path = Path(spec.origin).parent / library
+            if path.is_file():
+                try:
+                    ctypes.CDLL(str(path))
+                except OSError:
+                    return
 
 
 def start_loading_the_engine_unless_visited(after_seconds: float = QUIET_START_SECONDS) -> None:
