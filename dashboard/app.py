@@ -45,8 +45,9 @@ def _fetch_the_chart_and_table_code() -> None:
 
 a_page_started()
 if not engine_loaded():
-    # the first visit to a fresh server waits for TensorFlow's import (several seconds, begun when the server started
-    # under dashboard/server.py): the title, the pages and what is loading are on the screen first, never a blank page
+    # the first visit to a fresh server waits for TensorFlow's import (several seconds; under dashboard/server.py
+    # partly done before the server listened, or all of it when no one came in its first seconds): the title, the
+    # pages and what is loading are on the screen first, never a blank page
     loading = st.empty()
     with loading.container():
         st.title("Residual Lab")

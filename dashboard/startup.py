@@ -1,4 +1,4 @@
-"""Loading the detection engine (TensorFlow, Keras and the dashboard's modules) as soon as the server starts.
+"""Loading the detection engine (TensorFlow, Keras and the dashboard's modules) before the first visitor needs it.
 
 Importing TensorFlow takes several seconds. Under ``dashboard/server.py`` (what ``make run`` serves) the import starts
 in a background thread two seconds after the server started, when no page has been asked for by then, so a visitor
