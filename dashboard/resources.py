@@ -119,6 +119,7 @@ def load_detector(bundle_path: str, model_sha256: str):
 def fit_on_good_images(key: DetectorKey):
     """A memory bank or PaDiM fitted on the data set's good training images (never shared mutable state)."""
     from core.detectors import lends_its_encoder
+    from core.detectors.common.patch_features import PACKAGED_BACKBONE
     from core.detectors.memory_bank.detector import MemoryBankDetector
     from core.detectors.padim.detector import PadimDetector
 
@@ -136,27 +137,12 @@ def fit_on_good_images(key: DetectorKey):
         detector = MemoryBankDetector(None, backbone=key.choice.backbone, coreset_ratio=key.choice.coreset_ratio)
     if not dataset.train_good:
         raise InputError(f"{dataset.root}: this detector needs good training images, and this data set has none.")
-    from core.detectors.common.patch_features import PACKAGED_BACKBONE
-
     if key.choice.kind == "padim" or key.choice.backbone == PACKAGED_BACKBONE:
-        _build_packaged_network_meanwhile()
+        # the shared ImageNet network built while the training images are decoded (Pillow leaves Python's lock free;
+        # building the network needs it): when the warm-up below has not had its quiet moment yet, PaDiM chosen right
+        # after the memory bank was shown waited for both one after the other. The fit waits for it under its lock.
+        _warm_packaged_network_in_a_thread("build-packaged-network")
     return detector.fit(dataset.load(dataset.train_good, detector.input_size, detector.channels).images)
-
-
-def _build_packaged_network_meanwhile() -> None:
-    """The shared ImageNet network built in a background thread while the training images are decoded (Pillow leaves
-    Python's lock free; building the network needs it): when the background warm-up below has not had its quiet
-    moment yet, PaDiM chosen right after the memory bank was shown waited for both one after the other. The fit
-    waits for the network under its lock; a failure here is reported by the fit itself."""
-    from core.detectors.common.patch_features import warm_packaged_network
-
-    def build() -> None:
-        try:
-            warm_packaged_network()
-        except Exception:  # noqa: BLE001
-            pass
-
-    threading.Thread(target=build, name="build-packaged-network", daemon=True).start()
 
 
 # The shared ImageNet network's outputs kept by the server (core.detectors.common.patch_features): enough for the
@@ -234,16 +220,23 @@ def warm_packaged_network_in_background() -> threading.Thread:
     It starts only once no page has run for :data:`QUIET_SECONDS_BEFORE_WARMING`: building the network holds
     Python's lock for a second or two, and a click during it waited that long for the page to answer (the memory
     bank's controls stayed 2-3 s after choosing PaDiM, against 0.2-0.5 s without the warm-up)."""
+    return _warm_packaged_network_in_a_thread("warm-packaged-network", _wait_until_the_pages_are_quiet)
+
+
+def _warm_packaged_network_in_a_thread(name: str, first=None) -> threading.Thread:
+    """The shared ImageNet network built and traced in a background thread (after ``first()``, when given). A failure
+    is only a missed head start: the detector that needs the network reports it in words when it is chosen."""
     def warm() -> None:
         from core.detectors.common.patch_features import warm_packaged_network
 
-        _wait_until_the_pages_are_quiet()
+        if first is not None:
+            first()
         try:
             warm_packaged_network()
-        except Exception:  # noqa: BLE001 (said in words when a detector that needs the network is chosen)
+        except Exception:  # noqa: BLE001
             pass
 
-    thread = threading.Thread(target=warm, name="warm-packaged-network", daemon=True)
+    thread = threading.Thread(target=warm, name=name, daemon=True)
     thread.start()
     return thread
 

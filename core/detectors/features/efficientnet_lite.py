@@ -183,20 +183,9 @@ def efficientnet_lite0(include_top: bool = False):
     source = source_weights_path()
     if include_top:
         return _classifier(source)
-    features = build_efficientnet_lite0(include_top=False, fold_batch_norm=True)
-    folded = folded_weights_path(source)
-    if folded.is_file():
-        try:
-            features.load_weights(folded)
-            return features
-        except Exception:  # a damaged cache file: fold again below
-            folded.unlink(missing_ok=True)
-    fold_batch_norms(_classifier(source), features)
-    try:
-        _save_atomically(features, folded)
-    except OSError:  # a read-only cache: fold again next time
-        pass
-    return features
+    return _with_kept_weights(build_efficientnet_lite0(include_top=False, fold_batch_norm=True),
+                              folded_weights_path(source),
+                              lambda features: fold_batch_norms(_classifier(source), features))
 
 
 def folded_weights_path(source: Path) -> Path:
@@ -209,23 +198,30 @@ def _classifier(source: Path):
     """The whole network with its ImageNet weights: from the conversion in the Keras cache, or converted now."""
     from core.detectors.features.torch_weights import DamagedWeightsFile, UnsafeWeightsFile, read_legacy_state_dict
 
-    cached = converted_weights_path(source)
-    full = build_efficientnet_lite0(include_top=True)
-    if cached.is_file():
-        try:
-            full.load_weights(cached)
-        except Exception:  # a damaged cache file: convert again below
-            cached.unlink(missing_ok=True)
-    if not cached.is_file():
+    def convert(full) -> None:
         try:
             assign_state_dict(full, read_legacy_state_dict(source))
         except (UnsafeWeightsFile, DamagedWeightsFile, KeyError, ValueError) as error:
             raise BackboneUnavailable(f"{source}: not usable as EfficientNet-Lite0 weights ({error})") from None
+
+    return _with_kept_weights(build_efficientnet_lite0(include_top=True), converted_weights_path(source), convert)
+
+
+def _with_kept_weights(model, path: Path, make):
+    """``model`` with the weights kept at ``path`` in the Keras cache, or, when there are none or they are damaged,
+    with those ``make(model)`` gives it, then kept there (a read-only cache: made again next time)."""
+    if path.is_file():
         try:
-            _save_atomically(full, cached)
-        except OSError:  # a read-only cache: use the converted weights in memory, convert again next time
-            pass
-    return full
+            model.load_weights(path)
+            return model
+        except Exception:  # a damaged cache file: made again below
+            path.unlink(missing_ok=True)
+    make(model)
+    try:
+        _save_atomically(model, path)
+    except OSError:
+        pass
+    return model
 
 
 def _save_atomically(model, path: Path) -> None:
