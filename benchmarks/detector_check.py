@@ -11,6 +11,7 @@ The real AUROC here comes from detectors trained on 70 % of the good training im
 the rest), so it is a little below the README's tables, which train on all of them.
 
     python -m benchmarks.detector_check [--out benchmarks/recorded/detector_check.json]
+    python -m benchmarks.detector_check --detectors ncae_features   # measure these again, keep the others' rows
     python -m benchmarks.detector_check --table    # the README's table, from the recorded file
 """
 
@@ -71,6 +72,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RECORDED)
     parser.add_argument("--table", action="store_true", help="print the README's table from the recorded file")
+    parser.add_argument("--detectors", nargs="+", help="measure only these again and keep the recorded file's other rows "
+                        "(after a change to these detectors alone)")
     arguments = parser.parse_args()
     if arguments.table:
         print(markdown_table(json.loads(arguments.out.read_text())))
@@ -78,9 +81,11 @@ def main() -> None:
     import_tensorflow_quietly()
     from benchmarks.feature_autoencoder_sweep import image_sets
     from core.data.datasets import open_dataset
-    from core.evaluation.detector_check import detector_check
+    from core.evaluation.detector_check import CANDIDATE_NAMES, detector_check
     from core.evaluation.evaluate import evaluate_detector, load_test_images
 
+    kept = json.loads(arguments.out.read_text())["sets"] if arguments.detectors else {}
+    names = tuple(arguments.detectors or CANDIDATE_NAMES)
     result = {"command": "python -m benchmarks.detector_check", "sets": {}}
     with tempfile.TemporaryDirectory() as scratch:
         sets = image_sets(Path(scratch))
@@ -93,9 +98,14 @@ def main() -> None:
                     figures, _ = evaluate_detector(detector, test)
                     return {"real_auroc": round(figures["image_auroc"], 4)}
 
-                report = detector_check(dataset, also=real, progress=lambda message: print(name, message, flush=True))
-            entry = {"rows": report["rows"], "agreement": set_agreement(report["rows"])}
+                report = detector_check(dataset, names, also=real,
+                                        progress=lambda message: print(name, message, flush=True))
+            rows = [row for row in kept.get(name, {}).get("rows", []) if row["detector"] not in names] + report["rows"]
+            rows.sort(key=lambda row: -row.get("check_auroc", -1.0))
+            entry = {"rows": rows, "agreement": set_agreement(rows)}
             result["sets"][name] = entry
+            if arguments.detectors:   # the sets not yet measured again keep their recorded rows meanwhile
+                result["sets"] = result["sets"] | {other: kept[other] for other in kept if other not in result["sets"]}
             print(json.dumps({"set": name} | entry["agreement"]), flush=True)
             # written after every set, so an interrupted run keeps the sets it measured
             result["agreement"] = agreement(result)

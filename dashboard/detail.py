@@ -42,8 +42,9 @@ def detail_from_arrays(space, title: str, label: str, verdict: str, reason: str,
                      ("residual (red: brighter than expected, blue: darker)",
                       residual_picture(residual, scales.residual or 1.0))]
     elif residual is not None:   # a residual over feature maps (the NCAE on features): no image was reconstructed
-        pictures += [("feature residual, upsampled (red: features above what the model expects, blue: below)",
-                      residual_picture(residual, scales.residual or 1.0))]
+        colours = ("red: more than good images show at that distance from the border, black: no more"
+                   if space.feature_residual_is_calibrated else "red: features above what the model expects, blue: below")
+        pictures += [(f"feature residual, upsampled ({colours})", residual_picture(residual, scales.residual or 1.0))]
     else:
         pictures.append(("anomaly map", anomaly_picture(anomaly_map, scales.anomaly)))
     pictures.append((f"heat map (top of the scale: {scales.top_words}; cyan: ground-truth outline)",

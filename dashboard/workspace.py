@@ -52,6 +52,12 @@ class Workspace:
         """Whether the pages show a feature residual (the NCAE on features): per position, upsampled to the image."""
         return self.choice.kind == "run" and has_feature_residual(self.manifest["model_kind"])
 
+    @property
+    def feature_residual_is_calibrated(self) -> bool:
+        """Whether the feature residual is in units of what good images show at that distance from the border (runs
+        of the NCAE on features saved before border calibration show the plain signed RMS residual)."""
+        return self.has_feature_residuals and "border_calibration" in self.manifest
+
     def map_key(self, choice: DetectorChoice | None = None) -> DetectorKey:
         """Everything that identifies the active detector (or ``choice`` on the same data and model)."""
         data = data_choice()

@@ -47,8 +47,12 @@ if space.has_reconstructions:
 elif space.has_feature_residuals:
     explained = ("Feature residual: not a difference of pixels but of the image's ImageNet features (EfficientNet-Lite0) "
                  "and the autoencoder's reconstruction of them, one value per feature position (the RMS over the "
-                 "channels), upsampled to the image. Red = features on average above what the model expects, "
-                 "blue = below. Heat map: the smoothed |feature residual|.")
+                 "channels), upsampled to the image. " + (
+                     "Shown is how far it exceeds what held-out good images show at the same distance from the "
+                     "border, in units of their spread there: red = more than good images show, black = no more. "
+                     "Heat map: the same, smoothed." if space.feature_residual_is_calibrated else
+                     "Red = features on average above what the model expects, blue = below. Heat map: the smoothed "
+                     "|feature residual|."))
 else:
     explained = "Heat map: each patch's distance to its nearest good patch in the memory bank."
 st.caption(f"{len(view)} images match. {explained}")

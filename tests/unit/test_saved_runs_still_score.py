@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "runs_before_folders"
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 INPUTS = {"ncae": ROOT / "assets" / "samples", "memory_bank": ROOT / "assets" / "samples",
-          "lattice": FIXTURES / "inputs"}
+          "lattice": FIXTURES / "inputs", "ncae_features": ROOT / "assets" / "samples"}
 
 
 @pytest.mark.parametrize("name", sorted(INPUTS))

@@ -16,6 +16,16 @@ stride-4 grid, stages 3+5 on the stride-8 or stride-16 grid, and stages 2+3 on t
 wider network) and every score column, the wider network judged by ``std`` (the spread of the feature
 residual over the image) had the best mean image AUROC, 0.928 (``map_max`` of the same run 0.861), and it
 was also the choice of every leave-one-set-out fold: chosen on seven sets, it is what the eighth gets.
+
+**Border calibration.** Near the image border the backbone sees padding, so a good image's feature residual is
+larger there and the spread of the map measured the border as much as the part (brick photographs 0.87). The RMS
+residual at each position is therefore rescaled by the mean and spread that held-out good images show in the same
+ring of positions from the border (:class:`~core.detectors.common.border.BorderCalibration`, as the memory bank
+does), and every statistic is computed over that calibrated map. Measured across the same eight sets with the
+setting above (seed 0, ``python -m benchmarks.feature_autoencoder_sweep``), ``std`` went from 0.932 to 0.976 in
+mean image AUROC (brick 0.87 → 1.00, granite 0.86 → 0.94, walnut 0.92 → 1.00, the solar cells 0.91 → 0.92, no set
+lower by more than 0.002), and ``std`` of the calibrated map stayed the choice. Runs saved before it have no
+calibration and score as they did.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import pandas as pd
 from core.defaults import MIN_TRAINING_IMAGES
 from core.detectors.base import BaseDetector, ScoreResult, TrainingCancelled, saved_parameters, \
     smoothed_maps
+from core.detectors.common.border import BorderCalibration
 from core.detectors.common.patch_features import (PACKAGED_BACKBONE, backbone_weights_digest, check_backbone_weights,
                                                   imagenet_features, upsample_maps)
 from core.detectors.common.residuals import SCORE_COLUMNS, residual_maps, residual_statistics
@@ -39,6 +50,7 @@ FEATURE_LAYERS = ("block_2_out", "block_4_out")   # stages 2 and 3, as the memor
 GRID = "coarsest"                                   # the stride-8 grid: 28 × 28 at 224 px
 WIDTHS, BOTTLENECK = (256, 128), 64                 # the "wide" setting of the sweep (see the module docstring)
 PRIMARY_STATISTIC = "std"                           # chosen across the eight sets with the settings above
+BORDER_RINGS = 4                                    # rings of positions from the border with their own calibration
 
 
 class FeatureResidualDetector(BaseDetector):
@@ -49,7 +61,7 @@ class FeatureResidualDetector(BaseDetector):
 
     def __init__(self, model="ncae", feature_layers=FEATURE_LAYERS, grid=GRID, widths=WIDTHS, bottleneck=BOTTLENECK,
                  epochs=30, batch_size=16, learning_rate=1e-3, validation_fraction=0.10, patience=6, map_sigma=1.0,
-                 seed=0, channels=3):
+                 border_rings=BORDER_RINGS, seed=0, channels=3):
         self.model = model
         self.feature_layers = feature_layers
         self.grid = grid
@@ -61,6 +73,7 @@ class FeatureResidualDetector(BaseDetector):
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.map_sigma = map_sigma
+        self.border_rings = border_rings
         self.seed = seed
         self.channels = channels
         self._lock = threading.Lock()
@@ -118,7 +131,10 @@ class FeatureResidualDetector(BaseDetector):
         self.n_train_images_, self.n_held_out_images_ = len(split.training), len(split.calibration)
         # the calibration images through the backbone and the network once: their residual fits the statistics'
         # reference and then gives the scores and maps the default decision and picture scales are set from
-        residual = self._residual_grid(images[split.calibration])
+        signed = self._residual_grid(images[split.calibration], calibrated=False)
+        rings = int(self.border_rings)
+        self.border_calibration_ = BorderCalibration.fit(np.abs(signed), rings) if rings > 0 else None
+        residual = self._calibrated(signed)
         statistics = residual_statistics(residual)
         self.stat_distance_ = StatDistance.fit(statistics, seed=int(self.seed))
         calibrated = self._result(residual, statistics, with_maps=True)
@@ -143,12 +159,22 @@ class FeatureResidualDetector(BaseDetector):
         size = int(self.input_size)
         return ScoreResult(table, upsample_maps(grid_map, size), None, upsample_maps(residual, size))
 
-    def _residual_grid(self, images: np.ndarray) -> np.ndarray:
+    def _residual_grid(self, images: np.ndarray, calibrated: bool = True) -> np.ndarray:
+        """The residual map of each image on the feature grid: the calibrated one (see :meth:`_calibrated`), or with
+        ``calibrated=False`` the signed RMS over the channels."""
         with self._lock:
             features = self._extract(images)
             standard = ((features - self.feature_mean_) / self.feature_scale_).astype(np.float32)
             reconstruction = self.model_.predict(standard, batch_size=64, verbose=0) if len(standard) else standard
-        return residual_maps(standard, reconstruction)
+        signed = residual_maps(standard, reconstruction)
+        return self._calibrated(signed) if calibrated else signed
+
+    def _calibrated(self, signed: np.ndarray) -> np.ndarray:
+        """How far the RMS residual at each position exceeds what held-out good images show at the same distance from
+        the border, in units of their spread there (0 where it does not). A run saved before border calibration keeps
+        its signed RMS residual."""
+        calibration = getattr(self, "border_calibration_", None)
+        return signed if calibration is None else np.maximum(calibration.apply(np.abs(signed)), 0.0)
 
     def _new_extractor(self):
         extractor = imagenet_features(PACKAGED_BACKBONE, tuple(self.feature_layers))
@@ -169,7 +195,8 @@ class FeatureResidualDetector(BaseDetector):
                           save_array(directory, "feature_scale.npy", self.feature_scale_)],
                 "history": self.history_, "epochs_run": len(self.history_.get("loss", [])),
                 "stat_distance": self.stat_distance_.to_json(), "features": self.extractor_.state(),
-                "backbone_weights_sha256": backbone_weights_digest(PACKAGED_BACKBONE)}
+                "backbone_weights_sha256": backbone_weights_digest(PACKAGED_BACKBONE)} | (
+            {"border_calibration": self.border_calibration_.to_json()} if self.border_calibration_ is not None else {})
 
     @classmethod
     def from_bundle(cls, directory: Path, manifest: dict):
@@ -185,6 +212,8 @@ class FeatureResidualDetector(BaseDetector):
         detector.model_ = load_keras_model(directory, manifest)
         detector.history_ = manifest.get("history", {})
         detector.stat_distance_ = StatDistance.from_json(manifest["stat_distance"])
+        detector.border_calibration_ = (BorderCalibration.from_json(manifest["border_calibration"])
+                                        if "border_calibration" in manifest else None)
         return detector
 
 
