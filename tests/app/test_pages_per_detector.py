@@ -141,6 +141,9 @@ def test_a_feature_space_ncae_run_shows_its_feature_residual_on_every_page(runs_
     assert len(app.get("image")) == 8 * 3   # original, feature residual, heat map
     assert "**Feature residual**" in [item.value for item in app.markdown]
     assert any("not a difference of pixels" in caption.value for caption in app.caption)
+    # what the red means: the residual beyond what good images show at that distance from the border
+    assert any("exceeds what held-out good images show at the same distance from the border" in caption.value
+               for caption in app.caption)
     app.switch_page("views/threshold.py").run()
     assert not app.exception and app.session_state["score_column"] == "std"
     for page in ("statistics", "compare", "inspect"):
