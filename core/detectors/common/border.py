@@ -56,8 +56,14 @@ class BorderCalibration:
 
     def apply_at(self, distances: np.ndarray, positions: np.ndarray, height: int, width: int) -> np.ndarray:
         """:meth:`apply` for some patches of an ``height × width`` grid: ``positions`` index the flattened grid."""
-        ring = border_rings(height, width, self.rings).reshape(-1)[positions]
-        return ((np.asarray(distances, np.float32) - self.mean[ring]) / self.spread[ring]).astype(np.float32)
+        mean, spread = (grid.reshape(-1)[positions] for grid in self.grids(height, width))
+        return ((np.asarray(distances, np.float32) - mean) / spread).astype(np.float32)
+
+    def grids(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each position's ring mean and spread as ``height × width`` grids: what :meth:`apply_at` rescales by, and
+        what the exported inspectors carry as constants."""
+        ring = border_rings(height, width, self.rings)
+        return self.mean[ring], self.spread[ring]
 
 
 def border_rings(height: int, width: int, rings: int) -> np.ndarray:

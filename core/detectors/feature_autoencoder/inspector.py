@@ -6,9 +6,6 @@ keeps its uncalibrated graph."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from core.detectors.common.border import border_rings
 from core.detectors.common.graph import Smoothing
 from core.detectors.common.patch_features import PatchFeaturesGraph
 
@@ -32,9 +29,8 @@ class FeatureResidualJudge:
         difference = standard - self.network(standard, training=False)
         residual = tf.sqrt(tf.reduce_mean(tf.square(difference), axis=-1))   # |signed RMS| at each grid position
         if self.calibration is not None:   # each position's ring mean and spread, as grids of the feature grid's shape
-            ring = border_rings(int(residual.shape[1]), int(residual.shape[2]), self.calibration.rings)
-            mean = tf.constant(self.calibration.mean[ring].astype(np.float32))
-            spread = tf.constant(self.calibration.spread[ring].astype(np.float32))
+            mean, spread = (tf.constant(grid, tf.float32)
+                            for grid in self.calibration.grids(int(residual.shape[1]), int(residual.shape[2])))
             residual = tf.maximum((residual - mean) / spread, 0.0)
         flat = tf.reshape(residual, (tf.shape(residual)[0], -1))
         spread = tf.sqrt(tf.reduce_mean(tf.square(flat - tf.reduce_mean(flat, axis=1, keepdims=True)), axis=1))

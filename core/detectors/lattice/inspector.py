@@ -15,7 +15,6 @@ class LatticeJudge:
 
     def __init__(self, tf, detector):
         from core.detectors.lattice import detector as lattice
-        from core.detectors.common.border import border_rings
 
         self.tf, self.lattice, self.networks = tf, lattice, []
         size = self.size = int(detector.input_size)
@@ -40,10 +39,8 @@ class LatticeJudge:
         reference = detector.lattice_reference_
         self.lowest, self.highest = float(reference[:, 0].min()), float(reference[:, 0].max())
         self.weakest = float(reference[:, 1].min())
-        calibration = detector.border_calibration_
-        ring = border_rings(size, size, calibration.rings)
-        self.ring_mean = tf.constant(calibration.mean.astype(np.float64)[ring])
-        self.ring_spread = tf.constant(calibration.spread.astype(np.float64)[ring])
+        self.ring_mean, self.ring_spread = (tf.constant(grid.astype(np.float64))
+                                            for grid in detector.border_calibration_.grids(size, size))
 
     def __call__(self, image):
         tf, size, lattice = self.tf, self.size, self.lattice

@@ -26,8 +26,6 @@ class MemoryBankJudge:
         self.smoothing = Smoothing(tf, detector.map_smoothing())
 
     def __call__(self, image):
-        from core.detectors.common.border import border_rings
-
         tf = self.tf
         features = self.features(tf, image)
         height, width, dim = int(features.shape[1]), int(features.shape[2]), int(features.shape[3])
@@ -40,8 +38,8 @@ class MemoryBankJudge:
 
         distances = tf.map_fn(nearest, tf.reshape(features, [-1, height * width, dim]),
                               fn_output_signature=tf.TensorSpec([height * width], tf.float32))
-        ring = border_rings(height, width, self.calibration.rings).reshape(-1)
-        grid = (distances - self.calibration.mean[ring]) / self.calibration.spread[ring]
+        mean, spread = (per_position.reshape(-1) for per_position in self.calibration.grids(height, width))
+        grid = (distances - mean) / spread
         grid = tf.reshape(grid, [-1, height, width])
         anomaly_map = self.smoothing(tf, tf.image.resize(grid[..., None], (self.size, self.size), "bilinear")[..., 0])
         return largest(tf, grid), anomaly_map
